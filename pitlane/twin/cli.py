@@ -1,0 +1,148 @@
+"""`pitlane twin ...`: list scenes, take snapshots, export tracks, serve the DonkeyCar simulator protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import TYPE_CHECKING
+
+from pitlane.errors import UserError
+
+if TYPE_CHECKING:
+    from pitlane.twin.track import Track
+
+
+def add_commands(subparsers) -> None:
+    twin = subparsers.add_parser(
+        "twin", help="the digital twin: a headless DonkeyCar simulator",
+        description="The digital twin: a headless, deterministic DonkeyCar simulator (tracks, RC car "
+                    "physics, camera) that donkeycar and gym-donkeycar drive like the Unity simulator.")
+    sub = twin.add_subparsers(dest="twin_command", metavar="COMMAND")
+    twin.set_defaults(func=lambda args: (twin.print_help(), 2)[1])
+
+    p = sub.add_parser("scenes", help="list the built-in scenes with their size",
+                       description="List the built-in scenes (the names `load_scene` and the protocol accept).")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_scenes)
+
+    p = sub.add_parser(
+        "snapshot", help="write PNGs of a scene: camera view, top-down map, frames along a lap",
+        description="Write camera.png (the car's camera at the start line, enlarged), map.png (the track "
+                    "from above with the car in red and the strip's positions in blue) and strip.png "
+                    "(camera frames at evenly spaced points of one lap) into --out.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--scene", default="generated_track", help="scene name (see `pitlane twin scenes`)")
+    src.add_argument("--track", metavar="FILE", help="a track JSON file instead of a scene")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (created if missing)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed: the rand_seed of generated_road and of domain randomisation (default 0)")
+    p.add_argument("--at", type=float, default=0.0, metavar="METERS",
+                   help="place the car this far along the centerline from the start line (default 0)")
+    p.add_argument("--frames", type=int, default=8, help="frames in strip.png; 0 skips it (default 8)")
+    p.add_argument("--randomize", action="store_true", help="apply domain randomisation to the frames")
+    p.add_argument("--scale", type=int, default=4, help="enlargement of camera.png (default 4)")
+    p.set_defaults(func=_snapshot)
+
+    p = sub.add_parser("export", help="write a scene's track as a JSON file you can edit and load",
+                       description="Write a scene's track as JSON: {name, width_m, style, centerline: "
+                                   "[[x, y], ...]}. Edit it (a few points are enough; they are smoothed) "
+                                   "and use it with `snapshot --track FILE`.")
+    p.add_argument("--scene", default="generated_track", help="scene name")
+    p.add_argument("--seed", type=int, default=0, help="rand_seed for generated_road")
+    p.add_argument("--out", required=True, metavar="FILE", help="JSON file to write")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "serve", help="serve the DonkeyCar simulator TCP protocol (for donkeycar / gym-donkeycar)",
+        description="Run the twin as a DonkeyCar simulator server: clients (donkeycar's DonkeyGymEnv, "
+                    "gym-donkeycar with exe_path='remote') connect, pick a scene and drive, exactly as "
+                    "with the Unity simulator. Stops on Ctrl-C.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9091, help="TCP port (default 9091, like the Unity sim)")
+    p.add_argument("--stream-hz", type=float, default=20.0,
+                   help="telemetry rate in asynchronous mode [Hz] (default 20, like the Unity sim)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the cars' start draws and of generated_road (default 0)")
+    p.set_defaults(func=_serve)
+
+
+def _load(args: argparse.Namespace) -> Track:
+    from pitlane.twin.scenes import load_scene
+    from pitlane.twin.track import Track  # noqa: F811  (the runtime import of the type-checking name)
+
+    if getattr(args, "track", None):
+        try:
+            return Track.load(args.track)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+    try:
+        return load_scene(args.scene, rand_seed=args.seed)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _scenes(args: argparse.Namespace) -> int:
+    from pitlane.twin.scenes import SCENE_NAMES, load_scene
+
+    rows = []
+    for name in SCENE_NAMES:
+        t = load_scene(name)
+        rows.append({"name": name, "length_m": round(t.length_m, 1), "width_m": t.width_m,
+                     "min_radius_m": round(t.min_radius_m, 2), "nodes": t.total_nodes})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(f"{'scene':<20}{'lap [m]':>8}{'width [m]':>11}{'min radius [m]':>16}")
+        for r in rows:
+            print(f"{r['name']:<20}{r['length_m']:>8}{r['width_m']:>11}{r['min_radius_m']:>16}")
+        print("generated_road is a different random loop for every rand_seed.")
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    from pitlane.twin.randomization import DomainRandomization
+    from pitlane.twin.sim import Sim
+    from pitlane.twin.snapshot import write_snapshot
+
+    if not math.isfinite(args.at):
+        raise UserError("--at must be a number of meters")
+    if args.frames < 0 or args.scale < 1 or args.scale > 16:
+        raise UserError("--frames must be >= 0 and --scale 1..16")
+    sim = Sim(_load(args), seed=args.seed, randomize=DomainRandomization() if args.randomize else None)
+    car_radius = sim.params.vehicle.min_turn_radius_m
+    if sim.track.min_radius_m < car_radius:
+        print(f"warning: the tightest turn ({sim.track.min_radius_m:.2f} m radius) is tighter than the car "
+              f"can steer ({car_radius:.2f} m); it must use the road's width there", file=sys.stderr)
+    if args.at:
+        sim.set_pose(*sim.track.pose_at(args.at))
+    try:
+        files = write_snapshot(sim, args.out, scale=args.scale, n_strip=args.frames)
+    except OSError as exc:
+        raise UserError(f"cannot write snapshot to {args.out}: {exc}") from exc
+    for path in (files.camera, files.map, files.strip):
+        if path:
+            print(path)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    track = _load(args)
+    try:
+        track.save(args.out)
+    except OSError as exc:
+        raise UserError(f"cannot write {args.out}: {exc}") from exc
+    print(args.out)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from pitlane.twin.server import serve  # the TCP adapter; imported only when serving
+
+    if not (0 <= args.port <= 65535):
+        raise UserError(f"--port {args.port} outside 0..65535")
+    if not (0.1 <= args.stream_hz <= 1000):
+        raise UserError(f"--stream-hz {args.stream_hz} outside 0.1..1000")
+    serve(host=args.host, port=args.port, stream_hz=args.stream_hz, seed=args.seed)
+    return 0

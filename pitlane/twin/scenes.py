@@ -1,0 +1,213 @@
+"""Built-in scenes (named after the Unity DonkeyCar simulator's scenes) and a seeded track generator.
+
+Tracks are built like real ones: straights joined by circular arcs (a polygon whose corners are rounded
+with a chosen radius), so every turn radius is known and stays above what an RC car with 16 degrees of
+steering and a 0.26 m wheelbase can take (about 0.91 m).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pitlane.twin.track import SPACING_M, Track, TrackStyle, min_clearance_m, resample_closed
+
+MIN_RADIUS_M = 1.0  # [m] tightest corner any built-in or generated track has
+DEFAULT_WIDTH_M = 1.0  # [m]
+
+
+def rounded_polygon(corners, radii, start_on_longest: bool = False) -> np.ndarray:
+    """Closed path along a polygon's edges with each corner replaced by an arc of the given radius.
+
+    The path starts in the middle of the straight from corner 0 to corner 1 (or of the longest straight).
+
+    Raises ValueError if two arcs would overlap on an edge (the radius is too large for that edge).
+    """
+    c = np.asarray(corners, dtype=np.float64)
+    n = len(c)
+    r = np.broadcast_to(np.asarray(radii, dtype=np.float64), (n,))
+    u_in = c - np.roll(c, 1, axis=0)
+    u_in /= np.linalg.norm(u_in, axis=1)[:, None]
+    u_out = np.roll(u_in, -1, axis=0)
+    turn = np.arctan2(u_in[:, 0] * u_out[:, 1] - u_in[:, 1] * u_out[:, 0], (u_in * u_out).sum(axis=1))
+    tlen = r * np.tan(np.abs(turn) / 2)
+    edge = np.linalg.norm(np.roll(c, -1, axis=0) - c, axis=1)
+    over = tlen + np.roll(tlen, -1) > edge + 1e-9
+    if over.any():
+        raise ValueError(f"corner radii too large for edges {np.flatnonzero(over).tolist()}")
+    out = []
+    for i in range(n):
+        t1 = c[i] - u_in[i] * tlen[i]
+        if abs(turn[i]) < 1e-9:
+            out.append(c[i][None])
+            continue
+        left = np.array([-u_in[i, 1], u_in[i, 0]])
+        sign = 1.0 if turn[i] > 0 else -1.0
+        center = t1 + sign * r[i] * left
+        a0 = math.atan2(t1[1] - center[1], t1[0] - center[0])
+        m = max(4, int(abs(turn[i]) * r[i] / (SPACING_M / 2)))
+        a = a0 + np.linspace(0.0, turn[i], m + 1)
+        out.append(center + r[i] * np.stack([np.cos(a), np.sin(a)], axis=1))
+    path = np.vstack(out)
+    keep = np.r_[True, np.hypot(*np.diff(path, axis=0).T) > 1e-6]
+    path = resample_closed(path[keep], SPACING_M)
+    # start (s = 0) in the middle of the first (or the longest) straight, so the start line lies on it
+    straight = edge - tlen - np.roll(tlen, -1)
+    e = int(np.argmax(straight)) if start_on_longest else 0
+    mid = c[e] + u_out[e] * (tlen[e] + 0.5 * straight[e])
+    return np.roll(path, -int(np.argmin(np.hypot(*(path - mid).T))), axis=0)
+
+
+def _track(name: str, corners, radii, width_m: float, style: TrackStyle) -> Track:
+    return Track(name=name, centerline=rounded_polygon(corners, radii), width_m=width_m, style=style)
+
+
+# Ground and road colours per scene (RGB): what makes them look distinct through the camera.
+_GRASS = TrackStyle(ground_rgb=(78, 118, 54), road_rgb=(70, 70, 74))
+_CONCRETE = TrackStyle(ground_rgb=(150, 148, 140), road_rgb=(92, 92, 98), sky_rgb=(200, 200, 195),
+                       grain=7.0)
+_PAVEMENT = TrackStyle(ground_rgb=(176, 160, 134), road_rgb=(58, 58, 62), sky_rgb=(150, 195, 240))
+_POLISHED = TrackStyle(ground_rgb=(118, 112, 104), road_rgb=(48, 48, 52), sky_rgb=(210, 210, 215),
+                       grain=6.0)
+_DIRT = TrackStyle(ground_rgb=(122, 100, 70), road_rgb=(78, 76, 74), sky_rgb=(160, 190, 225), grain=14.0)
+_ROAD = TrackStyle(ground_rgb=(96, 128, 62), road_rgb=(82, 82, 86), sky_rgb=(180, 205, 235))
+
+
+def _generated_track() -> Track:
+    corners = [(0, 0), (9, 0), (11.5, 3.5), (8, 6.5), (4.5, 4.5), (1, 7.5), (-2.5, 4)]
+    return _track("generated_track", corners, [2.0, 1.6, 1.6, 1.4, 1.4, 1.6, 1.8], DEFAULT_WIDTH_M, _GRASS)
+
+
+def _mini_monaco() -> Track:
+    corners = [(0, 0), (7, 0), (8, 2.5), (5.5, 3.5), (5.5, 6.0), (9.5, 6.5), (9.5, 9.5),
+               (2, 9.5), (1.5, 6.5), (-2, 5), (-2, 1)]
+    radii = [1.2, 1.0, 1.0, 1.0, 1.1, 1.0, 1.2, 1.1, 1.0, 1.2, 1.2]
+    return _track("mini_monaco", corners, radii, 0.9, _PAVEMENT)
+
+
+def _warehouse() -> Track:
+    corners = [(0, 0), (10, 0), (10, 6), (6.5, 6), (6.5, 3), (3.5, 3), (3.5, 6), (0, 6)]
+    return _track("warehouse", corners, [1.2, 1.2, 1.2, 1.0, 1.0, 1.0, 1.0, 1.2], DEFAULT_WIDTH_M, _CONCRETE)
+
+
+def _circuit_launch() -> Track:
+    corners = [(0, 0), (12, 0), (14, 2.5), (12, 5), (8, 4.0), (6.5, 5.5), (3, 5.5), (0, 5), (-2, 2.5)]
+    radii = [2.0, 1.8, 1.8, 1.3, 1.3, 1.3, 1.5, 1.8, 1.8]
+    return _track("circuit_launch", corners, radii, 1.1, _POLISHED)
+
+
+def _mountain_track() -> Track:
+    corners = [(0, 0), (10, -1), (16, 2), (17, 8), (12, 10), (9, 7), (6, 10.5), (1, 11), (-3, 7.5), (-1.5, 4.5),
+               (-3.5, 1.5)]
+    radii = [2.5, 2.5, 2.5, 2.0, 1.5, 1.5, 2.0, 1.8, 1.3, 1.3, 1.5]
+    return _track("mountain_track", corners, radii, 1.2, _DIRT)
+
+
+def _sparkfun_avc() -> Track:
+    corners = [(0, 0), (16, 0), (16, 8), (9, 8), (7, 5), (4, 9), (0, 8)]
+    radii = [2.5, 2.5, 2.0, 1.5, 1.5, 1.5, 2.0]
+    style = TrackStyle(ground_rgb=(112, 112, 116), road_rgb=(58, 58, 62), sky_rgb=(165, 200, 235))
+    return _track("sparkfun_avc", corners, radii, 1.2, style)
+
+
+def _roboracingleague_1() -> Track:
+    corners = [(0, 0), (12, 0), (12, 3.2), (9, 4.6), (12, 6), (12, 9.2), (0, 9.2), (0, 6), (3, 4.6), (0, 3.2)]
+    radii = [1.2, 1.1, 1.0, 1.0, 1.1, 1.2, 1.1, 1.0, 1.0, 1.1]
+    style = TrackStyle(ground_rgb=(62, 82, 120), road_rgb=(74, 74, 78), sky_rgb=(190, 190, 200), grain=6.0)
+    return _track("roboracingleague_1", corners, radii, 1.0, style)
+
+
+def _waveshare() -> Track:
+    corners = [(0, 0), (6, 0), (8, 2.5), (6, 5), (0, 5), (1.2, 2.5)]
+    radii = [1.1, 1.2, 1.2, 1.1, 1.0, 1.0]
+    style = TrackStyle(ground_rgb=(196, 196, 190), road_rgb=(52, 52, 56), sky_rgb=(205, 205, 210), grain=5.0)
+    return _track("waveshare", corners, radii, 0.8, style)
+
+
+def _warren() -> Track:
+    corners = [(0, 0), (8, -1), (12, 3), (10, 8), (4, 9), (-1, 5)]
+    style = TrackStyle(ground_rgb=(176, 128, 80), road_rgb=(72, 72, 76), sky_rgb=(215, 205, 185), grain=8.0)
+    return _track("warren", corners, 2.0, 1.0, style)
+
+
+def _thunderhill() -> Track:
+    corners = [(0, 0), (14, 0), (18, 3), (16, 7), (12, 6.5), (10, 9), (12, 12.5), (6, 14), (0, 11), (2, 6.5),
+               (-2, 3)]
+    radii = [2.5, 2.5, 2.0, 1.5, 1.5, 1.5, 1.5, 2.0, 1.5, 1.5, 2.0]
+    style = TrackStyle(ground_rgb=(150, 138, 82), road_rgb=(88, 88, 92), sky_rgb=(150, 190, 235), grain=12.0)
+    return _track("thunderhill", corners, radii, 1.2, style)
+
+
+_BUILTIN = {
+    "generated_track": _generated_track,
+    "mini_monaco": _mini_monaco,
+    "warehouse": _warehouse,
+    "circuit_launch": _circuit_launch,
+    "mountain_track": _mountain_track,
+    "sparkfun_avc": _sparkfun_avc,
+    "roboracingleague_1": _roboracingleague_1,
+    "waveshare": _waveshare,
+    "warren": _warren,
+    "thunderhill": _thunderhill,
+}
+
+# every scene behind a gym-donkeycar env id (donkey-generated-track-v0 -> generated_track, ...)
+SCENE_NAMES: tuple[str, ...] = ("generated_track", "generated_road", "mini_monaco", "warehouse",
+                                "circuit_launch", "mountain_track", "sparkfun_avc", "roboracingleague_1",
+                                "waveshare", "warren", "thunderhill")
+
+_cache: dict[tuple[str, int], Track] = {}
+
+
+def load_scene(name: str, rand_seed: int = 0) -> Track:
+    """The track of a scene; `generated_road` is a new random loop per `rand_seed`.
+
+    Raises ValueError naming the known scenes for an unknown name.
+    """
+    key = (name, int(rand_seed) if name == "generated_road" else 0)
+    if key not in _cache:
+        if name == "generated_road":
+            track = generate_track(int(rand_seed), name="generated_road", style=_ROAD)
+        elif name in _BUILTIN:
+            track = _BUILTIN[name]()
+        else:
+            raise ValueError(f"unknown scene {name!r}; known scenes: {', '.join(SCENE_NAMES)}")
+        if len(_cache) >= 64:  # generated_road makes one track per rand_seed: keep the cache bounded
+            _cache.clear()
+        _cache[key] = track
+    return _cache[key]
+
+
+def generate_track(seed: int, *, name: str | None = None, width_m: float = DEFAULT_WIDTH_M,
+                   length_m: tuple[float, float] = (22.0, 45.0), style: TrackStyle | None = None,
+                   max_tries: int = 200) -> Track:
+    """A random closed track for `seed` (same seed, same track).
+
+    A star-shaped polygon with 6-11 corners, each rounded with a random radius >= MIN_RADIUS_M; candidates
+    whose arcs do not fit, whose length falls outside `length_m` or whose parts pass closer than the road
+    width plus a verge are rejected and redrawn from the same generator.
+    """
+    rng = np.random.default_rng(seed)
+    for _ in range(max_tries):
+        k = int(rng.integers(6, 12))
+        ang = np.sort((np.arange(k) + rng.uniform(-0.3, 0.3, k)) * 2 * math.pi / k)
+        size = rng.uniform(3.5, 7.0)
+        rad = size * rng.uniform(0.55, 1.0, k)
+        aspect = rng.uniform(0.6, 1.0)
+        corners = np.stack([rad * np.cos(ang), aspect * rad * np.sin(ang)], axis=1)
+        radii = rng.uniform(MIN_RADIUS_M, 2.2, k)
+        try:
+            pts = rounded_polygon(corners, radii, start_on_longest=True)
+        except ValueError:
+            continue
+        track = Track(name=name or f"generated_{seed}", centerline=pts, width_m=width_m,
+                      style=style or _ROAD)
+        if not (length_m[0] <= track.length_m <= length_m[1]):
+            continue
+        if track.min_radius_m < 0.95 * MIN_RADIUS_M:
+            continue
+        if min_clearance_m(track) < width_m + 0.8:
+            continue
+        return track
+    raise ValueError(f"no drivable track found for seed {seed} in {max_tries} tries")

@@ -1,0 +1,71 @@
+"""Built-in scenes and the generator: distinct, drivable tracks of RC-car size."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pitlane.twin.scenes import SCENE_NAMES, generate_track, load_scene, rounded_polygon
+from pitlane.twin.track import min_clearance_m
+from pitlane.twin.vehicle import VehicleParams
+
+CAR_MIN_RADIUS_M = VehicleParams().min_turn_radius_m  # 0.91 m with 16 deg and a 0.26 m wheelbase
+
+
+def test_at_least_five_scenes_named_like_the_unity_sim():
+    assert len(SCENE_NAMES) >= 5
+    for name in ("generated_track", "generated_road", "mini_monaco", "warehouse", "circuit_launch"):
+        assert name in SCENE_NAMES
+
+
+@pytest.mark.parametrize("name", SCENE_NAMES)
+def test_scene_is_drivable_rc_size(name):
+    t = load_scene(name)
+    assert t.name == name
+    assert 0.8 <= t.width_m <= 1.2
+    assert 15.0 <= t.length_m <= 60.0
+    assert t.min_radius_m >= CAR_MIN_RADIUS_M
+    # no two parts of the road touch: at least the road width plus a verge between them
+    assert min_clearance_m(t) > t.width_m + 0.5
+    # the start line sits on a straight
+    assert abs(t.curvature_at(0.0)) < 0.05
+
+
+def test_scenes_are_distinct():
+    shapes = {name: load_scene(name) for name in SCENE_NAMES}
+    lengths = sorted(round(t.length_m, 1) for t in shapes.values())
+    assert len(set(lengths)) == len(lengths)
+    looks = {(t.style.ground_rgb, t.style.road_rgb) for t in shapes.values()}
+    assert len(looks) >= 5
+
+
+def test_unknown_scene_names_the_known_ones():
+    with pytest.raises(ValueError, match="known scenes: generated_track"):
+        load_scene("donkey-nope")
+
+
+def test_generated_road_depends_on_rand_seed_only():
+    a, b, c = load_scene("generated_road", 1), load_scene("generated_road", 1), load_scene("generated_road", 2)
+    np.testing.assert_array_equal(a.centerline, b.centerline)
+    assert a.centerline.shape != c.centerline.shape or not np.allclose(a.centerline, c.centerline)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_generator_makes_drivable_loops(seed):
+    t = generate_track(seed)
+    np.testing.assert_array_equal(t.centerline, generate_track(seed).centerline)
+    assert 22.0 <= t.length_m <= 45.0
+    assert t.min_radius_m >= CAR_MIN_RADIUS_M
+    assert min_clearance_m(t) > t.width_m + 0.5
+
+
+def test_rounded_polygon_has_the_requested_radius():
+    square = [(0, 0), (6, 0), (6, 6), (0, 6)]
+    pts = rounded_polygon(square, 1.5)
+    from pitlane.twin.track import Track
+
+    t = Track("sq", pts, 1.0)
+    assert t.min_radius_m == pytest.approx(1.5, rel=0.05)
+    assert t.length_m == pytest.approx(4 * 6 - 4 * 2 * 1.5 + 2 * math.pi * 1.5, rel=1e-3)
+    with pytest.raises(ValueError, match="too large"):
+        rounded_polygon(square, 4.0)
