@@ -1,0 +1,235 @@
+"""A small blocking client for a DonkeyCar simulator (the twin or the Unity sim): tests, benchmarks, parts.
+
+It sends what gym-donkeycar sends (string values), reads newline-terminated JSON, and decodes camera frames
+to RGB arrays. Every wait has a timeout and fails with a TwinClientError that says what did not arrive.
+
+    with TwinClient.session(port=9091, scene="generated_track", synchronous=True) as sim:
+        frame = sim.step(steering=0.0, throttle=0.3)
+        frame.image.shape, frame.cte, frame.speed
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from pitlane.errors import UserError
+from pitlane.twin.protocol import decode_image
+
+
+class TwinClientError(UserError):
+    """The simulator could not be reached, went away, or did not answer as the protocol says."""
+
+
+@dataclass(frozen=True)
+class TelemetryFrame:
+    """One `telemetry` message: the decoded camera frame and the other keys as sent."""
+
+    image: np.ndarray  # (img_h, img_w, 3) uint8 RGB
+    data: dict  # every key but "image"
+
+    @property
+    def cte(self) -> float:
+        return float(self.data.get("cte", 0.0))
+
+    @property
+    def speed(self) -> float:
+        return float(self.data.get("speed", 0.0))
+
+    @property
+    def hit(self) -> str:
+        return str(self.data.get("hit", "none"))
+
+    @property
+    def time(self) -> float:
+        return float(self.data.get("time", 0.0))
+
+    @property
+    def pos(self) -> tuple[float, float, float]:
+        d = self.data
+        return float(d.get("pos_x", 0.0)), float(d.get("pos_y", 0.0)), float(d.get("pos_z", 0.0))
+
+
+def _s(v) -> str:
+    return str(v)
+
+
+class TwinClient:
+    """One connection (one car). Connecting waits for the simulator's `scene_selection_ready`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 9091, *, timeout_s: float = 10.0):
+        self.host, self.port, self.timeout_s = host, int(port), float(timeout_s)
+        self.events: list[dict] = []  # non-telemetry messages that arrived while waiting for something else
+        self.synchronous = False
+        self._buf = b""
+        try:
+            self._sock = socket.create_connection((host, self.port), timeout=self.timeout_s)
+        except OSError as e:
+            raise TwinClientError(f"cannot connect to the simulator at {host}:{port}: {e.strerror or e} "
+                                  "(is `pitlane twin serve` running?)") from None
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.wait_for("scene_selection_ready")
+
+    # ---- plumbing ----------------------------------------------------------------------------------
+    def send(self, msg: dict) -> None:
+        try:
+            self._sock.sendall((json.dumps(msg) + "\n").encode())
+        except OSError as e:
+            raise TwinClientError(f"simulator at {self.host}:{self.port} went away: {e}") from None
+
+    def receive(self, timeout_s: float | None = None) -> dict:
+        """The next message (any type); TimeoutError when none arrives in time (`wait_for` words it)."""
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        while True:
+            i = self._buf.find(b"\n")
+            if i >= 0:
+                line, self._buf = self._buf[:i], self._buf[i + 1:]
+                if not line.strip():
+                    continue
+                try:
+                    msg = json.loads(line)
+                except ValueError as e:
+                    raise TwinClientError(f"simulator sent malformed JSON ({e}): {line[:80]!r}") from None
+                if not isinstance(msg, dict) or "msg_type" not in msg:
+                    raise TwinClientError(f"simulator sent a message without msg_type: {line[:80]!r}")
+                return msg
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self._sock.settimeout(left)
+            try:
+                chunk = self._sock.recv(1 << 18)
+            except TimeoutError:
+                raise
+            except OSError as e:  # reset, aborted, closed
+                raise TwinClientError(f"simulator at {self.host}:{self.port} went away: {e}") from None
+            if not chunk:
+                raise TwinClientError(f"simulator at {self.host}:{self.port} closed the connection")
+            self._buf += chunk
+
+    def wait_for(self, *msg_types: str, timeout_s: float | None = None) -> dict:
+        """Read until a message of one of `msg_types` arrives; telemetry in between is dropped, other
+        messages are kept in `events`."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg = self.receive(max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise TwinClientError(f"no {' or '.join(msg_types)} from the simulator at {self.host}:{self.port} "
+                                      f"within {timeout:g} s") from None
+            if msg["msg_type"] in msg_types:
+                return msg
+            if msg["msg_type"] != "telemetry":
+                self.events.append(msg)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> TwinClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- menu --------------------------------------------------------------------------------------
+    def protocol_version(self) -> str:
+        self.send({"msg_type": "get_protocol_version"})
+        return str(self.wait_for("protocol_version")["version"])
+
+    def scene_names(self) -> list[str]:
+        self.send({"msg_type": "get_scene_names"})
+        return list(self.wait_for("scene_names")["scene_names"])
+
+    def load_scene(self, name: str) -> None:
+        """Load a scene and wait for `car_loaded`; the twin answers an unknown name with the valid ones."""
+        self.send({"msg_type": "load_scene", "scene_name": name})
+        msg = self.wait_for("car_loaded", "scene_names")
+        if msg["msg_type"] == "scene_names":
+            raise TwinClientError(f"the simulator has no scene {name!r}; it has: {', '.join(msg['scene_names'])}")
+        self.synchronous = False
+
+    def exit_scene(self) -> None:
+        self.send({"msg_type": "exit_scene"})
+        self.wait_for("scene_selection_ready")
+
+    def quit(self) -> None:
+        """`quit_app`: the twin closes this connection only."""
+        self.send({"msg_type": "quit_app"})
+        self.close()
+
+    # ---- car ---------------------------------------------------------------------------------------
+    def car_config(self, body_style: str = "donkey", body_rgb=(255, 72, 0), car_name: str = "pitlane",
+                   font_size: int = 100) -> None:
+        r, g, b = body_rgb
+        self.send({"msg_type": "car_config", "body_style": body_style, "body_r": _s(r), "body_g": _s(g),
+                   "body_b": _s(b), "car_name": car_name, "font_size": _s(font_size)})
+
+    def cam_config(self, **fields) -> None:
+        """fov, img_w, img_h, img_d, img_enc, offset_x/y/z, rot_x, ...; 0 means "keep"."""
+        self.send({"msg_type": "cam_config", **{k: _s(v) for k, v in fields.items()}})
+        self.sync()
+
+    def sync(self) -> None:
+        """Wait until the simulator has handled everything sent so far (a protocol_version round trip);
+        telemetry that was in flight is dropped."""
+        self.protocol_version()
+
+    def step_mode(self, synchronous: bool = True, time_step_s: float = 0.05) -> None:
+        self.send({"msg_type": "step_mode", "step_mode": "synchronous" if synchronous else "asynchronous",
+                   "time_step": _s(time_step_s)})
+        self.sync()
+        self.synchronous = synchronous
+
+    def control(self, steering: float, throttle: float, brake: float = 0.0) -> None:
+        """Send a control without waiting (asynchronous mode)."""
+        self.send({"msg_type": "control", "steering": _s(steering), "throttle": _s(throttle), "brake": _s(brake)})
+
+    def telemetry(self, timeout_s: float | None = None) -> TelemetryFrame:
+        """The next telemetry message, image decoded."""
+        msg = self.wait_for("telemetry", timeout_s=timeout_s)
+        image = decode_image(msg.pop("image"))
+        return TelemetryFrame(image, msg)
+
+    def step(self, steering: float, throttle: float, brake: float = 0.0) -> TelemetryFrame:
+        """Synchronous mode: advance one time_step under this control and return its telemetry."""
+        if not self.synchronous:
+            raise TwinClientError("step() needs synchronous mode: call step_mode(True) first")
+        self.control(steering, throttle, brake)
+        return self.telemetry()
+
+    def reset_car(self) -> TelemetryFrame | None:
+        """Back to the start line; in synchronous mode returns the telemetry at the start."""
+        self.send({"msg_type": "reset_car"})
+        return self.telemetry() if self.synchronous else None
+
+    def set_position(self, pos_x: float, pos_z: float, yaw_quaternion=None) -> None:
+        msg = {"msg_type": "set_position", "pos_x": _s(pos_x), "pos_y": "0.0", "pos_z": _s(pos_z)}
+        if yaw_quaternion is not None:
+            msg.update({k: _s(v) for k, v in zip(("Qx", "Qy", "Qz", "Qw"), yaw_quaternion, strict=True)})
+        self.send(msg)
+
+    def node_position(self, index: int) -> dict:
+        self.send({"msg_type": "node_position", "index": _s(index)})
+        return self.wait_for("node_position")
+
+    @classmethod
+    def session(cls, host: str = "127.0.0.1", port: int = 9091, scene: str = "generated_track", *,
+                synchronous: bool = True, time_step_s: float = 0.05, cam_config: dict | None = None,
+                timeout_s: float = 10.0) -> TwinClient:
+        """Connect, load `scene`, configure the camera and the step mode: ready to drive."""
+        client = cls(host, port, timeout_s=timeout_s)
+        try:
+            client.load_scene(scene)
+            client.car_config()
+            if cam_config:
+                client.cam_config(**cam_config)
+            client.step_mode(synchronous, time_step_s)
+        except BaseException:
+            client.close()
+            raise
+        return client
