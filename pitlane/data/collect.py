@@ -1,0 +1,280 @@
+"""Collect driving data: the expert drives the twin in-process and donkeycar's own Tub records it.
+
+One record per control period (20 Hz of simulated time by default): the camera frame at the current
+pose, the expert's *correct* command for that pose as ``user/angle``/``user/throttle`` (the car executes
+a perturbed one, see ``pilots.expert``), and the twin's ground truth under donkeycar's
+``SIM_RECORD_LOCATION`` keys. Each scene is one donkeycar session of the tub. The simulation runs as fast
+as the machine allows; a writer child process (or thread) runs donkeycar's JPEG + catalog writing while
+the twin renders the next frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pitlane.data.tub import (
+    ANGLE_KEY,
+    CAMERA_KEY,
+    INPUTS,
+    MODE_KEY,
+    NEW_SESSION,
+    THROTTLE_KEY,
+    TYPES,
+    is_tub,
+    read_raw_tub,
+    tub_metadata,
+    write_tub_from_queue,
+)
+from pitlane.errors import UserError
+from pitlane.pilots.expert import NOISE_PRESETS, ExpertDriver, NoiseParams
+
+log = logging.getLogger(__name__)
+_MIN_PLAN_SPEED_MPS = 0.4  # [m/s] a lap slower than this on average means the car is stuck: stop the scene
+
+
+@dataclass(frozen=True)
+class SceneResult:
+    scene: str
+    records: int
+    laps: int
+    mean_abs_cte_m: float
+    max_abs_cte_m: float
+    off_track_records: int
+    sim_time_s: float  # [s] simulated
+    drive_wall_s: float = 0.0  # [s] wall time of the driving loop alone (no start-up, no final flush)
+
+
+@dataclass(frozen=True)
+class CollectSummary:
+    out: Path
+    scenes: tuple[SceneResult, ...]
+    wall_s: float
+    noise: NoiseParams = field(default_factory=NoiseParams)
+
+    @property
+    def records(self) -> int:
+        return sum(s.records for s in self.scenes)
+
+    @property
+    def laps(self) -> int:
+        return sum(s.laps for s in self.scenes)
+
+    @property
+    def mean_abs_cte_m(self) -> float:
+        return sum(s.mean_abs_cte_m * s.records for s in self.scenes) / max(self.records, 1)
+
+    @property
+    def records_per_s(self) -> float:
+        return self.records / self.wall_s if self.wall_s > 0 else 0.0
+
+    def describe(self) -> str:
+        lines = [f"{s.scene}: {s.records} records, {s.laps} laps, mean |CTE| {s.mean_abs_cte_m:.3f} m, "
+                 f"max |CTE| {s.max_abs_cte_m:.3f} m, {s.off_track_records} off-track, "
+                 f"{s.sim_time_s:.1f} s simulated" for s in self.scenes]
+        lines.append(f"wrote {self.records} records ({self.laps} laps, mean |CTE| {self.mean_abs_cte_m:.3f} m) "
+                     f"to {self.out} in {self.wall_s:.1f} s: {self.records_per_s:.0f} records/s")
+        return "\n".join(lines)
+
+
+def noise_from_flags(preset: str | NoiseParams = "light", steer_std: float | None = None,
+                     drift_per_s: float | None = None, speed_var: float | None = None) -> NoiseParams:
+    """A noise preset (none | light | heavy) with optional numeric overrides."""
+    if isinstance(preset, NoiseParams):
+        base = preset
+    elif preset in NOISE_PRESETS:
+        base = NOISE_PRESETS[preset]
+    else:
+        raise UserError(f"unknown noise preset {preset!r}; use one of {', '.join(NOISE_PRESETS)}")
+    overrides = {"steer_std": steer_std, "drift_per_s": drift_per_s, "speed_var": speed_var}
+    for name, value in overrides.items():
+        if value is not None and not (value >= 0.0 and np.isfinite(value)):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+    return replace(base, **{k: float(v) for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an --out that donkeycar would corrupt or mix with other data."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a tub folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not is_tub(out):
+            raise UserError(f"--out {out} is a non-empty folder that is not a tub; choose a new folder")
+        raw = read_raw_tub(out)
+        if raw.manifest_error or (raw.inputs, raw.types) != (list(INPUTS), list(TYPES)):
+            raise UserError(f"--out {out} is a tub with other inputs ({raw.manifest_error or raw.inputs}); "
+                            "choose a new folder")
+
+
+class _Writer:
+    """Feeds records to ``write_tub_from_queue`` running in a child process (default), a thread, or inline.
+
+    A process overlaps donkeycar's JPEG encoding and catalog bookkeeping with rendering on another core
+    without fighting over the GIL; records keep their order through one FIFO queue.
+    """
+
+    records: Any
+    errors: Any
+    worker: Any
+
+    def __init__(self, out: Path, metadata: list[str], mode: str):
+        self.mode = mode
+        if mode == "process":
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+            self.records, self.errors = ctx.Queue(maxsize=256), ctx.Queue()
+            level = logging.DEBUG if logging.getLogger().isEnabledFor(logging.DEBUG) else logging.WARNING
+            self.worker = ctx.Process(target=write_tub_from_queue, name="pitlane-tub-writer", daemon=True,
+                                      args=(str(out), metadata, self.records, self.errors, level))
+        elif mode == "thread":
+            self.records, self.errors = queue.Queue(maxsize=256), queue.Queue()
+            self.worker = threading.Thread(target=write_tub_from_queue, name="pitlane-tub-writer", daemon=True,
+                                           args=(str(out), metadata, self.records, self.errors))
+        elif mode == "inline":
+            from donkeycar.parts.tub_v2 import Tub
+
+            self.tub = Tub(str(out), inputs=list(INPUTS), types=list(TYPES), metadata=metadata)
+            return
+        else:
+            raise ValueError(f"writer mode must be process, thread or inline, not {mode!r}")
+        self.worker.start()
+
+    def _raise_if_failed(self) -> None:
+        try:
+            message = self.errors.get_nowait()
+        except queue.Empty:
+            return
+        raise RuntimeError(message)
+
+    def write(self, record: dict) -> None:
+        if self.mode == "inline":
+            self.tub.write_record(record)
+            return
+        while True:
+            try:
+                self.records.put(record, timeout=1.0)
+                return
+            except queue.Full:
+                self._raise_if_failed()
+                if not self.worker.is_alive():
+                    raise RuntimeError("the tub writer stopped unexpectedly") from None
+
+    def new_session(self) -> None:
+        """Close and reopen the tub: donkeycar starts a new session (one per scene)."""
+        if self.mode == "inline":
+            from donkeycar.parts.tub_v2 import Tub
+
+            self.tub.close()
+            self.tub = Tub(self.tub.base_path, inputs=list(INPUTS), types=list(TYPES))
+        else:
+            self.write(NEW_SESSION)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self.mode == "inline":
+            self.tub.close()
+            return
+        if self.worker.is_alive():
+            self.records.put(None)
+        self.worker.join()
+        self._raise_if_failed()
+        if self.mode == "process" and self.worker.exitcode != 0:
+            raise RuntimeError(f"the tub writer exited with code {self.worker.exitcode}")
+
+
+def _make_sim(scene: str, seed: int, camera):
+    from pitlane.twin.sim import Sim
+
+    try:
+        return Sim(scene, seed=seed, camera=camera)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _drive_scene(sim, scene: str, laps: int, seed: int, noise: NoiseParams, dt_s: float, writer: _Writer,
+                 bar) -> SceneResult:
+    driver = ExpertDriver(sim.track, noise=noise, seed=seed, dt_s=dt_s)
+    t = sim.reset()
+    start = time.perf_counter()
+    max_steps = int(laps * sim.track.length_m / _MIN_PLAN_SPEED_MPS / dt_s) + 100
+    cte = np.empty(max_steps)
+    off, n, shown = 0, 0, 0.0
+    while t.laps_completed < laps and n < max_steps:
+        frame = sim.render()
+        label, executed = driver.act(t)
+        writer.write({
+            CAMERA_KEY: frame, ANGLE_KEY: label.steering, THROTTLE_KEY: label.throttle, MODE_KEY: "user",
+            "pos/pos_x": t.x_m, "pos/pos_y": 0.0, "pos/pos_z": t.y_m, "pos/speed": abs(t.speed_mps),
+            "pos/cte": t.cte_m,
+        })
+        cte[n], n = abs(t.cte_m), n + 1
+        off += t.hit != "none"
+        t = sim.step(executed, dt_s)
+        if bar is not None and n % 20 == 0:
+            done = min(laps, t.laps_completed + max(t.progress_m, 0.0) % sim.track.length_m / sim.track.length_m)
+            bar.update(done - shown)
+            shown = done
+    if bar is not None:
+        bar.update(t.laps_completed - shown)
+    if t.laps_completed < laps:
+        log.warning("%s: the expert completed only %d of %d laps in %d records", scene, t.laps_completed, laps, n)
+    return SceneResult(scene, n, t.laps_completed, float(cte[:n].mean()) if n else 0.0,
+                       float(cte[:n].max()) if n else 0.0, off, t.time_s, time.perf_counter() - start)
+
+
+def collect(scenes: str | Sequence[str] = "generated_track", laps: int = 2, out: Path | str = "data/tub",
+            seed: int = 0, noise: str | NoiseParams = "light", record_hz: float = 20.0, camera=None,
+            progress: bool = True, writer: str = "process") -> CollectSummary:
+    """Drive ``laps`` laps of each scene with the expert and record them into the tub at ``out``.
+
+    An existing tub with pitlane's inputs is appended to (a new donkeycar session per scene).
+    ``camera`` is an optional ``pitlane.twin.camera.CameraParams``; ``writer`` is where donkeycar's Tub runs:
+    ``process`` (fastest on two or more cores), ``thread`` or ``inline``.
+    """
+    names = (scenes,) if isinstance(scenes, str) else tuple(scenes)
+    if not names:
+        raise UserError("give at least one scene")
+    from pitlane.twin.scenes import SCENE_NAMES
+
+    unknown = [name for name in names if name not in SCENE_NAMES]
+    if unknown:
+        raise UserError(f"unknown scene {unknown[0]!r}; known scenes: {', '.join(SCENE_NAMES)}")
+    if laps < 1:
+        raise UserError(f"--laps must be at least 1, got {laps}")
+    if not (record_hz > 0 and np.isfinite(record_hz)):
+        raise UserError(f"--hz must be a positive number, got {record_hz}")
+    noise_params = noise_from_flags(noise)
+    out = Path(out)
+    _check_out(out)
+    label = noise if isinstance(noise, str) else "custom"
+    metadata = tub_metadata(source="pitlane-twin", pilot="expert", scenes="+".join(names), seed=seed,
+                            noise=label, record_hz=record_hz)
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    results = []
+    bar = tqdm(total=laps * len(names), unit="lap", disable=not progress, bar_format=
+               "{desc} {percentage:3.0f}%|{bar}| {n:.2f}/{total} laps [{elapsed}<{remaining}]")
+    tub_writer: _Writer | None = None
+    try:
+        for scene in names:
+            bar.set_description(scene)
+            sim = _make_sim(scene, seed, camera)  # before the writer: a twin that fails leaves no empty tub
+            if tub_writer is None:
+                tub_writer = _Writer(out, metadata, writer)
+            else:
+                tub_writer.new_session()
+            results.append(_drive_scene(sim, scene, laps, seed, noise_params, 1.0 / record_hz, tub_writer, bar))
+    finally:
+        bar.close()
+        if tub_writer is not None:
+            tub_writer.close()
+    return CollectSummary(out, tuple(results), time.perf_counter() - start, noise_params)

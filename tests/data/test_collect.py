@@ -1,0 +1,126 @@
+"""`pitlane data collect` writes tubs that donkeycar's own Tub and TubDataset read, with the right frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pitlane.cli import main
+from pitlane.data.check import check_tub
+from pitlane.data.collect import collect
+from pitlane.data.tub import INPUTS, POSITION_KEYS
+from pitlane.pilots.expert import NOISE_PRESETS, ExpertDriver
+from pitlane.twin.sim import Sim
+
+SCENE = "generated_track"
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("collect") / "tub"
+    summary = collect(SCENE, laps=1, out=out, seed=3, noise="light", progress=False)
+    return out, summary
+
+
+@pytest.mark.slow
+def test_donkeycar_reads_collected_tub(collected, donkey_read):
+    from donkeycar.parts.tub_v2 import Tub
+
+    out, summary = collected
+    tub = Tub(str(out), read_only=True)
+    records = list(tub)
+    tub.close()
+    assert tub.manifest.inputs == list(INPUTS)
+    assert len(records) == summary.records > 300 and summary.laps == 1
+    assert [r["_index"] for r in records] == list(range(summary.records))
+    for r in records:
+        assert set(r) == {*INPUTS, "_index", "_session_id", "_timestamp_ms"}
+        assert -1.0 <= r["user/angle"] <= 1.0 and 0.0 <= r["user/throttle"] <= 1.0
+        assert r["user/mode"] == "user" and r["pos/pos_y"] == 0.0
+    cte = np.array([r["pos/cte"] for r in records])
+    assert np.abs(cte).mean() == pytest.approx(summary.mean_abs_cte_m, rel=1e-6)
+    assert np.abs(cte).mean() < 0.12
+    assert len(donkey_read(out)) == summary.records  # TubDataset: every record with a (120, 160, 3) image
+    assert check_tub(out).ok
+
+
+@pytest.mark.slow
+def test_records_are_the_expert_labels_and_frames_in_order(collected):
+    """Replaying the same seed gives the recorded labels exactly and the recorded frames (up to JPEG)."""
+    from PIL import Image
+
+    out, summary = collected
+    lines = [json.loads(line) for line in (out / "catalog_0.catalog").read_text().splitlines()]
+    sim = Sim(SCENE, seed=3)
+    driver = ExpertDriver(sim.track, noise=NOISE_PRESETS["light"], seed=3)
+    t = sim.reset()
+    steered_differently = 0
+    for i, record in enumerate(lines[:200]):
+        frame = sim.render()
+        label, executed = driver.act(t)
+        assert record["user/angle"] == label.steering and record["user/throttle"] == label.throttle
+        assert record["pos/pos_x"] == t.x_m and record["pos/pos_z"] == t.y_m and record["pos/cte"] == t.cte_m
+        steered_differently += executed.steering != label.steering
+        if i % 50 == 0:
+            saved = np.asarray(Image.open(out / "images" / record["cam/image_array"]), dtype=np.float64)
+            assert np.abs(saved - frame).mean() < 4.0, f"record {i} holds another frame"
+        t = sim.step(executed)
+    assert steered_differently > 150  # the car executed perturbed commands while the labels stayed correct
+
+
+@pytest.mark.slow
+def test_cli_collect_appends_a_session_per_run(tmp_path, capsys):
+    out = tmp_path / "tub"
+    argv = ["data", "collect", "--scene", "generated_road", "--laps", "1", "--out", str(out), "--noise", "none"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "records/s" in first and "mean |CTE|" in first
+    assert main([*argv, "--seed", "1", "--steer-noise", "0.1"]) == 0
+    lines = [json.loads(line) for p in sorted(out.glob("catalog_*.catalog")) for line in p.read_text().splitlines()]
+    sessions = list(dict.fromkeys(r["_session_id"] for r in lines))
+    assert len(sessions) == 2 and [r["_index"] for r in lines] == list(range(len(lines)))
+    manifest = (out / "manifest.json").read_text().splitlines()
+    assert json.loads(manifest[3])["sessions"]["all_full_ids"] == sessions
+    assert check_tub(out).ok
+
+
+def test_cli_collect_refuses_bad_input(tmp_path, capsys):
+    assert main(["data", "collect", "--scene", "nowhere", "--laps", "1", "--out", str(tmp_path / "t")]) == 2
+    assert "unknown scene 'nowhere'" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists(), "a failed collect must not leave an empty tub behind"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main(["data", "collect", "--scene", SCENE, "--out", str(other)]) == 2
+    assert "not a tub" in capsys.readouterr().err
+    assert main(["data", "collect", "--scene", SCENE, "--laps", "0", "--out", str(tmp_path / "t")]) == 2
+    assert main(["data", "collect", "--scene", SCENE, "--out", str(tmp_path / "t"), "--steer-noise", "nan"]) == 2
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_position_keys_match_donkeycar_sim_record_location():
+    """Our extras are exactly what donkeycar's complete.py records with SIM_RECORD_LOCATION."""
+    import inspect
+
+    import donkeycar.templates.complete as complete
+
+    assert f"inputs += {list(POSITION_KEYS)}" in inspect.getsource(complete)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("writer", ["thread", "inline"])
+def test_every_writer_mode_writes_the_same_records(tmp_path, writer, collected):
+    reference, summary = collected
+    out = tmp_path / writer
+    other = collect(SCENE, laps=1, out=out, seed=3, noise="light", progress=False, writer=writer)
+    assert other.records == summary.records
+
+    def labels(tub: Path) -> list:
+        return [(r["_index"], r["user/angle"], r["pos/cte"])
+                for r in map(json.loads, (tub / "catalog_0.catalog").read_text().splitlines())]
+
+    assert labels(out) == labels(reference)
+    assert check_tub(out).ok
