@@ -1,0 +1,37 @@
+# pitlane: one place for the commands a developer or CI runs.
+# `make demo` and `make test` set up the locked environment (.venv) first when needed.
+
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+
+.PHONY: setup demo test test-fast lint types check bench clean
+
+setup: $(VENV)/.synced
+
+$(VENV)/.synced: Pipfile.lock tools/bootstrap.sh pyproject.toml
+	bash tools/bootstrap.sh
+	touch $@
+
+demo: setup  ## the end-to-end demo on embedded defaults (writes out/demo)
+	$(BIN)/pitlane demo --out out/demo
+
+test: setup  ## the whole test suite, slow tests included (what CI runs)
+	$(PY) -m pytest
+
+test-fast: setup  ## skip the tests marked slow
+	$(PY) -m pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check pitlane tests bench apps
+
+types: setup
+	$(BIN)/mypy
+
+check: lint types test  ## the one gate: lint, types, tests
+
+bench: setup  ## every benchmark; each prints its figures
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache .mypy_cache
