@@ -1,4 +1,4 @@
-"""`pitlane twin ...`: list scenes, take snapshots, export tracks, serve the DonkeyCar simulator protocol."""
+"""`pitlane twin ...`: scenes, snapshots, track export, the DonkeyCar protocol server and its checker."""
 
 from __future__ import annotations
 
@@ -66,6 +66,22 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the cars' start draws and of generated_road (default 0)")
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser(
+        "check", help="check that a simulator (the twin or Unity's) speaks the protocol donkeycar relies on",
+        description="Connect to a DonkeyCar simulator (the twin or the Unity simulator) as a gym-donkeycar "
+                    "client would and check each step of the session: greeting, scene list, load_scene -> "
+                    "car_loaded, car/cam config, telemetry rate, keys and camera image, driving, reset_car, "
+                    "synchronous step_mode (optional), exit_scene. Prints a table of PASS/WARN/FAIL/SKIP; "
+                    "exit status 0 when no check failed, 1 when one did, 2 when nothing listens there.")
+    p.add_argument("--host", default="127.0.0.1", help="simulator address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9091, help="simulator TCP port (default 9091)")
+    p.add_argument("--scene", default="generated_track", help="scene to load (default generated_track)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="longest wait for each answer [s] (default 10: the Unity sim may take seconds "
+                        "to load a scene)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    p.set_defaults(func=_check)
 
 
 def _load(args: argparse.Namespace) -> Track:
@@ -146,3 +162,18 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError(f"--stream-hz {args.stream_hz} outside 0.1..1000")
     serve(host=args.host, port=args.port, stream_hz=args.stream_hz, seed=args.seed)
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from pitlane.twin.conformance import conformant, format_table, results_json, run_checks
+
+    if not (0 < args.port <= 65535):
+        raise UserError(f"--port {args.port} outside 1..65535")
+    if not (0 < args.timeout <= 600):
+        raise UserError(f"--timeout {args.timeout} outside (0, 600] seconds")
+    results = run_checks(args.host, args.port, args.scene, args.timeout)
+    if args.json:
+        print(json.dumps(results_json(results, args.host, args.port, args.scene), indent=1))
+    else:
+        print(format_table(results, args.host, args.port, args.scene))
+    return 0 if conformant(results) else 1
