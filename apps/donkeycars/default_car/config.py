@@ -1,0 +1,98 @@
+"""
+CAR CONFIG for the pitlane default car (a donkeycar 5.4 car app, as `donkey createcar` lays it out).
+
+This file holds the defaults; put your changes in myconfig.py (donkeycar reads config.py, then
+myconfig.py over it). Every value is checked when the car starts (pitlane.car.settings.check_config):
+an invalid one stops the start with a clear message.
+
+Keys keep donkeycar's names, so donkeycar's own tools (`donkey train`, `donkey tubclean`, ...) read them.
+pitlane adds PITLANE_PROFILE, SIM_PORT, SIM_SCENE, SIM_CONNECT_TIMEOUT_S, AI_MAX_THROTTLE and WATCHDOG_*.
+"""
+
+import os
+
+# PATHS
+CAR_PATH = PACKAGE_PATH = os.path.dirname(os.path.realpath(__file__))
+DATA_PATH = os.path.join(CAR_PATH, "data")  # tubs are recorded here
+MODELS_PATH = os.path.join(CAR_PATH, "models")
+
+# PROFILE: where frames come from and where controls go
+#   "twin": the pitlane digital twin (or the Unity simulator) over the DonkeyCar simulator TCP protocol
+#   "pi":   a Raspberry Pi car: CAMERA_TYPE camera and DRIVE_TRAIN_TYPE drivetrain below
+# Overridden by `--profile` or the PITLANE_PROFILE environment variable.
+PITLANE_PROFILE = "twin"
+
+# VEHICLE LOOP
+DRIVE_LOOP_HZ = 20  # [Hz] the vehicle loop rate
+MAX_LOOPS = None  # stop after this many loops (None: run until stopped)
+
+# CAMERA (pi profile; the twin renders IMAGE_W x IMAGE_H itself)
+CAMERA_TYPE = "PICAM"  # PICAM | WEBCAM | CVCAM | CSIC | V4L | MOCK
+IMAGE_W = 160  # [px]
+IMAGE_H = 120  # [px]
+IMAGE_DEPTH = 3  # 3 = RGB, 1 = greyscale
+CAMERA_FRAMERATE = DRIVE_LOOP_HZ  # [Hz]
+CAMERA_VFLIP = False
+CAMERA_HFLIP = False
+BGR2RGB = False  # some webcams deliver BGR
+
+# DRIVETRAIN (pi profile): an RC car with a steering servo and an ESC on a PCA9685 board
+DRIVE_TRAIN_TYPE = "PWM_STEERING_THROTTLE"  # PWM_STEERING_THROTTLE | MOCK
+PWM_STEERING_THROTTLE = {
+    "PWM_STEERING_PIN": "PCA9685.1:40.1",  # pin for the steering servo
+    "PWM_STEERING_SCALE": 1.0,  # PWM frequency compensation
+    "PWM_STEERING_INVERTED": False,  # invert steering direction
+    "PWM_THROTTLE_PIN": "PCA9685.1:40.0",  # pin for the ESC (throttle)
+    "PWM_THROTTLE_SCALE": 1.0,  # PWM frequency compensation
+    "PWM_THROTTLE_INVERTED": False,  # invert throttle direction
+    "STEERING_LEFT_PWM": 460,  # calibrated pulse: full left (`donkey calibrate`)
+    "STEERING_RIGHT_PWM": 290,  # calibrated pulse: full right
+    "THROTTLE_FORWARD_PWM": 500,  # calibrated pulse: max forward
+    "THROTTLE_STOPPED_PWM": 370,  # calibrated pulse: stopped
+    "THROTTLE_REVERSE_PWM": 220,  # calibrated pulse: max reverse
+}
+
+# TWIN / SIMULATOR (twin profile)
+SIM_HOST = "127.0.0.1"  # the twin (`pitlane twin serve`) or a Unity simulator
+SIM_PORT = 9091  # the simulator protocol's port
+SIM_SCENE = "generated_track"  # scene the car loads (pitlane's part; DONKEY_GYM uses DONKEY_GYM_ENV_NAME)
+SIM_CONNECT_TIMEOUT_S = 10.0  # [s] wait this long for the twin at start
+SIM_RECORD_LOCATION = True  # record pos/pos_x, pos/pos_y, pos/pos_z, pos/speed, pos/cte in tubs
+SIM_RECORD_GYROACCEL = False
+SIM_RECORD_VELOCITY = False
+SIM_RECORD_LIDAR = False
+SIM_ARTIFICIAL_LATENCY = 0  # [ms] (DONKEY_GYM only)
+# donkeycar's own simulator path: needs gym-donkeycar 1.3 (pip install from its git repository)
+DONKEY_GYM = False  # True: use donkeycar's DonkeyGymEnv part instead of pitlane's twin part
+DONKEY_SIM_PATH = "remote"  # the twin is a server: always "remote"
+DONKEY_GYM_ENV_NAME = "donkey-generated-track-v0"
+GYM_CONF = {"body_style": "donkey", "body_rgb": (128, 128, 128), "car_name": "pitlane", "font_size": 100,
+            "racer_name": "pitlane", "country": "Place", "bio": "I race robots."}
+
+# AUTOPILOT
+DEFAULT_MODEL_TYPE = "linear"  # linear | categorical | inferred (a .tflite model uses donkeycar's TfLite)
+MODEL_CATEGORICAL_MAX_THROTTLE_RANGE = 0.8
+AI_THROTTLE_MULT = 1.0  # scale the pilot's throttle (donkeycar's DriveMode)
+AI_MAX_THROTTLE = 0.6  # [-] cap on |throttle| while the pilot drives ("local" mode)
+
+# SAFETY WATCHDOG: throttle 0 (and brake in the twin) when these trip; every stop is logged
+WATCHDOG_MAX_FRAME_AGE_S = 0.25  # [s] newest camera frame older than this stops the car
+WATCHDOG_OVERRUN_FACTOR = 2.0  # a loop longer than this x the loop period is an overrun
+WATCHDOG_MAX_OVERRUNS = 5  # consecutive overruns that stop the car
+WATCHDOG_STOP_BRAKE = 1.0  # [0, 1] brake while stopped
+WATCHDOG_STOP_BUTTON = "w1"  # web controller button: operator stop (latched)
+WATCHDOG_RESUME_BUTTON = "w2"  # web controller button: resume after an operator stop
+
+# WEB CONTROL
+WEB_CONTROL_PORT = int(os.getenv("WEB_CONTROL_PORT", 8887))  # http://<car>:8887/drive
+WEB_INIT_MODE = "user"  # user | local_angle | local
+
+# RECORDING
+AUTO_RECORD_ON_THROTTLE = True  # record whenever the user drives with throttle
+RECORD_DURING_AI = False  # also record while the pilot drives
+AUTO_CREATE_NEW_TUB = False  # a new tub folder per session
+
+# LOGGING
+HAVE_CONSOLE_LOGGING = True
+LOGGING_LEVEL = "INFO"
+LOGGING_FORMAT = "%(message)s"

@@ -1,0 +1,200 @@
+"""`pitlane car run`: the car app headless for a bounded time, against the twin, with a report.
+
+It reads the car app's config (apps/donkeycars/default_car by default), starts the twin server in this
+process when none answers at SIM_HOST:SIM_PORT, builds the car (`pitlane.car.app.build_car`), drives for
+`duration_s` and writes DIR/report.json: laps, |CTE|, the loop rate achieved and every watchdog stop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pitlane.car.app import build_car
+from pitlane.car.settings import DEFAULT_CAR_DIR, load_car_config
+from pitlane.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    model: str | None
+    profile: str = "twin"
+    scene: str | None = None  # None: the config's SIM_SCENE
+    duration_s: float = 60.0  # [s] wall-clock time to drive
+    report_dir: str | None = None  # report.json (and the tub, unless tub_dir) go here
+    port: int | None = None  # twin port; None: the config's SIM_PORT
+    host: str | None = None  # twin host; None: the config's SIM_HOST
+    mode: str = "local"  # drive mode at start: user | local_angle | local
+    web_port: int | None = None  # web controller port; None: the config's WEB_CONTROL_PORT, 0: any free
+    tub_dir: str | None = None  # where to record; None: DIR/tub when report_dir is set, else no recording
+    car_dir: str = str(DEFAULT_CAR_DIR)
+    myconfig: str = "myconfig.py"
+    overrides: dict = field(default_factory=dict)  # any other config keys
+    plots: bool = True  # trajectory.png and cte_speed.png next to report.json
+
+
+class RunStats:
+    """Last part of the loop: counts loops, keeps a trace of where the car was (pitlane.evaluate's Trace, for
+    the same plots as an evaluation) and ends the drive after `duration_s` on its clock."""
+
+    def __init__(self, vehicle, duration_s: float, twin=None, clock=time.monotonic) -> None:
+        from pitlane.evaluate.report import Trace
+
+        self.vehicle = vehicle
+        self.duration_s = duration_s
+        self.twin = twin
+        self.clock = clock
+        self.start_s: float | None = None
+        self.last_s: float | None = None
+        self.loops = 0
+        self.abs_cte: list[float] = []
+        self.trace = Trace()
+        self._laps = self._off_track = 0
+
+    def run(self, x, y, cte, speed, steering, throttle) -> None:
+        now = self.clock()
+        if self.start_s is None:
+            self.start_s = now
+        self.last_s = now
+        self.loops += 1
+        t = now - self.start_s
+        if cte is not None and math.isfinite(cte):
+            self.abs_cte.append(abs(float(cte)))
+            self.trace.append(t, float(x or 0.0), float(y or 0.0), float(cte), float(speed or 0.0),
+                              float(steering or 0.0), float(throttle or 0.0))
+        if self.twin is not None:
+            if self.twin.laps_completed > self._laps:
+                self._laps = self.twin.laps_completed
+                self.trace.lap_end_s.append(t)
+                self.trace.lap_times_s[:] = self.twin.lap_times_s
+            if self.twin.off_track_events > self._off_track:
+                self._off_track = self.twin.off_track_events
+                self.trace.off_track_s.append(t)
+        if t >= self.duration_s:
+            self.vehicle.on = False
+
+    @property
+    def loop_hz(self) -> float:
+        if self.start_s is None or self.last_s is None or self.loops < 2 or self.last_s <= self.start_s:
+            return 0.0
+        return (self.loops - 1) / (self.last_s - self.start_s)
+
+
+def write_plots(stats: RunStats, report: dict, report_dir: Path, seed: int) -> list[str]:
+    """trajectory.png and cte_speed.png as `pitlane evaluate` draws them (the track from the scene and seed)."""
+    from pitlane.evaluate.plots import write_plots as draw
+    from pitlane.evaluate.report import END_TIME_LIMIT, summarize
+    from pitlane.twin.scenes import load_scene
+
+    track = load_scene(report["scene"], rand_seed=seed)
+    summary = summarize(
+        stats.trace, scene=report["scene"], model=Path(report["model"] or "no model").name, model_digest="",
+        model_type="", laps_requested=report["laps_completed"], laps_completed=report["laps_completed"],
+        end_reason=END_TIME_LIMIT, wall_seconds=report["duration_s"], seed=seed, control_hz=report["loop_hz"],
+        track_length_m=track.length_m, track_width_m=track.width_m, progress_m=0.0,
+    )
+    return draw(track, stats.trace, summary, report_dir)
+
+
+def twin_reachable(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _start_twin(host: str, port: int):
+    """A twin server in this process (background threads) when nobody answers at host:port (0: any port)."""
+    if port and twin_reachable(host, port):
+        logger.info("twin found at %s:%d", host, port)
+        return None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise UserError(f"no twin answers at {host}:{port}; start one there with `pitlane twin serve`")
+    from pitlane.twin.server import TwinServer
+
+    server = TwinServer(host, port=port)
+    try:
+        server.start()
+    except OSError as exc:
+        raise UserError(f"cannot start the twin on {host}:{port}: {exc}") from None
+    logger.info("started the twin in-process on %s:%d", host, server.port)
+    return server
+
+
+def run_car(opts: RunOptions) -> dict:
+    """Drive for opts.duration_s and return (and write, with report_dir) the report."""
+    if not (opts.duration_s > 0 and math.isfinite(opts.duration_s)):
+        raise UserError(f"--duration must be a positive number of seconds, got {opts.duration_s}")
+    if opts.profile != "twin":
+        raise UserError("`pitlane car run` drives the twin (--profile twin); on a Pi run the car app's "
+                        "`python manage.py drive --model PATH`")
+    overrides = {"WEB_INIT_MODE": opts.mode, "SIM_RECORD_LOCATION": True, "RECORD_DURING_AI": True,
+                 "DONKEY_GYM": False, **opts.overrides}
+    for key, value in (("SIM_SCENE", opts.scene), ("SIM_PORT", opts.port or None), ("SIM_HOST", opts.host),
+                       ("WEB_CONTROL_PORT", opts.web_port)):
+        if value is not None:
+            overrides[key] = value
+    cfg = load_car_config(opts.car_dir, opts.myconfig, profile=opts.profile, overrides=overrides)
+    if opts.model and not Path(opts.model).is_file():
+        raise UserError(f"model {opts.model} does not exist")
+    report_dir = Path(opts.report_dir) if opts.report_dir else None
+    tub_dir = opts.tub_dir or (str(report_dir / "tub") if report_dir else None)
+
+    # --port 0: a fresh in-process twin on any free port
+    server = _start_twin(cfg.SIM_HOST, 0 if opts.port == 0 else cfg.SIM_PORT)
+    if server is not None:
+        cfg.SIM_PORT = server.port
+    try:
+        car = build_car(cfg, opts.model, tub_path=tub_dir, record=tub_dir is not None)
+        if car.autopilot_refusal and opts.mode != "user":
+            car.vehicle.stop()
+            raise UserError(f"{car.autopilot_refusal}; refusing to drive in {opts.mode} mode")
+        stats = RunStats(car.vehicle, opts.duration_s, twin=car.twin)
+        car.vehicle.add(stats, inputs=["pos/pos_x", "pos/pos_z", "pos/cte", "pos/speed", "steering", "throttle"])
+        car.web.recording = tub_dir is not None  # the record switch of the web page, on from the start
+        started = time.monotonic()
+        car.start()
+        wall_s = time.monotonic() - started
+    finally:
+        if server is not None:
+            server.stop()
+
+    twin = car.twin
+    report = {
+        "profile": cfg.PITLANE_PROFILE,
+        "scene": cfg.SIM_SCENE,
+        "model": str(opts.model) if opts.model else None,
+        "mode": opts.mode,
+        "duration_s": round(wall_s, 3),
+        "loops": stats.loops,
+        "loop_hz": round(stats.loop_hz, 2),
+        "target_loop_hz": cfg.DRIVE_LOOP_HZ,
+        "laps_completed": twin.laps_completed if twin else 0,
+        "lap_times_s": [round(t, 3) for t in twin.lap_times_s] if twin else [],
+        "mean_abs_cte": round(sum(stats.abs_cte) / len(stats.abs_cte), 4) if stats.abs_cte else None,
+        "max_abs_cte": round(max(stats.abs_cte), 4) if stats.abs_cte else None,
+        "off_track_events": twin.off_track_events if twin else 0,
+        "stops": [e.to_json(t0_s=stats.start_s or 0.0) for e in car.watchdog.events],
+        "stop_counts": dict(Counter(e.reason for e in car.watchdog.events)),
+        "twin_reconnects": twin.reconnects if twin else 0,
+        "tub": car.tub_path if tub_dir else None,
+        "tub_records": car.tub_writer.tub.manifest.current_index if car.tub_writer else 0,
+        "web_port": car.web.bound_port,
+    }
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        if opts.plots and stats.trace.time_s:
+            # the track drawn is the scene at the twin's seed: ours when we started it, else the default 0
+            report["plots"] = write_plots(stats, report, report_dir, server.seed if server is not None else 0)
+        (report_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        logger.info("wrote %s", report_dir / "report.json")
+    return report

@@ -1,0 +1,152 @@
+"""The car app's configuration: donkeycar's config.py + myconfig.py, a profile, and a check at start.
+
+donkeycar reads `config.py` and then `myconfig.py` from the car folder (`donkeycar.load_config`); pitlane
+adds one key, ``PITLANE_PROFILE`` ("twin": frames and telemetry from the twin over TCP; "pi": the camera and
+PWM drivetrain of a Raspberry Pi car), chosen by ``--profile``, else the ``PITLANE_PROFILE`` environment
+variable, else myconfig.py. `check_config` turns every invalid value into one clear error at start
+instead of a failure deep inside a part.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from pitlane.errors import UserError
+from pitlane.pilots.watchdog import WatchdogParams
+
+PROFILES: tuple[str, ...] = ("twin", "pi")
+DRIVE_MODES: tuple[str, ...] = ("user", "local_angle", "local")
+# the camera and drivetrain types the pi profile builds (donkeycar's names; MOCK runs without hardware)
+PI_CAMERA_TYPES: tuple[str, ...] = ("PICAM", "WEBCAM", "CVCAM", "CSIC", "V4L", "MOCK")
+PI_DRIVE_TRAIN_TYPES: tuple[str, ...] = ("PWM_STEERING_THROTTLE", "MOCK")
+MODEL_TYPES: tuple[str, ...] = ("linear", "categorical", "inferred")
+PWM_KEYS: tuple[str, ...] = (
+    "PWM_STEERING_PIN", "PWM_STEERING_SCALE", "PWM_STEERING_INVERTED", "PWM_THROTTLE_PIN",
+    "PWM_THROTTLE_SCALE", "PWM_THROTTLE_INVERTED", "STEERING_LEFT_PWM", "STEERING_RIGHT_PWM",
+    "THROTTLE_FORWARD_PWM", "THROTTLE_STOPPED_PWM", "THROTTLE_REVERSE_PWM",
+)
+
+DEFAULT_CAR_DIR = Path(__file__).resolve().parents[2] / "apps" / "donkeycars" / "default_car"
+
+
+def load_car_config(
+    car_dir: str | Path = DEFAULT_CAR_DIR,
+    myconfig: str = "myconfig.py",
+    profile: str | None = None,
+    overrides: dict | None = None,
+):
+    """Read the car folder's config like donkeycar does, apply profile and overrides, check it."""
+    import donkeycar as dk
+
+    config_path = Path(car_dir) / "config.py"
+    if not config_path.is_file():
+        raise UserError(f"no car app at {car_dir}: {config_path} is missing")
+    if "/" in myconfig or not (Path(car_dir) / myconfig).is_file():
+        raise UserError(f"myconfig file {myconfig!r} not found in {car_dir}")
+    try:
+        cfg = dk.load_config(config_path=str(config_path), myconfig=myconfig)
+    except Exception as exc:  # config files are Python: any error in them is the user's to fix
+        raise UserError(f"cannot read the car config in {car_dir} ({myconfig}): {type(exc).__name__}: {exc}") from None
+    return apply_profile(cfg, profile, overrides)
+
+
+def apply_profile(cfg, profile: str | None = None, overrides: dict | None = None):
+    """Set PITLANE_PROFILE (flag > environment > config) and overrides on a donkeycar Config; check it."""
+    chosen = profile or os.environ.get("PITLANE_PROFILE") or getattr(cfg, "PITLANE_PROFILE", "twin")
+    cfg.PITLANE_PROFILE = chosen
+    for key, value in (overrides or {}).items():
+        setattr(cfg, key, value)
+    check_config(cfg)
+    return cfg
+
+
+def _number(cfg, key: str, problems: list[str], *, low: float | None = None, high: float | None = None,
+            low_open: bool = False, integer: bool = False) -> None:
+    value = getattr(cfg, key, None)
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        problems.append(f"{key} must be {kind}, got {value!r}")
+        return
+    if not math.isfinite(value):
+        problems.append(f"{key} must be finite, got {value!r}")
+    elif low is not None and (value <= low if low_open else value < low):
+        problems.append(f"{key} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    elif high is not None and value > high:
+        problems.append(f"{key} must be <= {high}, got {value!r}")
+
+
+def _choice(cfg, key: str, choices: tuple[str, ...], problems: list[str]) -> None:
+    value = getattr(cfg, key, None)
+    if value not in choices:
+        problems.append(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_config(cfg) -> None:
+    """Raise one UserError naming every invalid value (so the operator fixes them in one go)."""
+    problems: list[str] = []
+    _choice(cfg, "PITLANE_PROFILE", PROFILES, problems)
+    _number(cfg, "DRIVE_LOOP_HZ", problems, low=0, low_open=True, high=1000)
+    max_loops = getattr(cfg, "MAX_LOOPS", None)
+    if max_loops is not None:
+        _number(cfg, "MAX_LOOPS", problems, low=1, integer=True)
+    for key in ("IMAGE_W", "IMAGE_H"):
+        _number(cfg, key, problems, low=8, high=4096, integer=True)
+    if getattr(cfg, "IMAGE_DEPTH", None) not in (1, 3):
+        problems.append(f"IMAGE_DEPTH must be 1 or 3, got {getattr(cfg, 'IMAGE_DEPTH', None)!r}")
+    _number(cfg, "WEB_CONTROL_PORT", problems, low=0, high=65535, integer=True)
+    _choice(cfg, "WEB_INIT_MODE", DRIVE_MODES, problems)
+    _choice(cfg, "DEFAULT_MODEL_TYPE", MODEL_TYPES, problems)
+    _number(cfg, "AI_THROTTLE_MULT", problems, low=0)
+    for key in ("WATCHDOG_STOP_BUTTON", "WATCHDOG_RESUME_BUTTON"):
+        if not isinstance(getattr(cfg, key, None), str) or not getattr(cfg, key):
+            problems.append(f"{key} must name a web controller button (w1..w5), got {getattr(cfg, key, None)!r}")
+    for key in ("DATA_PATH", "MODELS_PATH"):
+        if not isinstance(getattr(cfg, key, None), str):
+            problems.append(f"{key} must be a path string, got {getattr(cfg, key, None)!r}")
+    profile = getattr(cfg, "PITLANE_PROFILE", None)
+    if profile == "twin":
+        if not isinstance(getattr(cfg, "SIM_HOST", None), str) or not cfg.SIM_HOST:
+            problems.append(f"SIM_HOST must be a host name, got {getattr(cfg, 'SIM_HOST', None)!r}")
+        _number(cfg, "SIM_PORT", problems, low=1, high=65535, integer=True)
+        _number(cfg, "SIM_CONNECT_TIMEOUT_S", problems, low=0, low_open=True)
+        if getattr(cfg, "DONKEY_GYM", False) and getattr(cfg, "DONKEY_SIM_PATH", None) != "remote":
+            problems.append("DONKEY_SIM_PATH must be 'remote' with the twin (it is a server, not an executable), "
+                            f"got {getattr(cfg, 'DONKEY_SIM_PATH', None)!r}")
+        if not isinstance(getattr(cfg, "SIM_SCENE", None), str):
+            problems.append(f"SIM_SCENE must be a scene name, got {getattr(cfg, 'SIM_SCENE', None)!r}")
+    elif profile == "pi":
+        if getattr(cfg, "DONKEY_GYM", False):
+            problems.append("DONKEY_GYM = True drives a simulator; use PITLANE_PROFILE = 'twin' for that")
+        _choice(cfg, "CAMERA_TYPE", PI_CAMERA_TYPES, problems)
+        _choice(cfg, "DRIVE_TRAIN_TYPE", PI_DRIVE_TRAIN_TYPES, problems)
+        if getattr(cfg, "DRIVE_TRAIN_TYPE", None) == "PWM_STEERING_THROTTLE":
+            pwm = getattr(cfg, "PWM_STEERING_THROTTLE", None)
+            pwm = pwm if isinstance(pwm, dict) else {}
+            missing = [k for k in PWM_KEYS if k not in pwm]
+            if missing:
+                problems.append(f"PWM_STEERING_THROTTLE lacks {', '.join(missing)}")
+            else:
+                for key in PWM_KEYS[6:]:
+                    if isinstance(pwm[key], bool) or not isinstance(pwm[key], int) or not 0 <= pwm[key] <= 4095:
+                        problems.append(f"PWM_STEERING_THROTTLE[{key!r}] must be a pulse 0..4095, got {pwm[key]!r}")
+    try:
+        watchdog_params(cfg)
+    except (ValueError, TypeError, AttributeError) as exc:
+        problems.append(str(exc))
+    if problems:
+        raise UserError("invalid car config: " + "; ".join(problems))
+
+
+def watchdog_params(cfg) -> WatchdogParams:
+    """The watchdog's limits from the WATCHDOG_* / AI_MAX_THROTTLE keys (loop period from DRIVE_LOOP_HZ)."""
+    hz = getattr(cfg, "DRIVE_LOOP_HZ", 20)
+    return WatchdogParams(
+        loop_period_s=1.0 / hz if isinstance(hz, int | float) and hz > 0 else float("nan"),
+        max_frame_age_s=getattr(cfg, "WATCHDOG_MAX_FRAME_AGE_S", 0.25),
+        overrun_factor=getattr(cfg, "WATCHDOG_OVERRUN_FACTOR", 2.0),
+        max_overruns=getattr(cfg, "WATCHDOG_MAX_OVERRUNS", 5),
+        max_autopilot_throttle=getattr(cfg, "AI_MAX_THROTTLE", 1.0),
+        stop_brake=getattr(cfg, "WATCHDOG_STOP_BRAKE", 1.0),
+    )

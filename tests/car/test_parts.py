@@ -1,0 +1,86 @@
+"""The car app's small loop parts and the web controller."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import urllib.request
+
+import pytest
+
+from pitlane.car.parts import (
+    AutopilotGuard,
+    DriveMode,
+    PilotCondition,
+    RecordingGate,
+    SafePilot,
+    WebController,
+)
+
+
+def test_web_controller_answers_drive_on_an_ephemeral_port_and_stops():
+    web = WebController(port=0, mode="user", address="127.0.0.1")
+    thread = threading.Thread(target=web.update, daemon=True)
+    thread.start()
+    assert web.ready.wait(5) and web.bound_port
+    url = f"http://127.0.0.1:{web.bound_port}/drive"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        assert resp.status == 200 and b"<html" in resp.read().lower()
+    # the page's POST drives the car: angle, throttle, mode, recording
+    body = json.dumps({"angle": 0.25, "throttle": 0.4, "drive_mode": "local", "recording": True}).encode()
+    urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=5).close()
+    angle, throttle, mode, recording, _buttons = web.run_threaded(None, 0, None, None)
+    assert (angle, throttle, mode, recording) == (0.25, 0.4, "local", True)
+    web.shutdown()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_autopilot_guard_keeps_user_mode_without_a_pilot(caplog):
+    guard = AutopilotGuard("model failed to load: bad file")
+    assert guard.run("local") == "user"
+    assert guard.run("local_angle") == "user"
+    assert guard.run("user") == "user"
+    assert "autopilot refused (local): model failed to load: bad file" in caplog.text
+    assert AutopilotGuard(None).run("local") == "local"
+
+
+def test_pilot_condition():
+    assert PilotCondition().run("user") == (True, False)
+    assert PilotCondition().run("local_angle") == (False, True)
+
+
+def test_drive_mode_follows_donkeycar_and_passes_nan_to_the_watchdog():
+    dm = DriveMode(ai_throttle_mult=0.5)
+    assert dm.run("user", 0.1, 0.2, 0.7, 0.8) == (0.1, 0.2)
+    assert dm.run("local_angle", 0.1, 0.2, 0.7, 0.8) == (0.7, 0.2)
+    assert dm.run("local", 0.1, 0.2, 0.7, 0.8) == (0.7, 0.4)
+    angle, throttle = dm.run("local", 0.0, 0.0, math.nan, math.inf)
+    assert math.isnan(angle) and math.isinf(throttle)
+    assert dm.run("local", None, None, None, None) == (0.0, 0.0)
+
+
+def test_safe_pilot_turns_an_inference_failure_into_nan(caplog):
+    class BrokenPilot:
+        def run(self, image):
+            raise RuntimeError("tensor shape mismatch")
+
+    angle, throttle = SafePilot(BrokenPilot()).run(None)
+    assert math.isnan(angle) and math.isnan(throttle)
+    assert "pilot failed (1 so far): RuntimeError: tensor shape mismatch" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("auto", "during_ai", "mode", "switch", "throttle", "expected"),
+    [
+        (False, False, "user", True, 0.0, True),
+        (False, False, "user", False, 0.5, False),
+        (True, False, "user", False, 0.5, True),
+        (True, False, "user", False, -0.5, False),
+        (True, False, "local", True, 0.5, False),
+        (False, True, "local", True, 0.0, True),
+    ],
+)
+def test_recording_gate(auto, during_ai, mode, switch, throttle, expected):
+    assert RecordingGate(auto, during_ai).run(mode, switch, throttle) is expected

@@ -1,0 +1,92 @@
+"""The car config: profiles, and a clear error at start for every invalid value."""
+
+from __future__ import annotations
+
+import pytest
+
+from pitlane.car.settings import DEFAULT_CAR_DIR, load_car_config, watchdog_params
+from pitlane.errors import UserError
+
+
+def test_default_car_is_the_twin_profile_at_20_hz():
+    cfg = load_car_config()
+    assert cfg.PITLANE_PROFILE == "twin"
+    assert cfg.DRIVE_LOOP_HZ == 20
+    assert cfg.WEB_CONTROL_PORT == 8887
+    # donkeycar's own DONKEY_GYM path can be switched on without other changes
+    assert (cfg.DONKEY_GYM, cfg.DONKEY_SIM_PATH, cfg.SIM_HOST) == (False, "remote", "127.0.0.1")
+    assert cfg.DONKEY_GYM_ENV_NAME == "donkey-generated-track-v0"
+    assert watchdog_params(cfg).loop_period_s == pytest.approx(0.05)
+
+
+def test_profile_flag_beats_environment_beats_myconfig(monkeypatch):
+    monkeypatch.setenv("PITLANE_PROFILE", "pi")
+    assert load_car_config().PITLANE_PROFILE == "pi"
+    assert load_car_config(profile="twin").PITLANE_PROFILE == "twin"
+
+
+def test_myconfig_overrides_config(tmp_path):
+    (tmp_path / "config.py").write_text((DEFAULT_CAR_DIR / "config.py").read_text())
+    (tmp_path / "myconfig.py").write_text('PITLANE_PROFILE = "pi"\nCAMERA_TYPE = "MOCK"\nDRIVE_LOOP_HZ = 10\n')
+    cfg = load_car_config(tmp_path)
+    assert (cfg.PITLANE_PROFILE, cfg.CAMERA_TYPE, cfg.DRIVE_LOOP_HZ) == ("pi", "MOCK", 10)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"PITLANE_PROFILE": "laptop"}, "PITLANE_PROFILE must be one of twin, pi"),
+        ({"DRIVE_LOOP_HZ": 0}, "DRIVE_LOOP_HZ must be > 0"),
+        ({"DRIVE_LOOP_HZ": "20"}, "DRIVE_LOOP_HZ must be a number"),
+        ({"WEB_CONTROL_PORT": 70000}, "WEB_CONTROL_PORT must be <= 65535"),
+        ({"WEB_INIT_MODE": "autopilot"}, "WEB_INIT_MODE must be one of user, local_angle, local"),
+        ({"IMAGE_DEPTH": 4}, "IMAGE_DEPTH must be 1 or 3"),
+        ({"SIM_PORT": 0}, "SIM_PORT must be >= 1"),
+        ({"DONKEY_GYM": True, "DONKEY_SIM_PATH": "/opt/sim"}, "DONKEY_SIM_PATH must be 'remote'"),
+        ({"AI_MAX_THROTTLE": 2.0}, "max_autopilot_throttle must be in [0, 1]"),
+        ({"WATCHDOG_MAX_FRAME_AGE_S": 0}, "max_frame_age_s must be > 0"),
+        ({"WATCHDOG_MAX_OVERRUNS": 0.5}, "max_overruns must be an integer >= 1"),
+        ({"DEFAULT_MODEL_TYPE": "rnn"}, "DEFAULT_MODEL_TYPE must be one of linear"),
+    ],
+)
+def test_invalid_values_stop_the_start_with_a_clear_error(overrides, message):
+    profile = overrides.pop("PITLANE_PROFILE", None)
+    with pytest.raises(UserError, match="invalid car config") as err:
+        load_car_config(profile=profile, overrides=overrides)
+    assert message in str(err.value)
+
+
+def test_every_problem_is_named_at_once():
+    with pytest.raises(UserError) as err:
+        load_car_config(overrides={"DRIVE_LOOP_HZ": -1, "WEB_INIT_MODE": "x", "SIM_HOST": ""})
+    text = str(err.value)
+    assert "DRIVE_LOOP_HZ" in text and "WEB_INIT_MODE" in text and "SIM_HOST" in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"CAMERA_TYPE": "KINECT"}, "CAMERA_TYPE must be one of PICAM"),
+        ({"DRIVE_TRAIN_TYPE": "VESC"}, "DRIVE_TRAIN_TYPE must be one of PWM_STEERING_THROTTLE, MOCK"),
+        ({"DONKEY_GYM": True}, "use PITLANE_PROFILE = 'twin'"),
+        ({"PWM_STEERING_THROTTLE": {"PWM_STEERING_PIN": "PCA9685.1:40.1"}}, "lacks PWM_STEERING_SCALE"),
+    ],
+)
+def test_pi_profile_checks_camera_and_drivetrain(overrides, message):
+    with pytest.raises(UserError, match="invalid car config") as err:
+        load_car_config(profile="pi", overrides=overrides)
+    assert message in str(err.value)
+
+
+def test_pi_profile_checks_pwm_pulses():
+    cfg = load_car_config(profile="pi")
+    pwm = dict(cfg.PWM_STEERING_THROTTLE, THROTTLE_FORWARD_PWM=5000)
+    with pytest.raises(UserError, match="THROTTLE_FORWARD_PWM.*0..4095"):
+        load_car_config(profile="pi", overrides={"PWM_STEERING_THROTTLE": pwm})
+
+
+def test_missing_car_folder_or_myconfig(tmp_path):
+    with pytest.raises(UserError, match="config.py is missing"):
+        load_car_config(tmp_path)
+    with pytest.raises(UserError, match="myconfig file 'other.py' not found"):
+        load_car_config(myconfig="other.py")
