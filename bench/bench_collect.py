@@ -27,11 +27,16 @@ def main() -> None:
     parser.add_argument("--laps", type=int, default=10)
     parser.add_argument("--scene", default="generated_track")
     parser.add_argument("--modes", default="process,thread,inline")
-    parser.add_argument("--png-dir", type=Path, default=Path(tempfile.gettempdir()) / "bench_collect")
+    parser.add_argument("--png-dir", type=Path, default=Path("out/bench/collect"))
+    parser.add_argument("--dir", type=Path, default=Path("out/bench"),
+                        help="where the tubs are written: file creation speed dominates, so this is the disk "
+                        "being measured (here /tmp creates files ~20x slower than the work tree)")
     args = parser.parse_args()
     logging.disable(logging.INFO)
     print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} (others' work slows these figures)")
-    with tempfile.TemporaryDirectory() as tmp:
+    args.dir.mkdir(parents=True, exist_ok=True)
+    print(f"tubs written under {args.dir.resolve()}")
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for mode in args.modes.split(","):
             cpu0, child0 = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
             s = collect(args.scene, laps=args.laps, out=Path(tmp) / mode, noise="light", progress=False, writer=mode)

@@ -35,8 +35,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     collect.add_argument("--drift-per-s", type=float, help="override: rate of deliberate drifts off the line [1/s]")
     collect.add_argument("--speed-var", type=float, help="override: relative speed variation (0.2 = +-20%%)")
     collect.add_argument("--hz", type=float, default=20.0, help="records per simulated second (default 20)")
-    collect.add_argument("--writer", choices=("process", "thread", "inline"), default="process",
-                         help="where donkeycar's Tub writes: a child process (default, fastest), a thread, inline")
+    collect.add_argument("--writer", choices=("process", "thread", "inline"), default="thread",
+                         help="where donkeycar's Tub writes: a thread (default; overlaps slow disks), a child "
+                         "process, or inline (see bench/bench_collect.py)")
     collect.set_defaults(func=_collect)
 
     check = sub.add_parser("check", help="validate tubs; exit 1 when anything is wrong")

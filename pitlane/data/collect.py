@@ -4,7 +4,7 @@ One record per control period (20 Hz of simulated time by default): the camera f
 pose, the expert's *correct* command for that pose as ``user/angle``/``user/throttle`` (the car executes
 a perturbed one, see ``pilots.expert``), and the twin's ground truth under donkeycar's
 ``SIM_RECORD_LOCATION`` keys. Each scene is one donkeycar session of the tub. The simulation runs as fast
-as the machine allows; a writer child process (or thread) runs donkeycar's JPEG + catalog writing while
+as the machine allows; a writer thread (or child process) runs donkeycar's JPEG + catalog writing while
 the twin renders the next frame.
 """
 
@@ -115,10 +115,11 @@ def _check_out(out: Path) -> None:
 
 
 class _Writer:
-    """Feeds records to ``write_tub_from_queue`` running in a child process (default), a thread, or inline.
+    """Feeds records to ``write_tub_from_queue`` running in a thread (default), a child process, or inline.
 
-    A process overlaps donkeycar's JPEG encoding and catalog bookkeeping with rendering on another core
-    without fighting over the GIL; records keep their order through one FIFO queue.
+    A thread overlaps file creation (slow on some disks) with rendering; a process also overlaps donkeycar's
+    JPEG encoding, but pays for pickling every frame, which loses on a 2-core machine with a fast disk
+    (bench/bench_collect.py). Records keep their order through one FIFO queue.
     """
 
     records: Any
@@ -232,12 +233,12 @@ def _drive_scene(sim, scene: str, laps: int, seed: int, noise: NoiseParams, dt_s
 
 def collect(scenes: str | Sequence[str] = "generated_track", laps: int = 2, out: Path | str = "data/tub",
             seed: int = 0, noise: str | NoiseParams = "light", record_hz: float = 20.0, camera=None,
-            progress: bool = True, writer: str = "process") -> CollectSummary:
+            progress: bool = True, writer: str = "thread") -> CollectSummary:
     """Drive ``laps`` laps of each scene with the expert and record them into the tub at ``out``.
 
     An existing tub with pitlane's inputs is appended to (a new donkeycar session per scene).
     ``camera`` is an optional ``pitlane.twin.camera.CameraParams``; ``writer`` is where donkeycar's Tub runs:
-    ``process`` (fastest on two or more cores), ``thread`` or ``inline``.
+    ``thread`` (default), ``process`` or ``inline``.
     """
     names = (scenes,) if isinstance(scenes, str) else tuple(scenes)
     if not names:
