@@ -1,0 +1,53 @@
+"""Gate wall time: 3 laps of the default scene driven by the TFLite linear pilot, in-process.
+
+Goal (issue 4): <= 5 s on 2 cores. Usage: python bench/bench_gate.py --model PATH.tflite [--scene S]
+The model should be one that drives (e.g. the default recipe's out/.../model/pilot.tflite); a model that
+leaves the road ends the episode early and the figure means little (the script says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True, help="a trained .tflite linear model")
+    ap.add_argument("--scene", default="generated_track")
+    ap.add_argument("--laps", type=int, default=3)
+    args = ap.parse_args()
+
+    from pitlane.evaluate.gate import GatePolicy, run_gate
+    from pitlane.pilots.model import configure_threads
+
+    configure_threads(1)
+    policy = GatePolicy(scenes=(args.scene,), laps=args.laps, min_laps_completed=args.laps)
+    rows = []
+    for plots in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            result = run_gate(args.model, policy, Path(tmp), plots=plots)
+            rows.append((plots, time.perf_counter() - t0, result))
+    report = rows[0][2].reports[0]
+    print(f"model {args.model.name} on {args.scene}: {report.laps_completed}/{report.laps_requested} laps, "
+          f"{report.steps} control steps ({report.sim_seconds:.1f} s simulated), end: {report.end_reason}")
+    for plots, wall, result in rows:
+        drive = result.reports[0].wall_seconds
+        print(f"gate wall time {'with' if plots else 'without'} plots: {wall:6.2f} s "
+              f"(driving {drive:.2f} s = {1e3 * drive / max(report.steps, 1):.2f} ms/step, "
+              f"verdict {'PASS' if result.passed else 'FAIL'})")
+    print(f"goal <= 5 s: {'met' if rows[1][1] <= 5.0 else 'NOT met'} (with plots)")
+    if report.end_reason != "laps_completed":
+        print("note: the model did not complete the laps; use a model that drives for a meaningful figure")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

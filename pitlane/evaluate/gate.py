@@ -1,0 +1,216 @@
+"""The gate: a model passes only if it drives well enough in the twin, on every scene of a policy.
+
+A policy is a small YAML (or JSON) file of thresholds; `check` compares one report against it (pure),
+`run_gate` evaluates a model on each scene of the policy and collects the verdicts, `format_table` prints
+them for a person (and the release pipeline's log).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pitlane.errors import UserError
+from pitlane.evaluate.report import Report
+
+DEFAULT_POLICY = "default_gate.yaml"
+GATE_FILE = "gate.json"
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """Thresholds a model's evaluation must meet on every scene. None = not checked."""
+
+    scenes: tuple[str, ...] = ("generated_track", "mini_monaco")
+    laps: int = 3  # laps driven per scene
+    seed: int = 0
+    max_seconds: float | None = None  # [s] simulated time limit per scene; None = from the track length
+    min_laps_completed: int | None = 3
+    max_abs_cte: float | None = 0.45  # [m] largest |CTE| allowed at any step
+    max_mean_abs_cte: float | None = None  # [m]
+    max_off_track_events: int | None = 0
+    min_mean_speed: float | None = 0.5  # [m/s]
+
+    def __post_init__(self) -> None:
+        if not self.scenes or not all(isinstance(s, str) and s for s in self.scenes):
+            raise UserError("gate policy: scenes must be a non-empty list of scene names")
+        if not isinstance(self.laps, int) or self.laps < 1:
+            raise UserError(f"gate policy: laps must be an integer >= 1, got {self.laps!r}")
+        for name in ("max_seconds", "max_abs_cte", "max_mean_abs_cte", "min_mean_speed"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)):
+                raise UserError(f"gate policy: {name} must be a number, got {v!r}")
+        for name in ("seed", "min_laps_completed", "max_off_track_events"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise UserError(f"gate policy: {name} must be an integer, got {v!r}")
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "policy") -> GatePolicy:
+        if not isinstance(d, dict):
+            raise UserError(f"{source}: a gate policy is a mapping of keys to thresholds")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(str(k) for k in d if k not in known)
+        if unknown:
+            raise UserError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
+        values = dict(d)
+        if "scenes" in values:
+            scenes = values["scenes"]
+            if scenes is not None and not isinstance(scenes, str | list | tuple):
+                raise UserError(f"{source}: scenes must be a list of scene names, got {scenes!r}")
+            values["scenes"] = (scenes,) if isinstance(scenes, str) else tuple(scenes or ())
+        try:
+            return cls(**values)
+        except UserError as exc:
+            raise UserError(f"{source}: {exc}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["scenes"] = list(self.scenes)
+        return d
+
+
+def load_policy(path: str | Path | None = None) -> GatePolicy:
+    """Read a policy file (YAML or JSON); None = the default policy shipped with pitlane."""
+    import yaml
+
+    if path is None:
+        text = resources.files("pitlane.evaluate").joinpath(DEFAULT_POLICY).read_text()
+        source = f"default policy {DEFAULT_POLICY}"
+    else:
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise UserError(f"gate policy {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"gate policy {path} is unreadable: {exc}") from None
+        source = f"gate policy {path}"
+    try:
+        data = yaml.safe_load(text)  # JSON is YAML
+    except yaml.YAMLError as exc:
+        raise UserError(f"{source} is not valid YAML/JSON: {exc}".replace("\n", " ")) from None
+    return GatePolicy.from_dict(data if data is not None else {}, source)
+
+
+@dataclass(frozen=True)
+class Check:
+    scene: str
+    metric: str  # the report field
+    op: str  # ">=" or "<="
+    threshold: float
+    value: float
+    passed: bool
+
+
+def check(report: Report, policy: GatePolicy) -> list[Check]:
+    """Compare one report with the policy's thresholds (pure)."""
+    rules = [
+        ("laps_completed", ">=", policy.min_laps_completed),
+        ("max_abs_cte", "<=", policy.max_abs_cte),
+        ("mean_abs_cte", "<=", policy.max_mean_abs_cte),
+        ("off_track_events", "<=", policy.max_off_track_events),
+        ("mean_speed", ">=", policy.min_mean_speed),
+    ]
+    out = []
+    for metric, op, threshold in rules:
+        if threshold is None:
+            continue
+        value = float(getattr(report, metric))
+        passed = value >= threshold if op == ">=" else value <= threshold
+        passed = passed and math.isfinite(value)
+        out.append(Check(report.scene, metric, op, float(threshold), value, bool(passed)))
+    return out
+
+
+@dataclass(frozen=True)
+class GateResult:
+    model: str
+    model_digest: str
+    policy: GatePolicy
+    reports: tuple[Report, ...]
+    checks: tuple[Check, ...]
+    wall_seconds: float = 0.0  # [s]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": "pass" if self.passed else "fail",
+            "model": self.model,
+            "model_digest": self.model_digest,
+            "policy": self.policy.to_json(),
+            "checks": [dataclasses.asdict(c) for c in self.checks],
+            "reports": {r.scene: r.to_json() for r in self.reports},
+            "wall_seconds": round(self.wall_seconds, 3),
+            **self.extra,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
+
+
+def run_gate(
+    model_path: str | Path,
+    policy: GatePolicy,
+    report_dir: str | Path | None = None,
+    *,
+    plots: bool = True,
+    progress: bool = False,
+) -> GateResult:
+    """Evaluate the model on every scene of the policy (reports in report_dir/<scene>/), then check them."""
+    import time
+
+    from pitlane.evaluate.run import evaluate
+    from pitlane.pilots.model import ModelPilot
+    from pitlane.train.runrecord import file_digest
+
+    t0 = time.perf_counter()
+    pilot = ModelPilot(model_path)
+    reports, checks = [], []
+    for scene in policy.scenes:
+        sub = Path(report_dir) / scene if report_dir is not None else None
+        report = evaluate(
+            model_path, scene, policy.laps, policy.seed, sub, max_seconds=policy.max_seconds, plots=plots,
+            pilot=pilot, progress=progress,
+        )
+        reports.append(report)
+        checks.extend(check(report, policy))
+    result = GateResult(
+        Path(model_path).name, file_digest(model_path), policy, tuple(reports), tuple(checks),
+        time.perf_counter() - t0,
+    )
+    if report_dir is not None:
+        result.save(Path(report_dir) / GATE_FILE)
+    return result
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:.3f}"
+
+
+def format_table(checks: list[Check] | tuple[Check, ...], passed: bool | None = None) -> str:
+    """The verdict table: one line per scene and threshold, then the overall verdict."""
+    header = ("scene", "check", "threshold", "value", "verdict")
+    rows = [(c.scene, f"{c.metric} {c.op}", _fmt(c.threshold), _fmt(c.value), "PASS" if c.passed else "FAIL")
+            for c in checks]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    ok = passed if passed is not None else bool(checks) and all(c.passed for c in checks)
+    failed = sum(not c.passed for c in checks)
+    scenes = len({c.scene for c in checks})
+    lines.append(f"GATE {'PASS' if ok else 'FAIL'}: {len(checks) - failed}/{len(checks)} checks passed "
+                 f"on {scenes} scene(s)")
+    return "\n".join(lines)

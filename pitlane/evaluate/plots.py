@@ -1,0 +1,113 @@
+"""Plots a person reads at a glance: where the car drove on the track map, and CTE / speed over time.
+
+matplotlib (Agg backend, never a display) is imported lazily, so evaluation without plots never loads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pitlane.evaluate.report import Report, Trace
+
+TRAJECTORY_PNG = "trajectory.png"
+TIMESERIES_PNG = "cte_speed.png"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_trajectory(track, trace: Trace, report: Report, path: str | Path) -> Path:
+    """The driven path over the top-down track texture, coloured by |CTE|; start and end marked."""
+    from matplotlib.collections import LineCollection
+
+    from pitlane.twin.texture import texture_for
+
+    plt = _pyplot()
+    a = trace.arrays()
+    tex = texture_for(track)
+    level = 1 if len(tex.levels) > 1 else 0
+    img = tex.levels[level]
+    ppm = tex.px_per_m / (2**level)
+    extent = (tex.x0_m, tex.x0_m + img.shape[1] / ppm, tex.y1_m - img.shape[0] / ppm, tex.y1_m)
+
+    fig, ax = plt.subplots(figsize=(8, 7), dpi=100)
+    ax.imshow(img, extent=extent, origin="upper", interpolation="bilinear")
+    cl = np.vstack([track.centerline, track.centerline[:1]])
+    ax.plot(cl[:, 0], cl[:, 1], color="white", lw=0.6, ls=":", alpha=0.7, label="centerline")
+    half_width = 0.5 * track.width_m
+    if len(a["x_m"]) > 1:
+        pts = np.stack([a["x_m"], a["y_m"]], axis=1)
+        segs = np.stack([pts[:-1], pts[1:]], axis=1)
+        cte = np.abs(a["cte_m"])
+        lc = LineCollection(segs, cmap="turbo", norm=plt.Normalize(0.0, max(half_width, float(cte.max()))), lw=2.2)
+        lc.set_array(cte[1:])
+        ax.add_collection(lc)
+        cbar = fig.colorbar(lc, ax=ax, shrink=0.8)
+        cbar.set_label(f"|CTE| [m] (road edge at {half_width:.2f} m)")
+        ax.plot(pts[0, 0], pts[0, 1], "o", color="lime", ms=9, mec="black", label="start")
+        end_style = "X" if report.end_reason == "off_track" else "s"
+        ax.plot(pts[-1, 0], pts[-1, 1], end_style, color="red", ms=10, mec="black", label=f"end: {report.end_reason}")
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_aspect("equal")
+    ax.set_xlabel("x [m] (east)")
+    ax.set_ylabel("y [m] (north)")
+    ax.set_title(
+        f"{report.model} on {report.scene}: {report.laps_completed}/{report.laps_requested} laps, "
+        f"max |CTE| {report.max_abs_cte:.2f} m"
+    )
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_timeseries(track, trace: Trace, report: Report, path: str | Path) -> Path:
+    """Signed CTE (with the road edges) and speed against simulated time; lap ends as vertical lines."""
+    plt = _pyplot()
+    a = trace.arrays()
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), dpi=100, sharex=True)
+    half_width = 0.5 * track.width_m
+    ax1.plot(a["time_s"], a["cte_m"], color="tab:blue", lw=1.2, label="CTE (+ = right of centerline)")
+    for sign in (-1, 1):
+        ax1.axhline(sign * half_width, color="tab:red", ls="--", lw=1)
+    ax1.axhline(0.0, color="grey", lw=0.6)
+    ax1.set_ylabel("CTE [m]")
+    ax1.set_ylim(-1.3 * half_width, 1.3 * half_width)
+    ax1.legend(loc="upper right", fontsize=8)
+    ax2.plot(a["time_s"], a["speed_mps"], color="tab:green", lw=1.2, label="speed")
+    ax2.axhline(report.mean_speed, color="tab:green", ls=":", lw=1, label=f"mean {report.mean_speed:.2f} m/s")
+    ax2.set_ylabel("speed [m/s]")
+    ax2.set_xlabel("simulated time [s]")
+    ax2.legend(loc="lower right", fontsize=8)
+    for ax in (ax1, ax2):
+        for i, t in enumerate(a["lap_end_s"]):
+            ax.axvline(t, color="black", lw=0.8, alpha=0.6)
+            if ax is ax1:
+                ax.text(t, 1.2 * half_width, f" lap {i + 1}", fontsize=8, va="top")
+        for t in a["off_track_s"]:
+            ax.axvline(t, color="red", lw=1.5)
+        ax.grid(alpha=0.3)
+    laps = ", ".join(f"{t:.1f}" for t in report.lap_times) or "none"
+    ax1.set_title(f"{report.model} on {report.scene}: end = {report.end_reason}; lap times [s]: {laps}")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_plots(track, trace: Trace, report: Report, report_dir: str | Path) -> list[str]:
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_trajectory(track, trace, report, out / TRAJECTORY_PNG)
+    plot_timeseries(track, trace, report, out / TIMESERIES_PNG)
+    return [TRAJECTORY_PNG, TIMESERIES_PNG]

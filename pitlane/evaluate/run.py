@@ -1,0 +1,179 @@
+"""Closed-loop evaluation: a pilot drives laps in the twin, in-process, at the car's control rate.
+
+Each control step renders the camera frame, asks the pilot for (angle, throttle) and advances the twin by one
+control period, as donkeycar's vehicle loop does on the car. The episode ends when the requested laps are
+done, when the car leaves the road, or at a simulated time limit; the report says which.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pitlane.errors import UserError
+from pitlane.evaluate.report import (
+    END_LAPS,
+    END_OFF_TRACK,
+    END_TIME_LIMIT,
+    Report,
+    Trace,
+    summarize,
+    write_report,
+)
+
+log = logging.getLogger(__name__)
+
+PilotFn = Callable[[np.ndarray], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    laps: int = 3
+    seed: int = 0  # twin seed (start pose noise, randomisation); the track is the scene's
+    control_hz: float = 20.0  # [Hz] pilot rate, donkeycar's DRIVE_LOOP_HZ
+    max_seconds: float | None = None  # [s] simulated time limit; None = derived from the track length
+    min_avg_speed_mps: float = 0.4  # [m/s] the derived limit allows the laps at this average speed
+    plots: bool = True
+    progress: bool = False  # tqdm bar over laps on stderr
+
+    def __post_init__(self) -> None:
+        if self.laps < 1:
+            raise UserError(f"laps must be >= 1, got {self.laps}")
+        if not self.control_hz > 0:
+            raise UserError(f"control rate must be > 0 Hz, got {self.control_hz}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise UserError(f"max seconds must be > 0, got {self.max_seconds}")
+
+    def time_limit_s(self, track_length_m: float) -> float:
+        if self.max_seconds is not None:
+            return float(self.max_seconds)
+        return 10.0 + self.laps * track_length_m / self.min_avg_speed_mps
+
+
+@dataclass(frozen=True)
+class Episode:
+    trace: Trace
+    laps_completed: int
+    end_reason: str
+    progress_m: float  # [m]
+    wall_seconds: float  # [s]
+
+
+def drive(pilot: PilotFn, sim, params: EvalParams) -> Episode:
+    """Drive `pilot` in `sim` (a pitlane.twin.Sim) from a reset until laps, off-track or the time limit."""
+    t0 = time.perf_counter()
+    sim.reset(seed=params.seed)
+    dt = 1.0 / params.control_hz
+    limit = params.time_limit_s(sim.track.length_m)
+    trace = Trace()
+    bar = None
+    if params.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=params.laps, unit="lap", desc=sim.track.name, leave=False,
+                   bar_format="{desc}: {n:.1f}/{total} laps |{bar}| {elapsed}")
+    try:
+        end_reason = _loop(pilot, sim, params, dt, limit, trace, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    tel = sim.telemetry
+    return Episode(trace, int(tel.laps_completed), end_reason, float(tel.progress_m), time.perf_counter() - t0)
+
+
+def _loop(pilot: PilotFn, sim, params: EvalParams, dt: float, limit: float, trace: Trace, bar) -> str:
+    from pitlane.twin.vehicle import Control
+
+    length = sim.track.length_m
+    while True:
+        angle, throttle = pilot(sim.render())
+        control = Control(steering=angle, throttle=throttle).clamped()
+        tel = sim.step(control, dt)
+        trace.append(tel.time_s, tel.x_m, tel.y_m, tel.cte_m, tel.speed_mps, control.steering, control.throttle)
+        if tel.lap_time_s is not None:
+            trace.lap_times_s.append(float(tel.lap_time_s))
+            trace.lap_end_s.append(float(tel.time_s))
+        if bar is not None and len(trace.time_s) % 20 == 0:
+            bar.update(min(params.laps, max(0.0, tel.progress_m / length)) - bar.n)  # tqdm throttles redraws
+        if tel.laps_completed >= params.laps:
+            return END_LAPS
+        if tel.hit == "off_track":
+            trace.off_track_s.append(float(tel.time_s))
+            return END_OFF_TRACK
+        if tel.time_s >= limit - 1e-9:
+            return END_TIME_LIMIT
+
+
+def _scene_track(scene: str, seed: int):
+    from pitlane.twin.scenes import load_scene
+
+    try:
+        return load_scene(scene, rand_seed=seed)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def evaluate(
+    model_path: str | Path,
+    scene: str = "generated_track",
+    laps: int = 3,
+    seed: int = 0,
+    report_dir: str | Path | None = None,
+    *,
+    max_seconds: float | None = None,
+    control_hz: float = 20.0,
+    plots: bool = True,
+    pilot=None,
+    threads: int | None = 1,
+    progress: bool = False,
+) -> Report:
+    """Drive the model at `model_path` for `laps` laps of `scene`; write report.json (+ plots) to `report_dir`.
+
+    `pilot` may be an already loaded ModelPilot (the gate loads a model once for several scenes).
+    """
+    from pitlane.pilots.model import ModelPilot
+    from pitlane.train.runrecord import file_digest
+    from pitlane.twin.sim import Sim
+
+    params = EvalParams(laps=laps, seed=seed, control_hz=control_hz, max_seconds=max_seconds, plots=plots,
+                        progress=progress)
+    track = _scene_track(scene, seed)
+    sim = Sim(track, seed=seed)
+    h, w, d = sim.render().shape
+    frame_shape = (int(h), int(w), int(d))
+    if pilot is None:
+        pilot = ModelPilot(model_path, camera_shape=frame_shape, threads=threads)
+    else:
+        pilot.check_camera(frame_shape)
+    log.info("evaluating %s on %s for %d laps", Path(model_path).name, scene, laps)
+    ep = drive(pilot.run, sim, params)
+    report = summarize(
+        ep.trace,
+        scene=scene,
+        model=Path(model_path).name,
+        model_digest=file_digest(model_path),
+        model_type=getattr(pilot, "model_type", ""),
+        laps_requested=laps,
+        laps_completed=ep.laps_completed,
+        end_reason=ep.end_reason,
+        wall_seconds=ep.wall_seconds,
+        seed=seed,
+        control_hz=control_hz,
+        track_length_m=track.length_m,
+        track_width_m=track.width_m,
+        progress_m=ep.progress_m,
+    )
+    if report_dir is not None:
+        if plots:
+            from dataclasses import replace
+
+            from pitlane.evaluate.plots import write_plots
+
+            report = replace(report, plots=write_plots(track, ep.trace, report, report_dir))
+        write_report(report, report_dir, ep.trace)
+    return report

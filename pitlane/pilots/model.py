@@ -1,0 +1,204 @@
+"""The model pilot: a trained donkeycar model (.tflite or .keras/.h5) driving from camera frames.
+
+It *is* donkeycar's `KerasPilot` (built by `donkeycar.utils.get_model_by_type`, loaded through donkeycar's
+`TfLite` or `KerasInterpreter`), so a frame is normalised and decoded exactly as on a donkeycar car; we add
+what a car and a gate need on top: the model type found from the file, the input shape checked against the
+camera, one-thread inference and clear errors for files that are not models.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pitlane.errors import UserError
+
+log = logging.getLogger(__name__)
+
+TFLITE_SUFFIX = ".tflite"
+KERAS_SUFFIXES = (".keras", ".h5")
+# output widths per model type: linear = angle + throttle, categorical = 15 angle bins + 20 throttle bins
+_OUTPUT_SIGNATURES: dict[tuple[int, ...], str] = {(1, 1): "linear", (15, 20): "categorical", (1,): "inferred"}
+
+
+def model_type_from_outputs(widths: tuple[int, ...]) -> str | None:
+    """donkeycar model type from the widths of the model's outputs (sorted), None if not one we drive."""
+    return _OUTPUT_SIGNATURES.get(tuple(sorted(widths)))
+
+
+def _run_record(path: Path) -> dict[str, Any]:
+    """The run record saved beside the model by `pitlane train`, or {} (models may come from elsewhere)."""
+    from pitlane.train.runrecord import run_record_path
+
+    rec = run_record_path(path)
+    try:
+        data = json.loads(rec.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _tflite_class():
+    """donkeycar's TfLite interpreter wrapper, with a thread count (donkeycar leaves it to the runtime)."""
+    from donkeycar.parts.interpreter import TfLite, get_tflite_interpreter
+
+    class ThreadedTfLite(TfLite):
+        def __init__(self, num_threads: int | None) -> None:
+            super().__init__()
+            self.num_threads = num_threads
+
+        def load(self, model_path: str) -> None:
+            interpreter_cls = get_tflite_interpreter()
+            with warnings.catch_warnings():  # TF's interpreter warns it moves to ai-edge-litert; same engine
+                warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+                self.interpreter = interpreter_cls(model_path=model_path, num_threads=self.num_threads)
+            self.signatures = self.interpreter.get_signature_list()
+            if not self.signatures:
+                return self._load_via_tensor_api()
+            self.runner = self.interpreter.get_signature_runner()
+            self.input_keys = list(self.signatures["serving_default"]["inputs"])
+            self.output_keys = list(self.signatures["serving_default"]["outputs"])
+
+    return ThreadedTfLite
+
+
+def _inspect_tflite(path: Path, threads: int | None) -> tuple[Any, tuple[int, ...], tuple[int, ...]]:
+    """Load a .tflite file; returns (interpreter wrapper, image input shape HWC, output widths)."""
+    interp = _tflite_class()(threads)
+    try:
+        interp.load(str(path))
+        inputs = interp.interpreter.get_input_details()
+        outputs = interp.interpreter.get_output_details()
+    except (ValueError, RuntimeError) as exc:
+        raise UserError(f"{path} is not a TFLite model: {exc}") from None
+    if len(inputs) != 1:
+        names = [interp._normalise_tensor_name(d["name"]) for d in inputs]
+        raise UserError(f"{path} takes inputs {names}; pitlane pilots drive models whose only input is the image")
+    shape = tuple(int(v) for v in inputs[0]["shape"][1:])
+    widths = tuple(int(np.prod(d["shape"][1:])) for d in outputs)
+    return interp, shape, widths
+
+
+def _inspect_keras(path: Path) -> tuple[Any, tuple[int, ...], tuple[int, ...]]:
+    from tensorflow import keras
+
+    try:
+        model = keras.models.load_model(str(path), compile=False)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, ... for a bad file
+        raise UserError(f"{path} is not a Keras model: {type(exc).__name__}: {exc}") from None
+    if len(model.inputs) != 1:
+        names = [t.name for t in model.inputs]
+        raise UserError(f"{path} takes inputs {names}; pitlane pilots drive models whose only input is the image")
+    shape = tuple(int(v) for v in model.inputs[0].shape[1:])
+    widths = tuple(int(np.prod(t.shape[1:])) for t in model.outputs)
+    return model, shape, widths
+
+
+class ModelPilot:
+    """A donkeycar part: `run(image) -> (angle, throttle)` with a trained model, as donkeycar's KerasPilot.
+
+    image: RGB uint8 (height, width, depth) exactly as the camera (or the twin) gives it.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        model_type: str | None = None,
+        camera_shape: tuple[int, int, int] | None = None,
+        threads: int | None = 1,
+    ) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"model {path} does not exist")
+        suffix = path.suffix.lower()
+        if suffix == TFLITE_SUFFIX:
+            self.format = "tflite"
+            loaded, shape, widths = _inspect_tflite(path, threads)
+        elif suffix in KERAS_SUFFIXES:
+            self.format = "keras"
+            loaded, shape, widths = _inspect_keras(path)
+        else:
+            raise UserError(f"{path}: unknown model format {suffix!r}; expected .tflite, .keras or .h5")
+        if len(shape) != 3:
+            raise UserError(f"{path} takes input of shape {shape}; expected an image (height, width, depth)")
+        found = model_type_from_outputs(widths)
+        record = _run_record(path)
+        wanted = model_type or record.get("model_type") or found
+        if wanted is None or found != wanted:
+            raise UserError(
+                f"{path} has outputs of widths {list(widths)}, which is not a donkeycar "
+                f"{wanted or 'linear/categorical/inferred'} model"
+            )
+        self.path = path
+        self.model_type: str = wanted
+        self.input_shape: tuple[int, int, int] = (shape[0], shape[1], shape[2])
+        overrides = (record.get("params") or {}).get("overrides") or {}
+        self.part = self._build_part(loaded, overrides)
+        if camera_shape is not None:
+            self.check_camera(camera_shape)
+
+    def _build_part(self, loaded: Any, overrides: dict[str, Any]):
+        """donkeycar's own KerasPilot subclass for this model type, holding the loaded model."""
+        from donkeycar.config import Config
+        from donkeycar.utils import get_model_by_type
+
+        cfg = Config()
+        cfg.MODEL_CATEGORICAL_MAX_THROTTLE_RANGE = 0.8  # donkeycar's cfg_complete default ...
+        cfg.from_dict({k: v for k, v in overrides.items() if isinstance(k, str)})  # ... or what training used
+        cfg.IMAGE_H, cfg.IMAGE_W, cfg.IMAGE_DEPTH = self.input_shape
+        if self.format == "tflite":
+            part = get_model_by_type("tflite_" + self.model_type, cfg)
+            part.interpreter = loaded  # already loaded by donkeycar's TfLite.load (with our thread count)
+            return part
+        part = get_model_by_type(self.model_type, cfg)
+        part.interpreter.model = loaded  # what KerasInterpreter.load does, without loading the file twice
+        loaded.output_names = part.interpreter.output_keys
+        return part
+
+    def check_camera(self, camera_shape: tuple[int, int, int]) -> None:
+        """UserError if the camera's frames (height, width, depth) are not what the model was trained on."""
+        cam = tuple(int(v) for v in camera_shape)
+        if cam != self.input_shape:
+            h, w, d = self.input_shape
+            given = f"{cam[1]}x{cam[0]}x{cam[2]}" if len(cam) == 3 else f"frames of shape {cam}"
+            raise UserError(
+                f"model {self.path.name} expects {w}x{h}x{d} images (width x height x depth) but the camera "
+                f"gives {given}; set the camera to the model's size or retrain"
+            )
+
+    def run(self, img_arr: np.ndarray) -> tuple[float, float]:
+        """(angle, throttle) for one frame, through donkeycar's KerasPilot.run (normalise, infer, decode)."""
+        if img_arr is None:
+            return 0.0, 0.0
+        if tuple(img_arr.shape) != self.input_shape:
+            self.check_camera(tuple(img_arr.shape))  # type: ignore[arg-type]
+        angle, throttle = self.part.run(img_arr)
+        return float(angle), float(throttle)
+
+    __call__ = run
+
+    def shutdown(self) -> None:
+        self.part.shutdown()
+
+    def __repr__(self) -> str:
+        return f"ModelPilot({self.path.name}, {self.model_type}, {self.format}, input={self.input_shape})"
+
+
+def configure_threads(threads: int) -> None:
+    """One place to pin TensorFlow's thread pools (call before TensorFlow runs anything)."""
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(threads))
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        log.debug("TensorFlow already initialised; thread settings unchanged")

@@ -1,0 +1,97 @@
+"""`pitlane train`: tubs in, a donkeycar model (.keras + .tflite) and its run record out."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pitlane.errors import UserError
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """TensorFlow's C++ log lines and donkeycar's INFO chatter hide our output; -v brings them back."""
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("donkeycar", "tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _override(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed: object = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        parsed = value  # a bare string
+    return key.strip(), parsed
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from pitlane.train.train import MODEL_TYPES, TrainParams
+
+    d = TrainParams()
+    p = sub.add_parser(
+        "train",
+        help="train a donkeycar model on tubs (donkeycar's pipeline) and export TFLite",
+        description="Train a donkeycar model on one or more tubs with donkeycar's own training pipeline. "
+        "Writes PATH (.keras or .h5), PATH's .tflite export and a .run.json run record beside it.",
+    )
+    p.add_argument("--tub", nargs="+", required=True, metavar="DIR", type=Path,
+                   help="tubs to train on (a folder of tubs counts as all the tubs directly inside it)")
+    p.add_argument("--type", dest="model_type", default=d.model_type, choices=MODEL_TYPES, help="model type")
+    p.add_argument("--out", required=True, metavar="PATH", help="model file to write (.keras or .h5)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="max epochs (early stop on val_loss)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed for the split, init and shuffles")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
+    p.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: TensorFlow's)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a donkeycar config value, e.g. --set LEARNING_RATE=0.0005 (repeatable)",
+    )
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pitlane.train.runrecord import run_record_path
+    from pitlane.train.train import TrainParams, train_model
+
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    quiet_libraries(args.verbose)
+    params = TrainParams(
+        model_type=args.model_type,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        threads=args.threads,
+        overrides=dict(args.overrides),
+        verbose=2,  # one line per epoch, on stderr (stdout carries only the paths written)
+    )
+    from pitlane.data.tub import find_tubs
+
+    with contextlib.redirect_stdout(sys.stderr):
+        record = train_model(find_tubs(args.tub), args.out, params, overwrite=args.overwrite)
+    val = f"{record.best_val_loss:.4f}" if record.best_val_loss is not None else "n/a"
+    print(
+        f"trained {record.model_type} on {record.records_total} records in {record.timings_s['total']:.1f} s: "
+        f"{record.epochs_run} epochs, best val_loss {val}",
+        file=sys.stderr,
+    )
+    print(record.model_path)
+    if record.tflite_path:
+        print(record.tflite_path)
+    print(run_record_path(record.model_path))
+    return 0

@@ -1,0 +1,139 @@
+"""Training through donkeycar's pipeline: model + TFLite + run record, reproducibility, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from pitlane.cli import main
+from pitlane.errors import UserError
+from pitlane.train import RunRecord, TrainParams, check_tubs, run_record_path, train_model
+from pitlane.train.runrecord import tub_digest
+
+TINY = dict(epochs=2, batch_size=16, threads=1)
+
+
+@pytest.mark.slow
+def test_train_writes_donkeycar_model_tflite_and_run_record(make_tub, tmp_path):
+    tub = make_tub(records=48)
+    out = tmp_path / "models" / "pilot.keras"
+    record = train_model([tub], out, TrainParams(seed=3, **TINY))
+
+    assert out.is_file() and out.with_suffix(".tflite").is_file()
+    saved = json.loads(run_record_path(out).read_text())
+    assert saved["model_type"] == "linear"
+    assert saved["input_shape"] == [120, 160, 3]
+    assert saved["records_total"] == 48
+    assert saved["tubs"][0]["digest"] == tub_digest(tub)
+    assert saved["data_digest"].startswith("sha256:")
+    assert saved["params"]["seed"] == 3 and saved["params"]["epochs"] == 2
+    assert 1 <= saved["epochs_run"] <= 2
+    assert len(saved["history"]["loss"]) == len(saved["history"]["val_loss"]) == saved["epochs_run"]
+    assert saved["git_commit"] and saved["timings_s"]["train"] > 0
+    assert saved["tflite_digest"].startswith("sha256:")
+    assert RunRecord.load(run_record_path(out)) == record
+    # donkeycar's own loader reads both files
+    from donkeycar.config import Config
+    from donkeycar.utils import get_model_by_type
+
+    cfg = Config()
+    cfg.IMAGE_H, cfg.IMAGE_W, cfg.IMAGE_DEPTH = 120, 160, 3
+    kl = get_model_by_type("tflite_linear", cfg)
+    kl.load(str(out.with_suffix(".tflite")))
+    assert kl.get_input_shape("img_in")[1:].tolist() == [120, 160, 3]
+
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_training_curve(make_tub, tmp_path):
+    tub = make_tub(records=40)
+    a = train_model([tub], tmp_path / "a" / "m.keras", TrainParams(seed=7, **TINY))
+    b = train_model([tub], tmp_path / "b" / "m.keras", TrainParams(seed=7, **TINY))
+    assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-5)
+    assert a.history["val_loss"] == pytest.approx(b.history["val_loss"], rel=1e-5)
+
+
+def test_tub_digest_follows_content(make_tub, tmp_path):
+    tub = make_tub(records=5)
+    copy = shutil.copytree(tub, tmp_path / "copy")
+    assert tub_digest(tub) == tub_digest(copy)
+    image = sorted((copy / "images").iterdir())[0]
+    image.write_bytes(image.read_bytes() + b"\0")
+    assert tub_digest(tub) != tub_digest(copy)
+
+
+def test_check_tubs_reads_records_and_image_shape(make_tub):
+    info = check_tubs([make_tub(records=6)])
+    assert info[0].records == 6 and info[0].image_shape == (120, 160, 3)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "does not exist"),
+        ("no_manifest", "no manifest.json"),
+        ("empty", "has no records"),
+        ("corrupt", "corrupt"),
+        ("missing_image", "is missing"),
+    ],
+)
+def test_bad_tubs_are_named(case, message, make_tub, tmp_path):
+    if case == "missing":
+        path = tmp_path / "nope"
+    elif case == "no_manifest":
+        path = tmp_path / "plain"
+        path.mkdir()
+    elif case == "empty":
+        path = make_tub("empty", records=0)
+    elif case == "corrupt":
+        path = make_tub("corrupt", records=3)
+        (path / "manifest.json").write_text("{not json\n")
+    else:
+        path = make_tub("holes", records=3)
+        sorted((path / "images").iterdir())[1].unlink()
+    with pytest.raises(UserError, match=message) as err:
+        check_tubs([path])
+    assert str(path.name) in str(err.value)
+
+
+def test_empty_tub_list_is_refused():
+    with pytest.raises(UserError, match="no tubs"):
+        check_tubs([])
+
+
+def test_too_few_records_for_validation(make_tub, tmp_path):
+    with pytest.raises(UserError, match="too few"):
+        train_model([make_tub(records=2)], tmp_path / "m.keras", TrainParams(**TINY))
+
+
+def test_bad_params_are_refused():
+    with pytest.raises(UserError, match="unknown model type"):
+        TrainParams(model_type="transformer")
+    with pytest.raises(UserError, match="UPPER_CASE"):
+        TrainParams(overrides={"batch_size": 3})
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    code = main(["train", "--tub", str(tmp_path / "missing"), "--out", str(tmp_path / "m.keras")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("pitlane: error: tub ") and "does not exist" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    code = main(["train", "--tub", str(tmp_path), "--out", str(tmp_path / "m.onnx")])
+    assert code == 2 and "must end in .keras or .h5" in capsys.readouterr().err
+
+
+def test_existing_model_is_not_overwritten_silently(make_tub, tmp_path):
+    out = tmp_path / "pilot.keras"
+    out.write_bytes(b"a model someone cares about")
+    with pytest.raises(UserError, match="already exists"):
+        train_model([make_tub(records=10)], out, TrainParams(**TINY))
+    assert out.read_bytes() == b"a model someone cares about"
+
+
+def test_cli_expands_a_folder_of_tubs(make_tub, tmp_path, capsys):
+    make_tub("tubs/a", records=3)
+    make_tub("tubs/b", records=0)  # the empty one must be named, which shows both were expanded
+    code = main(["train", "--tub", str(tmp_path / "tubs"), "--out", str(tmp_path / "m.keras")])
+    assert code == 2 and "b has no records" in capsys.readouterr().err
