@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from pitlane.errors import UserError
@@ -22,6 +23,16 @@ DOMAINS: tuple[str, ...] = (
     "pitlane.car.cli",
     "pitlane.demo",
 )
+
+
+def quiet_libraries() -> None:
+    """TensorFlow's C++ log lines and donkeycar's INFO chatter bury pitlane's output; -v brings them back.
+
+    Works because every TensorFlow import in pitlane is lazy, so the variable is set before TF reads it.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("donkeycar", "tensorflow", "absl"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        quiet_libraries()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -45,8 +45,9 @@ def run_demo(opts: DemoOptions) -> int:
     _stage(2, "expert data -> donkeycar linear model -> the gate (laps in the twin)")
     result = default_recipe(out / "recipe", recipe=Recipe(seed=opts.seed), threads=opts.threads, progress=True,
                             overwrite=True)
+    assert result.gate is not None  # default_recipe gates unless told not to
     print(format_table(result.gate.checks, result.gate.passed))
-    if not result.passed:
+    if not result.gate.passed:
         print(f"\nThe gate refused the model; its reports and plots are in {out / 'recipe' / 'gate'}/.")
         return 1
 

@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from pitlane.train.cli import quiet_libraries
-
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -52,7 +50,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pitlane.evaluate.run import evaluate
     from pitlane.pilots.model import configure_threads
 
-    quiet_libraries(args.verbose)
     policy = _policy(args.gate) if args.gate else None  # read the policy first: fail fast on a bad file
     configure_threads(1)
     report = evaluate(
@@ -79,7 +76,6 @@ def _gate(args: argparse.Namespace) -> int:
     from pitlane.evaluate.gate import format_table, run_gate
     from pitlane.pilots.model import configure_threads
 
-    quiet_libraries(args.verbose)
     policy = _policy(args.policy)
     configure_threads(1)
     result = run_gate(args.model, policy, args.report, plots=not args.no_plots, progress=True)

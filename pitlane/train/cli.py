@@ -5,21 +5,10 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import logging
-import os
 import sys
 from pathlib import Path
 
 from pitlane.errors import UserError
-
-
-def quiet_libraries(verbose: bool) -> None:
-    """TensorFlow's C++ log lines and donkeycar's INFO chatter hide our output; -v brings them back."""
-    if verbose:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    for name in ("donkeycar", "tensorflow", "absl"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -70,7 +59,6 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
-    quiet_libraries(args.verbose)
     params = TrainParams(
         model_type=args.model_type,
         epochs=args.epochs,

@@ -11,10 +11,14 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pitlane.errors import UserError
 from pitlane.train.runrecord import RunRecord
 from pitlane.train.train import TrainParams, train_model
+
+if TYPE_CHECKING:
+    from pitlane.evaluate.gate import GateResult
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +44,12 @@ class RecipeResult:
     model: Path  # .keras
     tflite: Path
     record: RunRecord
-    gate: object | None  # pitlane.evaluate.gate.GateResult when gated
+    gate: GateResult | None  # None when not gated
     timings_s: dict[str, float]  # [s] collect, train, gate
 
     @property
     def passed(self) -> bool | None:
-        return None if self.gate is None else bool(self.gate.passed)  # type: ignore[attr-defined]
+        return None if self.gate is None else self.gate.passed
 
 
 def default_recipe(
@@ -83,7 +87,8 @@ def default_recipe(
                           progress=progress)
         log.info("collected %d records with %s noise", summary.records, noise)
     t1 = time.perf_counter()
-    params = replace(recipe.train, seed=recipe.seed, threads=threads or recipe.train.threads)
+    params = replace(recipe.train, seed=recipe.seed, threads=threads or recipe.train.threads,
+                     verbose=2 if progress else recipe.train.verbose)  # one line per epoch
     record = train_model([tub], out / "model" / "pilot.keras", params)
     t2 = time.perf_counter()
     result = None

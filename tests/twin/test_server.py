@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
+from spec_client import RawClient
 
 from pitlane.errors import UserError
 from pitlane.twin.scenes import SCENE_NAMES, load_scene
@@ -24,58 +25,6 @@ from pitlane.twin.server import TwinServer
 SPEC_TELEMETRY_KEYS = {"steering_angle", "throttle", "speed", "image", "hit", "time", "accel_x", "accel_y",
                        "accel_z", "gyro_x", "gyro_y", "gyro_z", "pitch", "yaw", "roll", "activeNode", "totalNodes",
                        "cte", "pos_x", "pos_y", "pos_z", "vel_x", "vel_y", "vel_z"}
-
-
-class RawClient:
-    """Plain socket client: sends JSON objects, reads newline-terminated JSON lines."""
-
-    def __init__(self, port: int, timeout_s: float = 5.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-        self.skipped: list[dict] = []
-
-    def send(self, msg: dict, newline: bool = True) -> None:
-        self.sock.sendall(json.dumps(msg).encode() + (b"\n" if newline else b""))
-
-    def recv(self, timeout_s: float = 5.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while b"\n" not in self.buf:
-            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
-            chunk = self.sock.recv(1 << 18)
-            if not chunk:
-                raise ConnectionError("server closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def expect(self, msg_type: str, timeout_s: float = 5.0) -> dict:
-        """Next message of `msg_type`; others are kept in `skipped`."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            msg = self.recv(max(0.001, deadline - time.monotonic()))
-            if msg["msg_type"] == msg_type:
-                return msg
-            self.skipped.append(msg)
-
-    def drain(self, seconds: float) -> list[dict]:
-        """Everything that arrives within `seconds`."""
-        out, deadline = [], time.monotonic() + seconds
-        while True:
-            try:
-                out.append(self.recv(max(0.001, deadline - time.monotonic())))
-            except TimeoutError:
-                return out
-
-    def barrier(self) -> list[dict]:
-        """Round trip a get_protocol_version; returns what arrived before its answer."""
-        self.skipped = []
-        self.send({"msg_type": "get_protocol_version"})
-        self.expect("protocol_version")
-        return self.skipped
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def image_of(msg: dict) -> np.ndarray:

@@ -6,55 +6,15 @@ import json
 import logging
 import math
 import random
-import socket
 import threading
 import time
 
 import pytest
+from spec_client import RawClient
 
 from pitlane.twin.server import TwinServer
 
 LOGGER = "pitlane.twin.server"
-
-
-class RawClient:
-    """Plain socket client: writes bytes, reads newline-terminated JSON lines."""
-
-    def __init__(self, port: int, timeout_s: float = 5.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
-        self.buf = b""
-
-    def send(self, msg: dict) -> None:
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-
-    def send_raw(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def recv(self, timeout_s: float = 5.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while b"\n" not in self.buf:
-            self.sock.settimeout(max(0.001, deadline - time.monotonic()))
-            chunk = self.sock.recv(1 << 18)
-            if not chunk:
-                raise ConnectionError("server closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def expect(self, msg_type: str, timeout_s: float = 5.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            msg = self.recv(max(0.001, deadline - time.monotonic()))
-            if msg["msg_type"] == msg_type:
-                return msg
-
-    def alive(self) -> bool:
-        """The server still answers this connection."""
-        self.send({"msg_type": "get_protocol_version"})
-        return self.expect("protocol_version")["version"] == "2"
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
