@@ -1,7 +1,7 @@
 """Gate wall time: 3 laps of the default scene driven by the TFLite linear pilot, in-process.
 
-Goal (issue 4): <= 5 s on 2 cores. Usage: python bench/bench_gate.py --model PATH.tflite [--scene S]
-The model should be one that drives (e.g. the default recipe's out/.../model/pilot.tflite); a model that
+Goal (issue 4): <= 5 s on 2 cores. Usage: python bench/bench_gate.py [--model PATH.tflite] [--scene S]
+The model should be one that drives: by default the one `make demo` leaves in out/demo; a model that
 leaves the road ends the episode early and the figure means little (the script says so).
 """
 
@@ -15,14 +15,19 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+DEMO_MODEL = Path("out/demo/recipe/model/pilot.tflite")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, required=True, help="a trained .tflite linear model")
+    ap.add_argument("--model", type=Path, default=DEMO_MODEL,
+                    help=f"a trained .tflite linear model (default: {DEMO_MODEL}, from `make demo`)")
     ap.add_argument("--scene", default="generated_track")
     ap.add_argument("--laps", type=int, default=3)
     args = ap.parse_args()
+    if not args.model.is_file():
+        print(f"bench_gate: no model at {args.model}; run `make demo` first or pass --model", file=sys.stderr)
+        return 2
 
     from pitlane.evaluate.gate import GatePolicy, run_gate
     from pitlane.pilots.model import configure_threads
