@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import threading
 import time
 import urllib.request
 
 import pytest
+from helpers import free_port, wait_until
 
 from pitlane.car.app import build_car
 from pitlane.car.run import RunOptions, run_car
 from pitlane.cli import main as pitlane_main
 from pitlane.errors import UserError
 from pitlane.pilots.watchdog import PILOT_NONFINITE
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, timeout_s: float = 30.0) -> int:
@@ -38,7 +32,7 @@ def _get(url: str, timeout_s: float = 30.0) -> int:
 
 @pytest.mark.slow
 def test_car_app_drives_a_lap_in_local_mode_records_a_tub_and_serves_drive(trained_model, twin, tmp_path):
-    web_port = _free_port()
+    web_port = free_port()
     result: dict = {}
     opts = RunOptions(model=str(trained_model), mode="local", duration_s=35.0, port=twin.port,
                       web_port=web_port, report_dir=str(tmp_path / "run"))
@@ -131,15 +125,6 @@ def _post(port: int, body: dict) -> None:
     urllib.request.urlopen(req, timeout=5).close()
 
 
-def _wait(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_operator_stop_button_on_the_web_page_stops_the_twin_car(car_config, twin):
     car = build_car(car_config(twin.port, WEB_INIT_MODE="user"), None, record=False)
     loop = threading.Thread(target=car.start, daemon=True)
@@ -147,14 +132,14 @@ def test_operator_stop_button_on_the_web_page_stops_the_twin_car(car_config, twi
     try:
         assert car.web.ready.wait(10)
         _post(car.web.bound_port, {"angle": 0.0, "throttle": 0.5})
-        assert _wait(lambda: car.twin.last_control == (0.0, 0.5, 0.0))
+        assert wait_until(lambda: car.twin.last_control == (0.0, 0.5, 0.0))
         _post(car.web.bound_port, {"buttons": {"w1": True}})  # the page's w1 button: operator stop
-        assert _wait(lambda: car.twin.last_control == (0.0, 0.0, 1.0))
+        assert wait_until(lambda: car.twin.last_control == (0.0, 0.0, 1.0))
         assert car.vehicle.mem["watchdog/reason"] == "operator_stop"
         time.sleep(0.3)
         assert car.twin.last_control == (0.0, 0.0, 1.0), "an operator stop holds until resumed"
         _post(car.web.bound_port, {"buttons": {"w2": True}})  # w2: resume
-        assert _wait(lambda: car.twin.last_control == (0.0, 0.5, 0.0))
+        assert wait_until(lambda: car.twin.last_control == (0.0, 0.5, 0.0))
     finally:
         car.vehicle.on = False
         loop.join(10)

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
 import numpy as np
 import pytest
+from helpers import free_port, wait_until
 
 from pitlane.car.app import build_car
 from pitlane.car.twin_part import TwinPart
 from pitlane.errors import UserError
 from pitlane.pilots.watchdog import STALE_FRAME
 from pitlane.twin.server import TwinServer
-
-
-def _wait(predicate, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_outputs_match_donkey_gym_env_with_sim_record_location(twin):
@@ -43,7 +28,7 @@ def test_outputs_match_donkey_gym_env_with_sim_record_location(twin):
         for _ in range(30):
             part.controls_part().run(0.0, 0.5, 0.0)
             time.sleep(0.02)
-        assert _wait(lambda: part.run_threaded()[4] > 0.3), "the car did not move under throttle"
+        assert wait_until(lambda: part.run_threaded()[4] > 0.3), "the car did not move under throttle"
         assert part.last_control == (0.0, 0.5, 0.0)
     finally:
         part.shutdown()
@@ -64,7 +49,7 @@ def test_unknown_scene_is_a_clear_error(twin):
 
 
 def test_no_twin_at_start_the_car_waits_stopped_and_says_so(caplog):
-    port = _free_port()
+    port = free_port()
     with caplog.at_level(logging.WARNING):
         part = TwinPart("127.0.0.1", port, connect_timeout_s=0.5)
     assert not part.connected and part.run_threaded() is None
@@ -82,16 +67,16 @@ def test_twin_going_away_mid_drive_stops_the_car_then_reconnects(car_config, cap
     caplog.set_level(logging.INFO)
     loop.start()
     try:
-        assert _wait(lambda: car.twin.telemetry.get("speed", 0.0) > 0.2), "car never moved"
+        assert wait_until(lambda: car.twin.telemetry.get("speed", 0.0) > 0.2), "car never moved"
         server.stop()
         # the watchdog sees frames stop arriving and stops the car; the part says the twin went away
-        assert _wait(lambda: car.vehicle.mem["watchdog/reason"] == STALE_FRAME)
+        assert wait_until(lambda: car.vehicle.mem["watchdog/reason"] == STALE_FRAME)
         assert car.vehicle.mem["throttle"] == 0.0
         assert f"twin at 127.0.0.1:{port} went away" in caplog.text
         server = TwinServer("127.0.0.1", port=port).start()
-        assert _wait(lambda: car.twin.reconnects == 1 and not car.vehicle.mem["watchdog/stopped"], 15)
+        assert wait_until(lambda: car.twin.reconnects == 1 and not car.vehicle.mem["watchdog/stopped"], 15)
         assert "twin back at" in caplog.text
-        assert _wait(lambda: car.twin.telemetry.get("speed", 0.0) > 0.2), "car did not drive on"
+        assert wait_until(lambda: car.twin.telemetry.get("speed", 0.0) > 0.2), "car did not drive on"
     finally:
         car.vehicle.on = False
         loop.join(10)

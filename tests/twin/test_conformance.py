@@ -14,6 +14,7 @@ import threading
 
 import cv2
 import pytest
+from helpers import free_port
 
 from pitlane.cli import main
 from pitlane.twin import protocol as P
@@ -112,12 +113,6 @@ class TamperingProxy:
 def by_name(results) -> dict:
     assert [r.name for r in results] == [name for name, _ in CHECKS]
     return {r.name: r for r in results}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_twin_passes_every_check(twin, capsys):

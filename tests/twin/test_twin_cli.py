@@ -7,14 +7,9 @@ import sys
 import time
 
 import pytest
+from helpers import free_port
 
 from pitlane.cli import main
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_answers_a_client():
