@@ -55,7 +55,6 @@ class RunStats:
         self.start_s: float | None = None
         self.last_s: float | None = None
         self.loops = 0
-        self.abs_cte: list[float] = []
         self.trace = Trace()
         self._laps = self._off_track = 0
 
@@ -67,7 +66,6 @@ class RunStats:
         self.loops += 1
         t = now - self.start_s
         if cte is not None and math.isfinite(cte):
-            self.abs_cte.append(abs(float(cte)))
             self.trace.append(t, float(x or 0.0), float(y or 0.0), float(cte), float(speed or 0.0),
                               float(steering or 0.0), float(throttle or 0.0))
         if self.twin is not None:
@@ -80,6 +78,11 @@ class RunStats:
                 self.trace.off_track_s.append(t)
         if t >= self.duration_s:
             self.vehicle.on = False
+
+    @property
+    def abs_cte(self) -> list[float]:
+        """|CTE| [m] of every loop with a finite CTE (the trace keeps the signed values)."""
+        return [abs(c) for c in self.trace.cte_m]
 
     @property
     def loop_hz(self) -> float:
@@ -169,6 +172,7 @@ def run_car(opts: RunOptions) -> dict:
             server.stop()
 
     twin = car.twin
+    abs_cte = stats.abs_cte
     report = {
         "profile": cfg.PITLANE_PROFILE,
         "scene": cfg.SIM_SCENE,
@@ -180,8 +184,8 @@ def run_car(opts: RunOptions) -> dict:
         "target_loop_hz": cfg.DRIVE_LOOP_HZ,
         "laps_completed": twin.laps_completed if twin else 0,
         "lap_times_s": [round(t, 3) for t in twin.lap_times_s] if twin else [],
-        "mean_abs_cte": round(sum(stats.abs_cte) / len(stats.abs_cte), 4) if stats.abs_cte else None,
-        "max_abs_cte": round(max(stats.abs_cte), 4) if stats.abs_cte else None,
+        "mean_abs_cte": round(sum(abs_cte) / len(abs_cte), 4) if abs_cte else None,
+        "max_abs_cte": round(max(abs_cte), 4) if abs_cte else None,
         "off_track_events": twin.off_track_events if twin else 0,
         "stops": [e.to_json(t0_s=stats.start_s or 0.0) for e in car.watchdog.events],
         "stop_counts": dict(Counter(e.reason for e in car.watchdog.events)),
