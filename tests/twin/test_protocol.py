@@ -6,10 +6,10 @@ import base64
 import io
 import json
 import math
-import re
 
 import numpy as np
 import pytest
+from helpers import replace_float_notation
 from PIL import Image
 
 from pitlane.twin import protocol as P
@@ -237,14 +237,6 @@ def test_encode_telemetry_is_the_same_message_as_one_json_line():
     assert json.loads(line) == P.telemetry_message(t, b64, P.Motion(gyro=(0.0, 0.5, 0.0)))
 
 
-def _replace_float_notation(text: str) -> str:
-    """gym-donkeycar 1.3.1 core/util.py behaviour: rewrites `"key":1,5,` / `"key":1,5}` comma decimals."""
-    for pattern in (r'"[a-zA-Z_]+":(?P<num>[0-9,E-]+),', r'"[a-zA-Z_]+":(?P<num>[0-9,E-]+)}'):
-        for m in re.finditer(pattern, text):
-            text = text.replace(m.group("num"), m.group("num").replace(",", "."))
-    return text
-
-
 def test_outbound_json_survives_gym_donkeycars_comma_rewrite():
     msgs = [P.telemetry_message(_telemetry(active_node=12, total_nodes=300, speed_mps=3, cte_m=-1), "QUJD"),
             P.scene_names(["a", "b"]),
@@ -252,7 +244,7 @@ def test_outbound_json_survives_gym_donkeycars_comma_rewrite():
             P.protocol_version(), P.scene_selection_ready(), P.car_loaded()]
     for msg in msgs:
         line = P.encode_message(msg).decode().rstrip("\n")
-        assert json.loads(_replace_float_notation(line)) == msg
+        assert json.loads(replace_float_notation(line)) == msg
 
 
 def test_motion_between_two_records():

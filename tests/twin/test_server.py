@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import math
-import re
 import signal
 import socket
 import subprocess
@@ -15,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import replace_float_notation
 from PIL import Image
 from spec_client import RawClient
 
@@ -269,14 +269,6 @@ def test_port_in_use_is_a_clear_user_error(server):
 
 
 # ------------------------------------------------------------------------- gym-donkeycar 1.3.1 replay
-
-
-def replace_float_notation(text: str) -> str:
-    """What gym-donkeycar 1.3.1 (core/util.py) does to every inbound message: comma decimals -> dots."""
-    for pattern in (r'"[a-zA-Z_]+":(?P<num>[0-9,E-]+),', r'"[a-zA-Z_]+":(?P<num>[0-9,E-]+)}'):
-        for m in re.finditer(pattern, text):
-            text = text.replace(m.group("num"), m.group("num").replace(",", "."))
-    return text
 
 
 class GymDonkeycarWire:
