@@ -36,13 +36,6 @@ def control(steering, throttle, brake="0.0") -> dict:
     return {"msg_type": "control", "steering": str(steering), "throttle": str(throttle), "brake": str(brake)}
 
 
-@pytest.fixture
-def server():
-    srv = TwinServer(port=0, stream_hz=20.0, seed=0).start()
-    yield srv
-    srv.stop()
-
-
 def in_scene(port: int, scene: str = "generated_track", synchronous: bool = True, time_step="0.05") -> RawClient:
     c = RawClient(port)
     c.expect("scene_selection_ready")

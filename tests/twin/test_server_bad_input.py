@@ -12,16 +12,7 @@ import time
 import pytest
 from spec_client import RawClient
 
-from pitlane.twin.server import TwinServer
-
 LOGGER = "pitlane.twin.server"
-
-
-@pytest.fixture
-def server():
-    srv = TwinServer(port=0, stream_hz=20.0).start()
-    yield srv
-    srv.stop()
 
 
 def synchronous_car(port: int) -> RawClient:
