@@ -22,13 +22,14 @@ from typing import Any
 
 from pitlane.car import parts as car_parts
 from pitlane.car.settings import check_config, watchdog_params
+from pitlane.data.tub import POSITION_KEYS
 from pitlane.errors import UserError
 from pitlane.pilots.watchdog import WatchdogPart
 
 logger = logging.getLogger(__name__)
 
 SIM_OUTPUTS = {  # donkeycar's names for the simulator's extra outputs (templates/complete.py add_simulator)
-    "SIM_RECORD_LOCATION": ["pos/pos_x", "pos/pos_y", "pos/pos_z", "pos/speed", "pos/cte"],
+    "SIM_RECORD_LOCATION": list(POSITION_KEYS),  # the names pitlane's own tubs use too
     "SIM_RECORD_GYROACCEL": ["gyro/gyro_x", "gyro/gyro_y", "gyro/gyro_z", "accel/accel_x", "accel/accel_y",
                              "accel/accel_z"],
     "SIM_RECORD_VELOCITY": ["vel/vel_x", "vel/vel_y", "vel/vel_z"],
