@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pitlane.data.tub import ANGLE_KEY, CAMERA_KEY, IMAGES, THROTTLE_KEY, is_tub
 from pitlane.errors import UserError
 from pitlane.train.runrecord import (
     RunRecord,
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 # donkeycar model types whose only input is the camera image (what the twin and the car feed a pilot)
 MODEL_TYPES: tuple[str, ...] = ("linear", "categorical", "inferred")
 MODEL_SUFFIXES: tuple[str, ...] = (".keras", ".h5")
-REQUIRED_KEYS: tuple[str, ...] = ("cam/image_array", "user/angle", "user/throttle")
+REQUIRED_KEYS: tuple[str, ...] = (CAMERA_KEY, ANGLE_KEY, THROTTLE_KEY)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def check_tubs(paths: Sequence[str | Path]) -> list[TubInfo]:
         path = Path(raw).expanduser()
         if not path.is_dir():
             raise UserError(f"tub {raw} does not exist or is not a directory")
-        if not (path / "manifest.json").is_file():
+        if not is_tub(path):
             raise UserError(f"{raw} is not a donkeycar tub: it has no manifest.json")
         if not any(c.stat().st_size for c in path.glob("catalog_*.catalog")):
             raise UserError(f"tub {raw} has no records")  # donkeycar's reader crashes on empty catalogs
@@ -105,7 +106,7 @@ def check_tubs(paths: Sequence[str | Path]) -> list[TubInfo]:
             missing = [k for k in REQUIRED_KEYS if rec.get(k) is None]
             if missing:
                 raise UserError(f"tub {raw} record {rec.get('_index')} lacks {', '.join(missing)}")
-            image = path / "images" / rec["cam/image_array"]
+            image = path / IMAGES / rec[CAMERA_KEY]
             if not image.is_file():
                 raise UserError(f"tub {raw} record {rec.get('_index')}: image {image.name} is missing")
             if shape is None:
