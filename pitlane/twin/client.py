@@ -54,10 +54,6 @@ class TelemetryFrame:
         return float(d.get("pos_x", 0.0)), float(d.get("pos_y", 0.0)), float(d.get("pos_z", 0.0))
 
 
-def _s(v) -> str:
-    return str(v)
-
-
 class TwinClient:
     """One connection (one car). Connecting waits for the simulator's `scene_selection_ready`."""
 
@@ -166,12 +162,12 @@ class TwinClient:
     def car_config(self, body_style: str = "donkey", body_rgb=(255, 72, 0), car_name: str = "pitlane",
                    font_size: int = 100) -> None:
         r, g, b = body_rgb
-        self.send({"msg_type": "car_config", "body_style": body_style, "body_r": _s(r), "body_g": _s(g),
-                   "body_b": _s(b), "car_name": car_name, "font_size": _s(font_size)})
+        self.send({"msg_type": "car_config", "body_style": body_style, "body_r": str(r), "body_g": str(g),
+                   "body_b": str(b), "car_name": car_name, "font_size": str(font_size)})
 
     def cam_config(self, **fields) -> None:
         """fov, img_w, img_h, img_d, img_enc, offset_x/y/z, rot_x, ...; 0 means "keep"."""
-        self.send({"msg_type": "cam_config", **{k: _s(v) for k, v in fields.items()}})
+        self.send({"msg_type": "cam_config", **{k: str(v) for k, v in fields.items()}})
         self.sync()
 
     def sync(self) -> None:
@@ -181,13 +177,13 @@ class TwinClient:
 
     def step_mode(self, synchronous: bool = True, time_step_s: float = 0.05) -> None:
         self.send({"msg_type": "step_mode", "step_mode": "synchronous" if synchronous else "asynchronous",
-                   "time_step": _s(time_step_s)})
+                   "time_step": str(time_step_s)})
         self.sync()
         self.synchronous = synchronous
 
     def control(self, steering: float, throttle: float, brake: float = 0.0) -> None:
         """Send a control without waiting (asynchronous mode)."""
-        self.send({"msg_type": "control", "steering": _s(steering), "throttle": _s(throttle), "brake": _s(brake)})
+        self.send({"msg_type": "control", "steering": str(steering), "throttle": str(throttle), "brake": str(brake)})
 
     def telemetry(self, timeout_s: float | None = None) -> TelemetryFrame:
         """The next telemetry message, image decoded."""
@@ -208,13 +204,13 @@ class TwinClient:
         return self.telemetry() if self.synchronous else None
 
     def set_position(self, pos_x: float, pos_z: float, yaw_quaternion=None) -> None:
-        msg = {"msg_type": "set_position", "pos_x": _s(pos_x), "pos_y": "0.0", "pos_z": _s(pos_z)}
+        msg = {"msg_type": "set_position", "pos_x": str(pos_x), "pos_y": "0.0", "pos_z": str(pos_z)}
         if yaw_quaternion is not None:
-            msg.update({k: _s(v) for k, v in zip(("Qx", "Qy", "Qz", "Qw"), yaw_quaternion, strict=True)})
+            msg.update({k: str(v) for k, v in zip(("Qx", "Qy", "Qz", "Qw"), yaw_quaternion, strict=True)})
         self.send(msg)
 
     def node_position(self, index: int) -> dict:
-        self.send({"msg_type": "node_position", "index": _s(index)})
+        self.send({"msg_type": "node_position", "index": str(index)})
         return self.wait_for("node_position")
 
     @classmethod
