@@ -30,6 +30,7 @@ from pitlane.data.tub import (
     MANIFEST,
     THROTTLE_KEY,
     RawTub,
+    catalog_lines,
     read_raw_tub,
 )
 
@@ -277,11 +278,7 @@ def _backup(path: Path) -> Path:
 
 def _rewrite_catalog(tub: Path, name: str, start_index: int) -> str:
     path = tub / name
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    fixed = [line.decode("utf-8", errors="replace") for line in lines]
+    fixed = [line.decode("utf-8", errors="replace") for line in catalog_lines(path.read_bytes())]
     backup = _backup(path)
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.writelines(line + "\n" for line in fixed)

@@ -140,6 +140,14 @@ def _read_manifest(raw: RawTub) -> None:
     raw.deleted_indexes = list(catalog_meta["deleted_indexes"])
 
 
+def catalog_lines(data: bytes) -> list[bytes]:
+    """A catalog's bytes cut into its lines (no newlines kept); a last line without a newline is one too."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
 def _read_catalog(path: Path, position: int) -> RawCatalog:
     catalog = RawCatalog(name=path.name, exists=path.is_file())
     manifest_path = path.with_suffix(".catalog_manifest")
@@ -155,9 +163,7 @@ def _read_catalog(path: Path, position: int) -> RawCatalog:
     if not catalog.exists:
         return catalog
     data = path.read_bytes()
-    chunks = data.split(b"\n")
-    if chunks and chunks[-1] == b"":
-        chunks.pop()
+    chunks = catalog_lines(data)
     for i, chunk in enumerate(chunks):
         terminated = i < len(chunks) - 1 or data.endswith(b"\n")
         try:
