@@ -65,7 +65,7 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from pitlane.data.check import check_tub, fix_tub, format_report
+    from pitlane.data.check import MANUAL, check_tub, fix_tub, format_report
     from pitlane.data.tub import find_tubs
 
     tubs = find_tubs(args.tubs)
@@ -75,7 +75,7 @@ def _check(args: argparse.Namespace) -> int:
         print(format_report(report))
         if report.ok:
             continue
-        fixable += any(p.fix != "manual" for p in report.problems)
+        fixable += any(p.fix != MANUAL for p in report.problems)
         if args.fix:
             for action in fix_tub(report):
                 print(f"  fix: {action}")
