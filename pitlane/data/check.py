@@ -211,7 +211,7 @@ def _check_manifest_counts(report: TubReport, raw: RawTub) -> None:
         report.repair_manifest = True
     sessions = raw.manifest_metadata.get("sessions") or {}
     listed = sessions.get("all_full_ids") or []
-    deleted = set(raw.deleted_indexes)
+    deleted = {i for i in raw.deleted_indexes if isinstance(i, int)}  # the others are reported above
     seen = list(dict.fromkeys(str(line.record.get("_session_id")) for line in raw.lines
                               if line.record and line.position not in deleted))
     unlisted = [s for s in seen if s not in listed]

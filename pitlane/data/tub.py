@@ -133,6 +133,12 @@ def _read_manifest(raw: RawTub) -> None:
     if not keys_ok:
         raw.manifest_error = f"{MANIFEST} does not have donkeycar's Tub v2 structure"
         return
+    wrong = [key for key, kind in (("paths", list), ("current_index", int), ("max_len", int),
+                                   ("deleted_indexes", list))
+             if not isinstance(catalog_meta[key], kind) or isinstance(catalog_meta[key], bool)]
+    if wrong:
+        raw.manifest_error = f"{MANIFEST} catalog metadata has the wrong type for {', '.join(wrong)}"
+        return
     raw.inputs, raw.types, raw.metadata, raw.manifest_metadata = inputs, types, metadata, manifest_metadata
     raw.catalog_paths = [str(p) for p in catalog_meta["paths"]]
     raw.current_index = int(catalog_meta["current_index"])

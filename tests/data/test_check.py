@@ -196,6 +196,25 @@ def test_inconsistent_sessions_and_deleted_indexes_are_repaired(make_tub, donkey
     assert len(donkey_read(tub)) == N - 1 and check_tub(tub).ok
 
 
+def test_deleted_indexes_holding_a_list_is_reported_not_a_crash(make_tub):
+    tub = make_tub()
+    lines = _manifest_lines(tub)
+    lines[4]["deleted_indexes"] = [[1, 2], 3]
+    (tub / "manifest.json").write_text("".join(json.dumps(v) + "\n" for v in lines))
+    reasons = [p.reason for p in check_tub(tub).problems]
+    assert any("deleted_indexes name records that do not exist: [[1, 2]]" in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize(("key", "value"), [("deleted_indexes", 7), ("current_index", "many"), ("paths", None)])
+def test_catalog_metadata_of_the_wrong_type_is_reported_not_a_crash(make_tub, key, value):
+    tub = make_tub()
+    lines = _manifest_lines(tub)
+    lines[4][key] = value
+    (tub / "manifest.json").write_text("".join(json.dumps(v) + "\n" for v in lines))
+    reasons = [p.reason for p in check_tub(tub).problems]
+    assert any(f"wrong type for {key}" in r for r in reasons), reasons
+
+
 def test_undecodable_line_would_crash_donkeycar_and_is_repaired(make_tub, donkey_read):
     tub = make_tub()
     data = (tub / "catalog_0.catalog").read_bytes().split(b"\n")
