@@ -243,11 +243,13 @@ def collect(scenes: str | Sequence[str] = "generated_track", laps: int = 2, out:
     names = (scenes,) if isinstance(scenes, str) else tuple(scenes)
     if not names:
         raise UserError("give at least one scene")
-    from pitlane.twin.scenes import SCENE_NAMES
+    from pitlane.twin.scenes import load_scene
 
-    unknown = [name for name in names if name not in SCENE_NAMES]
-    if unknown:
-        raise UserError(f"unknown scene {unknown[0]!r}; known scenes: {', '.join(SCENE_NAMES)}")
+    for name in names:  # every scene (name or track file) must load before anything is written
+        try:
+            load_scene(name, rand_seed=seed)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     if laps < 1:
         raise UserError(f"--laps must be at least 1, got {laps}")
     if not (record_hz > 0 and np.isfinite(record_hz)):

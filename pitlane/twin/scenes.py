@@ -161,10 +161,13 @@ _cache: dict[tuple[str, int], Track] = {}
 
 
 def load_scene(name: str, rand_seed: int = 0) -> Track:
-    """The track of a scene; `generated_road` is a new random loop per `rand_seed`.
+    """The track of a scene; `generated_road` is a new random loop per `rand_seed`; a name ending in
+    `.json` is a track file (`Track.load`), so users' own tracks go wherever a scene name does in-process.
 
     Raises ValueError naming the known scenes for an unknown name.
     """
+    if name.endswith(".json"):
+        return Track.load(name)  # not cached: the user may be editing the file between runs
     key = (name, int(rand_seed) if name == "generated_road" else 0)
     if key not in _cache:
         if name == "generated_road":

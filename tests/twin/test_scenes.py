@@ -69,3 +69,13 @@ def test_rounded_polygon_has_the_requested_radius():
     assert t.length_m == pytest.approx(4 * 6 - 4 * 2 * 1.5 + 2 * math.pi * 1.5, rel=1e-3)
     with pytest.raises(ValueError, match="too large"):
         rounded_polygon(square, 4.0)
+
+
+def test_a_track_file_loads_wherever_a_scene_name_does(tmp_path):
+    path = tmp_path / "my_track.json"
+    load_scene("warehouse").save(path)
+    track = load_scene(str(path))
+    assert track.name == "warehouse"
+    np.testing.assert_allclose(track.centerline, load_scene("warehouse").centerline, rtol=0, atol=1e-4)  # [m]
+    with pytest.raises(ValueError, match="cannot read track file"):
+        load_scene(str(tmp_path / "missing.json"))
