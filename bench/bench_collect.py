@@ -28,9 +28,13 @@ def main() -> None:
     parser.add_argument("--scene", default="generated_track")
     parser.add_argument("--modes", default="process,thread,inline")
     parser.add_argument("--png-dir", type=Path, default=Path("out/bench/collect"))
-    parser.add_argument("--dir", type=Path, default=Path("out/bench"),
-                        help="where the tubs are written: file creation speed dominates, so this is the disk "
-                        "being measured (here /tmp creates files ~20x slower than the work tree)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("out/bench"),
+        help="where the tubs are written: file creation speed dominates, so this is the disk "
+        "being measured (here /tmp creates files ~20x slower than the work tree)",
+    )
     args = parser.parse_args()
     logging.disable(logging.INFO)
     print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} (others' work slows these figures)")
@@ -39,14 +43,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for mode in args.modes.split(","):
             cpu0, child0 = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
-            s = collect(args.scene, laps=args.laps, out=Path(tmp) / mode, noise="light", progress=False, writer=mode)
+            s = collect(
+                args.scene, laps=args.laps, out=Path(tmp) / mode, noise="light", progress=False, writer=mode
+            )
             child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             own_ms = (time.process_time() - cpu0) / s.records * 1e3
-            child_ms = max(0.0, child1.ru_utime + child1.ru_stime - child0.ru_utime - child0.ru_stime) / s.records * 1e3
+            child_ms = (
+                max(0.0, child1.ru_utime + child1.ru_stime - child0.ru_utime - child0.ru_stime)
+                / s.records
+                * 1e3
+            )
             loop = sum(r.drive_wall_s for r in s.scenes)
-            print(f"writer={mode:8} {s.records} records, {s.laps} laps: {s.records_per_s:6.0f} records/s end to end "
-                  f"({s.wall_s:.2f} s), {s.records / loop:6.0f} records/s in the driving loop; CPU per record "
-                  f"{own_ms:.2f} ms here + {child_ms:.2f} ms in the writer process")
+            print(
+                f"writer={mode:8} {s.records} records, {s.laps} laps: {s.records_per_s:6.0f} records/s end to end "
+                f"({s.wall_s:.2f} s), {s.records / loop:6.0f} records/s in the driving loop; CPU per record "
+                f"{own_ms:.2f} ms here + {child_ms:.2f} ms in the writer process"
+            )
         args.png_dir.mkdir(parents=True, exist_ok=True)
         for noise in ("none", "heavy"):
             out = Path(tmp) / f"{noise}"

@@ -20,8 +20,12 @@ DEMO_MODEL = Path("out/demo/recipe/model/pilot.tflite")
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, default=DEMO_MODEL,
-                    help=f"a trained .tflite linear model (default: {DEMO_MODEL}, from `make demo`)")
+    ap.add_argument(
+        "--model",
+        type=Path,
+        default=DEMO_MODEL,
+        help=f"a trained .tflite linear model (default: {DEMO_MODEL}, from `make demo`)",
+    )
     ap.add_argument("--scene", default="generated_track")
     ap.add_argument("--laps", type=int, default=3)
     args = ap.parse_args()
@@ -41,13 +45,17 @@ def main() -> int:
             result = run_gate(args.model, policy, Path(tmp), plots=plots)
             rows.append((plots, time.perf_counter() - t0, result))
     report = rows[0][2].reports[0]
-    print(f"model {args.model.name} on {args.scene}: {report.laps_completed}/{report.laps_requested} laps, "
-          f"{report.steps} control steps ({report.sim_seconds:.1f} s simulated), end: {report.end_reason}")
+    print(
+        f"model {args.model.name} on {args.scene}: {report.laps_completed}/{report.laps_requested} laps, "
+        f"{report.steps} control steps ({report.sim_seconds:.1f} s simulated), end: {report.end_reason}"
+    )
     for plots, wall, result in rows:
         drive = result.reports[0].wall_seconds
-        print(f"gate wall time {'with' if plots else 'without'} plots: {wall:6.2f} s "
-              f"(driving {drive:.2f} s = {1e3 * drive / max(report.steps, 1):.2f} ms/step, "
-              f"verdict {'PASS' if result.passed else 'FAIL'})")
+        print(
+            f"gate wall time {'with' if plots else 'without'} plots: {wall:6.2f} s "
+            f"(driving {drive:.2f} s = {1e3 * drive / max(report.steps, 1):.2f} ms/step, "
+            f"verdict {'PASS' if result.passed else 'FAIL'})"
+        )
     print(f"goal <= 5 s: {'met' if rows[1][1] <= 5.0 else 'NOT met'} (with plots)")
     if report.end_reason != "laps_completed":
         print("note: the model did not complete the laps; use a model that drives for a meaningful figure")

@@ -46,7 +46,9 @@ def build_linear(folder: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, help=".keras model with a .tflite sibling (default: untrained linear)")
+    ap.add_argument(
+        "--model", type=Path, help=".keras model with a .tflite sibling (default: untrained linear)"
+    )
     ap.add_argument("--runs", type=int, default=300)
     args = ap.parse_args()
 
@@ -77,15 +79,21 @@ def main() -> int:
         keras_pilot = p50_ms(lambda: ker.run(frame), args.runs)
         tflite_pilot = p50_ms(lambda: tfl.run(frame), args.runs)
 
-    print(f"model: {'untrained donkeycar linear' if args.model is None else args.model} "
-          f"input {tfl.input_shape}, 1 thread, {args.runs} runs, p50")
+    print(
+        f"model: {'untrained donkeycar linear' if args.model is None else args.model} "
+        f"input {tfl.input_shape}, 1 thread, {args.runs} runs, p50"
+    )
     print(f"keras  model(x)         : {keras_raw:8.3f} ms")
     print(f"tflite set_tensor+invoke: {tflite_raw:8.3f} ms   speed-up {keras_raw / tflite_raw:5.1f}x")
     print(f"keras  pilot.run(frame) : {keras_pilot:8.3f} ms")
-    print(f"tflite pilot.run(frame) : {tflite_pilot:8.3f} ms   speed-up {keras_pilot / tflite_pilot:5.1f}x"
-          "  (donkeycar KerasPilot.run: normalise + infer + decode)")
-    print(f"goal: tflite <= 0.5 ms: {'met' if tflite_raw <= 0.5 else 'NOT met'}; "
-          f">= 12x: {'met' if keras_raw / tflite_raw >= 12 else 'NOT met'}")
+    print(
+        f"tflite pilot.run(frame) : {tflite_pilot:8.3f} ms   speed-up {keras_pilot / tflite_pilot:5.1f}x"
+        "  (donkeycar KerasPilot.run: normalise + infer + decode)"
+    )
+    print(
+        f"goal: tflite <= 0.5 ms: {'met' if tflite_raw <= 0.5 else 'NOT met'}; "
+        f">= 12x: {'met' if keras_raw / tflite_raw >= 12 else 'NOT met'}"
+    )
     return 0
 
 

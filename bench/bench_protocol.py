@@ -44,8 +44,11 @@ class ServerProcess:
     """`python -m pitlane.twin.server --port 0` and its CPU time."""
 
     def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "pitlane.twin.server", "--port", "0", "--quiet"],
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pitlane.twin.server", "--port", "0", "--quiet"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         line = self.proc.stdout.readline()  # "listening on 127.0.0.1:PORT"
         if not line.startswith("listening on"):
             self.proc.kill()
@@ -69,7 +72,7 @@ def read_telemetry(sock, buf: bytes) -> tuple[dict, bytes, int]:
     while True:
         j = buf.find(b"\n")
         if j >= 0:
-            line, buf = buf[:j], buf[j + 1:]
+            line, buf = buf[:j], buf[j + 1 :]
             size += len(line) + 1
             msg = json.loads(line)
             if msg["msg_type"] == "telemetry":
@@ -86,8 +89,10 @@ def raw_round(server: ServerProcess, scene: str, steps: int) -> dict:
         total_bytes, resets, steering = 0, 0, "0.0"
         t0, c0, s0 = time.perf_counter(), time.process_time(), server.cpu_s()
         for _ in range(steps):
-            sock.sendall(b'{"msg_type": "control", "steering": "%s", "throttle": "0.4", "brake": "0.0"}\n'
-                         % steering.encode())
+            sock.sendall(
+                b'{"msg_type": "control", "steering": "%s", "throttle": "0.4", "brake": "0.0"}\n'
+                % steering.encode()
+            )
             msg, buf, size = read_telemetry(sock, buf)
             total_bytes += size
             steering = steer(track, msg)
@@ -112,17 +117,22 @@ def client_round(server: ServerProcess, scene: str, steps: int) -> dict:
 
 def _figures(steps: int, t0: float, c0: float, s0: float, server: ServerProcess) -> dict:
     wall = time.perf_counter() - t0
-    return {"rate": steps / wall, "client_us": (time.process_time() - c0) / steps * 1e6,
-            "server_us": (server.cpu_s() - s0) / steps * 1e6}
+    return {
+        "rate": steps / wall,
+        "client_us": (time.process_time() - c0) / steps * 1e6,
+        "server_us": (server.cpu_s() - s0) / steps * 1e6,
+    }
 
 
 def report(name: str, rounds: list[dict]) -> None:
     rates = [r["rate"] for r in rounds]
     server_us = statistics.median(r["server_us"] for r in rounds)
     client_us = statistics.median(r["client_us"] for r in rounds)
-    print(f"  {name}: best {max(rates):6.0f}, median {statistics.median(rates):6.0f} round trips/s; "
-          f"CPU per round trip: server {server_us:4.0f} us, client {client_us:4.0f} us "
-          f"-> >= ~{1e6 / (server_us + client_us):5.0f}/s on two idle cores")
+    print(
+        f"  {name}: best {max(rates):6.0f}, median {statistics.median(rates):6.0f} round trips/s; "
+        f"CPU per round trip: server {server_us:4.0f} us, client {client_us:4.0f} us "
+        f"-> >= ~{1e6 / (server_us + client_us):5.0f}/s on two idle cores"
+    )
 
 
 def main() -> None:
@@ -140,12 +150,16 @@ def main() -> None:
     finally:
         server.stop()
     load = os.getloadavg()[0]
-    print(f"protocol round trips: synchronous mode, 160x120 JPEG frames, loopback, server subprocess; "
-          f"{os.cpu_count()} CPUs, load average {load:.1f}; {args.rounds} rounds x {args.steps}:")
+    print(
+        f"protocol round trips: synchronous mode, 160x120 JPEG frames, loopback, server subprocess; "
+        f"{os.cpu_count()} CPUs, load average {load:.1f}; {args.rounds} rounds x {args.steps}:"
+    )
     report("raw socket client (JSON parsed)", raw)
     report("TwinClient.step (frame decoded)", full)
-    print(f"  telemetry line {raw[0]['bytes']} bytes; goal >= 1,000 round trips/s (raw); "
-          f"resets {sum(r['resets'] for r in raw)}")
+    print(
+        f"  telemetry line {raw[0]['bytes']} bytes; goal >= 1,000 round trips/s (raw); "
+        f"resets {sum(r['resets'] for r in raw)}"
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ def run_demo(opts: DemoOptions) -> int:
     print(f"  camera view, map and a lap of frames in {out / 'twin'}/")
 
     _stage(2, "expert data -> donkeycar linear model -> the gate (laps in the twin)")
-    result = default_recipe(out / "recipe", recipe=Recipe(seed=opts.seed), threads=opts.threads, progress=True,
-                            overwrite=True)
+    result = default_recipe(
+        out / "recipe", recipe=Recipe(seed=opts.seed), threads=opts.threads, progress=True, overwrite=True
+    )
     assert result.gate is not None  # default_recipe gates unless told not to
     print(format_table(result.gate.checks, result.gate.passed))
     if not result.gate.passed:
@@ -55,28 +56,53 @@ def run_demo(opts: DemoOptions) -> int:
     from pitlane.evaluate.run import evaluate
 
     unseen = evaluate(result.tflite, UNSEEN_SCENE, laps=2, seed=opts.seed, report_dir=out / "unseen")
-    print(f"  {unseen.laps_completed}/{unseen.laps_requested} laps, mean |CTE| {unseen.mean_abs_cte:.3f} m, "
-          f"ended by {unseen.end_reason}")
+    print(
+        f"  {unseen.laps_completed}/{unseen.laps_requested} laps, mean |CTE| {unseen.mean_abs_cte:.3f} m, "
+        f"ended by {unseen.end_reason}"
+    )
 
-    _stage(4, f"the donkeycar car app drives {opts.drive_scene} with the gated model "
-              f"({opts.drive_seconds:.0f} s, real time)")
-    car = run_car(RunOptions(model=str(result.tflite), scene=opts.drive_scene, duration_s=opts.drive_seconds,
-                             report_dir=str(out / "car"), port=0, web_port=0))
-    print(f"  {car['laps_completed']} laps, mean |CTE| {car['mean_abs_cte']} m, loop {car['loop_hz']} Hz, "
-          f"{len(car['stops'])} watchdog stops")
+    _stage(
+        4,
+        f"the donkeycar car app drives {opts.drive_scene} with the gated model "
+        f"({opts.drive_seconds:.0f} s, real time)",
+    )
+    car = run_car(
+        RunOptions(
+            model=str(result.tflite),
+            scene=opts.drive_scene,
+            duration_s=opts.drive_seconds,
+            report_dir=str(out / "car"),
+            port=0,
+            web_port=0,
+        )
+    )
+    print(
+        f"  {car['laps_completed']} laps, mean |CTE| {car['mean_abs_cte']} m, loop {car['loop_hz']} Hz, "
+        f"{len(car['stops'])} watchdog stops"
+    )
 
     summary = {
         "wall_seconds": round(time.perf_counter() - started, 1),
         "timings_s": result.timings_s,
         "model": str(result.tflite),
         "gate": "pass",
-        "unseen_scene": {"scene": UNSEEN_SCENE, "laps_completed": unseen.laps_completed,
-                         "mean_abs_cte": unseen.mean_abs_cte},
+        "unseen_scene": {
+            "scene": UNSEEN_SCENE,
+            "laps_completed": unseen.laps_completed,
+            "mean_abs_cte": unseen.mean_abs_cte,
+        },
         "car": {k: car[k] for k in ("laps_completed", "mean_abs_cte", "loop_hz")},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nDone in {summary['wall_seconds']} s. Open these:")
-    for path in (snap.camera, snap.map, out / "recipe" / "gate", out / "unseen", out / "car", out / "summary.json"):
+    for path in (
+        snap.camera,
+        snap.map,
+        out / "recipe" / "gate",
+        out / "unseen",
+        out / "car",
+        out / "summary.json",
+    ):
         print(f"  {path}")
     return 0
 
@@ -94,9 +120,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "Leaves PNGs, tubs, the model and JSON reports under --out.",
     )
     p.add_argument("--out", type=Path, default=DemoOptions.out, help="output folder (default out/demo)")
-    p.add_argument("--drive-seconds", type=float, default=DemoOptions.drive_seconds,
-                   help="how long the car app drives, in real time [s] (default 60)")
+    p.add_argument(
+        "--drive-seconds",
+        type=float,
+        default=DemoOptions.drive_seconds,
+        help="how long the car app drives, in real time [s] (default 60)",
+    )
     p.add_argument("--scene", default=DemoOptions.drive_scene, help="scene the car app drives")
     p.add_argument("--seed", type=int, default=DemoOptions.seed, help="seed for data, training and twin")
-    p.set_defaults(func=lambda a: run_demo(DemoOptions(out=a.out, drive_seconds=a.drive_seconds,
-                                                       drive_scene=a.scene, seed=a.seed)))
+    p.set_defaults(
+        func=lambda a: run_demo(
+            DemoOptions(out=a.out, drive_seconds=a.drive_seconds, drive_scene=a.scene, seed=a.seed)
+        )
+    )

@@ -18,9 +18,16 @@ def test_demo_runs_the_whole_loop_and_leaves_what_readme_promises(tmp_path, caps
     assert code == 0, printed
     assert "GATE PASS" in printed
 
-    for png in ("twin/camera.png", "twin/map.png", "twin/strip.png", "car/trajectory.png", "car/cte_speed.png",
-                "recipe/gate/generated_track/trajectory.png", "recipe/gate/mini_monaco/cte_speed.png",
-                "unseen/trajectory.png"):
+    for png in (
+        "twin/camera.png",
+        "twin/map.png",
+        "twin/strip.png",
+        "car/trajectory.png",
+        "car/cte_speed.png",
+        "recipe/gate/generated_track/trajectory.png",
+        "recipe/gate/mini_monaco/cte_speed.png",
+        "unseen/trajectory.png",
+    ):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     assert (out / "recipe/model/pilot.tflite").stat().st_size > 0
     assert json.loads((out / "recipe/gate/gate.json").read_text())["verdict"] == "pass"

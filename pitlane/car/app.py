@@ -30,8 +30,14 @@ logger = logging.getLogger(__name__)
 
 SIM_OUTPUTS = {  # donkeycar's names for the simulator's extra outputs (templates/complete.py add_simulator)
     "SIM_RECORD_LOCATION": list(POSITION_KEYS),  # the names pitlane's own tubs use too
-    "SIM_RECORD_GYROACCEL": ["gyro/gyro_x", "gyro/gyro_y", "gyro/gyro_z", "accel/accel_x", "accel/accel_y",
-                             "accel/accel_z"],
+    "SIM_RECORD_GYROACCEL": [
+        "gyro/gyro_x",
+        "gyro/gyro_y",
+        "gyro/gyro_z",
+        "accel/accel_x",
+        "accel/accel_y",
+        "accel/accel_z",
+    ],
     "SIM_RECORD_VELOCITY": ["vel/vel_x", "vel/vel_y", "vel/vel_z"],
 }
 
@@ -57,12 +63,16 @@ def pi_camera_plan(cfg) -> PartPlan:
     """donkeycar's camera part for CAMERA_TYPE, as donkeycar's template builds it (get_camera)."""
     size = dict(image_w=cfg.IMAGE_W, image_h=cfg.IMAGE_H, image_d=cfg.IMAGE_DEPTH)
     kinds = {
-        "PICAM": ("donkeycar.parts.camera.PiCamera", dict(size, vflip=cfg.CAMERA_VFLIP, hflip=cfg.CAMERA_HFLIP)),
+        "PICAM": (
+            "donkeycar.parts.camera.PiCamera",
+            dict(size, vflip=cfg.CAMERA_VFLIP, hflip=cfg.CAMERA_HFLIP),
+        ),
         "WEBCAM": ("donkeycar.parts.camera.Webcam", size),
         "CVCAM": ("donkeycar.parts.cv.CvCam", size),
-        "CSIC": ("donkeycar.parts.camera.CSICamera", dict(size, capture_width=cfg.IMAGE_W,
-                                                         capture_height=cfg.IMAGE_H,
-                                                         framerate=cfg.CAMERA_FRAMERATE)),
+        "CSIC": (
+            "donkeycar.parts.camera.CSICamera",
+            dict(size, capture_width=cfg.IMAGE_W, capture_height=cfg.IMAGE_H, framerate=cfg.CAMERA_FRAMERATE),
+        ),
         "V4L": ("donkeycar.parts.camera.V4LCamera", dict(size, framerate=cfg.CAMERA_FRAMERATE)),
         "MOCK": ("donkeycar.parts.camera.MockCamera", size),
     }
@@ -80,19 +90,24 @@ def pi_drivetrain_plans(cfg) -> list[PartPlan]:
         from donkeycar.parts import pins
         from donkeycar.parts.actuator import PulseController
 
-        return PulseController(pwm_pin=pins.pwm_pin_by_id(dt[pin_key]), pwm_scale=dt[scale_key],
-                               pwm_inverted=dt[inverted_key])
+        return PulseController(
+            pwm_pin=pins.pwm_pin_by_id(dt[pin_key]), pwm_scale=dt[scale_key], pwm_inverted=dt[inverted_key]
+        )
 
     def steering():
         return _cls("donkeycar.parts.actuator.PWMSteering")(
             controller=controller("PWM_STEERING_PIN", "PWM_STEERING_SCALE", "PWM_STEERING_INVERTED"),
-            left_pulse=dt["STEERING_LEFT_PWM"], right_pulse=dt["STEERING_RIGHT_PWM"])
+            left_pulse=dt["STEERING_LEFT_PWM"],
+            right_pulse=dt["STEERING_RIGHT_PWM"],
+        )
 
     def throttle():
         return _cls("donkeycar.parts.actuator.PWMThrottle")(
             controller=controller("PWM_THROTTLE_PIN", "PWM_THROTTLE_SCALE", "PWM_THROTTLE_INVERTED"),
-            max_pulse=dt["THROTTLE_FORWARD_PWM"], zero_pulse=dt["THROTTLE_STOPPED_PWM"],
-            min_pulse=dt["THROTTLE_REVERSE_PWM"])
+            max_pulse=dt["THROTTLE_FORWARD_PWM"],
+            zero_pulse=dt["THROTTLE_STOPPED_PWM"],
+            min_pulse=dt["THROTTLE_REVERSE_PWM"],
+        )
 
     return [
         PartPlan("donkeycar.parts.actuator.PWMSteering", steering, inputs=["steering"], threaded=True),
@@ -108,7 +123,9 @@ def sim_outputs(cfg) -> list[str]:
     return out
 
 
-def load_pilot(model_path: str | Path | None, cfg, model_type: str | None = None) -> tuple[Any | None, str | None]:
+def load_pilot(
+    model_path: str | Path | None, cfg, model_type: str | None = None
+) -> tuple[Any | None, str | None]:
     """(pilot part, None) or (None, why autopilot is refused). A bad model never stops the car app."""
     if not model_path:
         return None, "no model given (--model)"
@@ -144,8 +161,9 @@ class Car:
 
     def start(self, max_loop_count: int | None = None):
         """Run the drive loop (blocks) until stopped, Ctrl-C, or max_loop_count loops."""
-        return self.vehicle.start(rate_hz=self.cfg.DRIVE_LOOP_HZ,
-                                  max_loop_count=max_loop_count or self.cfg.MAX_LOOPS)
+        return self.vehicle.start(
+            rate_hz=self.cfg.DRIVE_LOOP_HZ, max_loop_count=max_loop_count or self.cfg.MAX_LOOPS
+        )
 
 
 def _add_source(V, cfg, clock) -> Any | None:
@@ -162,13 +180,22 @@ def _add_source(V, cfg, clock) -> Any | None:
         try:
             from donkeycar.parts.dgym import DonkeyGymEnv
         except ImportError as exc:
-            raise UserError(f"DONKEY_GYM = True needs gym-donkeycar 1.3 ({exc}); set DONKEY_GYM = False to "
-                            "drive the twin with pitlane's own part") from None
-        gym = DonkeyGymEnv(cfg.DONKEY_SIM_PATH, host=cfg.SIM_HOST, port=cfg.SIM_PORT,
-                           env_name=cfg.DONKEY_GYM_ENV_NAME, conf=dict(cfg.GYM_CONF),
-                           record_location=cfg.SIM_RECORD_LOCATION, record_gyroaccel=cfg.SIM_RECORD_GYROACCEL,
-                           record_velocity=cfg.SIM_RECORD_VELOCITY, record_lidar=False,
-                           delay=cfg.SIM_ARTIFICIAL_LATENCY)
+            raise UserError(
+                f"DONKEY_GYM = True needs gym-donkeycar 1.3 ({exc}); set DONKEY_GYM = False to "
+                "drive the twin with pitlane's own part"
+            ) from None
+        gym = DonkeyGymEnv(
+            cfg.DONKEY_SIM_PATH,
+            host=cfg.SIM_HOST,
+            port=cfg.SIM_PORT,
+            env_name=cfg.DONKEY_GYM_ENV_NAME,
+            conf=dict(cfg.GYM_CONF),
+            record_location=cfg.SIM_RECORD_LOCATION,
+            record_gyroaccel=cfg.SIM_RECORD_GYROACCEL,
+            record_velocity=cfg.SIM_RECORD_VELOCITY,
+            record_lidar=False,
+            delay=cfg.SIM_ARTIFICIAL_LATENCY,
+        )
         V.add(gym, inputs=["steering", "throttle", "brake"], outputs=sim_outputs(cfg), threaded=True)
         return None
     from pitlane.car.twin_part import TwinPart
@@ -178,9 +205,17 @@ def _add_source(V, cfg, clock) -> Any | None:
     return twin
 
 
-def build_car(cfg, model_path: str | Path | None = None, *, model_type: str | None = None, pilot=None,
-              clock: Callable[[], float] = time.monotonic, tub_path: str | Path | None = None,
-              meta: list[str] | None = None, record: bool = True) -> Car:
+def build_car(
+    cfg,
+    model_path: str | Path | None = None,
+    *,
+    model_type: str | None = None,
+    pilot=None,
+    clock: Callable[[], float] = time.monotonic,
+    tub_path: str | Path | None = None,
+    meta: list[str] | None = None,
+    record: bool = True,
+) -> Car:
     """The car for a checked config: parts added, nothing started yet (`Car.start` runs the loop).
 
     Tubs go to `tub_path` (default: DATA_PATH, or a new tub in it with AUTO_CREATE_NEW_TUB); `record=False`
@@ -203,24 +238,44 @@ def build_car(cfg, model_path: str | Path | None = None, *, model_type: str | No
     twin = _add_source(V, cfg, clock)
 
     web = car_parts.WebController(port=cfg.WEB_CONTROL_PORT, mode=cfg.WEB_INIT_MODE if pilot else "user")
-    V.add(web, inputs=["cam/image_array", "tub/num_records", "user/mode", "recording"],
-          outputs=["user/steering", "user/throttle", "user/mode", "recording", "web/buttons"], threaded=True)
+    V.add(
+        web,
+        inputs=["cam/image_array", "tub/num_records", "user/mode", "recording"],
+        outputs=["user/steering", "user/throttle", "user/mode", "recording", "web/buttons"],
+        threaded=True,
+    )
     V.add(Pipe(), inputs=["user/steering"], outputs=["user/angle"])
     V.add(ExplodeDict(V.mem, "web/"), inputs=["web/buttons"])
     V.add(ThrottleFilter(), inputs=["user/throttle"], outputs=["user/throttle"])
     V.add(car_parts.AutopilotGuard(refusal), inputs=["user/mode"], outputs=["user/mode"])
     V.add(car_parts.PilotCondition(), inputs=["user/mode"], outputs=["run_user", "run_pilot"])
     if pilot is not None:
-        V.add(car_parts.SafePilot(pilot), inputs=["cam/image_array"], outputs=["pilot/angle", "pilot/throttle"],
-              run_condition="run_pilot")
-    V.add(car_parts.DriveMode(cfg.AI_THROTTLE_MULT),
-          inputs=["user/mode", "user/angle", "user/throttle", "pilot/angle", "pilot/throttle"],
-          outputs=["steering", "throttle"])
+        V.add(
+            car_parts.SafePilot(pilot),
+            inputs=["cam/image_array"],
+            outputs=["pilot/angle", "pilot/throttle"],
+            run_condition="run_pilot",
+        )
+    V.add(
+        car_parts.DriveMode(cfg.AI_THROTTLE_MULT),
+        inputs=["user/mode", "user/angle", "user/throttle", "pilot/angle", "pilot/throttle"],
+        outputs=["steering", "throttle"],
+    )
     watchdog = WatchdogPart(watchdog_params(cfg), clock=clock)
     buttons = [f"web/{cfg.WATCHDOG_STOP_BUTTON}", f"web/{cfg.WATCHDOG_RESUME_BUTTON}"]
-    V.add(watchdog, inputs=["user/mode", "steering", "throttle", "pilot/angle", "pilot/throttle",
-                            "cam/image_array", *buttons],
-          outputs=["steering", "throttle", "brake", "watchdog/stopped", "watchdog/reason"])
+    V.add(
+        watchdog,
+        inputs=[
+            "user/mode",
+            "steering",
+            "throttle",
+            "pilot/angle",
+            "pilot/throttle",
+            "cam/image_array",
+            *buttons,
+        ],
+        outputs=["steering", "throttle", "brake", "watchdog/stopped", "watchdog/reason"],
+    )
 
     if twin is not None:
         V.add(twin.controls_part(), inputs=["steering", "throttle", "brake"])
@@ -239,12 +294,17 @@ def build_car(cfg, model_path: str | Path | None = None, *, model_type: str | No
         types += ["float", "float"]
     if not record:
         return Car(V, cfg, web, watchdog, twin=twin, pilot=pilot, autopilot_refusal=refusal)
-    V.add(car_parts.RecordingGate(cfg.AUTO_RECORD_ON_THROTTLE, cfg.RECORD_DURING_AI),
-          inputs=["user/mode", "recording", "user/throttle"], outputs=["tub/recording"])
+    V.add(
+        car_parts.RecordingGate(cfg.AUTO_RECORD_ON_THROTTLE, cfg.RECORD_DURING_AI),
+        inputs=["user/mode", "recording", "user/throttle"],
+        outputs=["tub/recording"],
+    )
     if tub_path is None:
         from donkeycar.parts.datastore import TubHandler
 
-        tub_path = TubHandler(path=cfg.DATA_PATH).create_tub_path() if cfg.AUTO_CREATE_NEW_TUB else cfg.DATA_PATH
+        tub_path = (
+            TubHandler(path=cfg.DATA_PATH).create_tub_path() if cfg.AUTO_CREATE_NEW_TUB else cfg.DATA_PATH
+        )
     from pitlane.data.tub import tub_metadata
 
     meta = list(meta or []) + list(getattr(cfg, "METADATA", []))
@@ -252,5 +312,14 @@ def build_car(cfg, model_path: str | Path | None = None, *, model_type: str | No
     meta += tub_metadata(profile=cfg.PITLANE_PROFILE, model=model_name)
     tub_writer = TubWriter(str(tub_path), inputs=inputs, types=types, metadata=meta)
     V.add(tub_writer, inputs=inputs, outputs=["tub/num_records"], run_condition="tub/recording")
-    return Car(V, cfg, web, watchdog, twin=twin, pilot=pilot, autopilot_refusal=refusal,
-               tub_path=str(tub_path), tub_writer=tub_writer)
+    return Car(
+        V,
+        cfg,
+        web,
+        watchdog,
+        twin=twin,
+        pilot=pilot,
+        autopilot_refusal=refusal,
+        tub_path=str(tub_path),
+        tub_writer=tub_writer,
+    )

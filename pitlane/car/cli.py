@@ -11,11 +11,23 @@ from pitlane.car.settings import DEFAULT_CAR_DIR, DRIVE_MODES, PROFILES
 def _run(args: argparse.Namespace) -> int:
     from pitlane.car.run import RunOptions, run_car
 
-    report = run_car(RunOptions(
-        model=args.model, profile=args.profile, scene=args.scene, duration_s=args.duration,
-        report_dir=args.report, port=args.port, host=args.host, mode=args.mode, web_port=args.web_port,
-        tub_dir=args.tub, car_dir=args.car, myconfig=args.myconfig, plots=not args.no_plots,
-    ))
+    report = run_car(
+        RunOptions(
+            model=args.model,
+            profile=args.profile,
+            scene=args.scene,
+            duration_s=args.duration,
+            report_dir=args.report,
+            port=args.port,
+            host=args.host,
+            mode=args.mode,
+            web_port=args.web_port,
+            tub_dir=args.tub,
+            car_dir=args.car,
+            myconfig=args.myconfig,
+            plots=not args.no_plots,
+        )
+    )
     summary = {k: report[k] for k in ("laps_completed", "mean_abs_cte", "loop_hz", "tub_records")}
     summary["stops"] = len(report["stops"])
     print(json.dumps(summary))
@@ -26,24 +38,36 @@ def add_commands(subparsers) -> None:
     car = subparsers.add_parser("car", help="the DonkeyCar car app (twin and Pi profiles)")
     sub = car.add_subparsers(dest="car_command", metavar="COMMAND", required=True)
     run = sub.add_parser(
-        "run", help="drive the twin headless with a model for a while and report laps, CTE, loop rate, stops",
+        "run",
+        help="drive the twin headless with a model for a while and report laps, CTE, loop rate, stops",
         description="Start the twin (unless one answers at the car's SIM_HOST:SIM_PORT), run the car app's "
-                    "donkeycar loop headless and write DIR/report.json.",
+        "donkeycar loop headless and write DIR/report.json.",
     )
     run.add_argument("--profile", choices=PROFILES, default="twin", help="car profile (only twin runs here)")
     run.add_argument("--model", help="trained model (.tflite or .keras) for the autopilot")
     run.add_argument("--scene", help="twin scene (default: the car config's SIM_SCENE)")
-    run.add_argument("--duration", type=float, default=60.0, metavar="S", help="seconds to drive (default 60)")
-    run.add_argument("--report", metavar="DIR",
-                     help="write DIR/report.json and plots, and record the tub in DIR/tub")
+    run.add_argument(
+        "--duration", type=float, default=60.0, metavar="S", help="seconds to drive (default 60)"
+    )
+    run.add_argument(
+        "--report", metavar="DIR", help="write DIR/report.json and plots, and record the tub in DIR/tub"
+    )
     run.add_argument("--tub", metavar="DIR", help="record the tub here instead")
     run.add_argument("--port", type=int, help="twin port (default: the car config's SIM_PORT, 9091)")
     run.add_argument("--host", help="twin host (default: the car config's SIM_HOST)")
-    run.add_argument("--mode", choices=DRIVE_MODES, default="local",
-                     help="drive mode: local (pilot steers and drives, default), local_angle, user")
+    run.add_argument(
+        "--mode",
+        choices=DRIVE_MODES,
+        default="local",
+        help="drive mode: local (pilot steers and drives, default), local_angle, user",
+    )
     run.add_argument("--web-port", type=int, help="web controller port (default 8887; 0 = any free port)")
-    run.add_argument("--car", default=str(DEFAULT_CAR_DIR), metavar="DIR",
-                     help="car app folder with config.py and myconfig.py (default: the bundled default_car)")
+    run.add_argument(
+        "--car",
+        default=str(DEFAULT_CAR_DIR),
+        metavar="DIR",
+        help="car app folder with config.py and myconfig.py (default: the bundled default_car)",
+    )
     run.add_argument("--myconfig", default="myconfig.py", help="myconfig file name in the car folder")
     run.add_argument("--no-plots", action="store_true", help="skip trajectory.png and cte_speed.png")
     run.set_defaults(func=_run)

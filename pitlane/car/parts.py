@@ -29,7 +29,9 @@ class WebController(web.LocalWebController):
 
     def __init__(self, port: int = 8887, mode: str = "user", address: str = "") -> None:
         # Same state and handlers as LocalWebController.__init__, minus settings={'debug': True}.
-        self.static_file_path = os.path.join(os.path.dirname(os.path.realpath(web.__file__)), "templates", "static")
+        self.static_file_path = os.path.join(
+            os.path.dirname(os.path.realpath(web.__file__)), "templates", "static"
+        )
         self.angle = 0.0
         self.throttle = 0.0
         self.mode = mode
@@ -63,7 +65,9 @@ class WebController(web.LocalWebController):
         try:
             server = self.listen(self.port, address=self.address)
         except OSError as exc:
-            logger.error("web controller cannot listen on port %s: %s (driving on without it)", self.port, exc)
+            logger.error(
+                "web controller cannot listen on port %s: %s (driving on without it)", self.port, exc
+            )
             self.ready.set()
             raise
         self.loop, self.server = loop, server

@@ -66,8 +66,15 @@ class RunStats:
         self.loops += 1
         t = now - self.start_s
         if cte is not None and math.isfinite(cte):
-            self.trace.append(t, float(x or 0.0), float(y or 0.0), float(cte), float(speed or 0.0),
-                              float(steering or 0.0), float(throttle or 0.0))
+            self.trace.append(
+                t,
+                float(x or 0.0),
+                float(y or 0.0),
+                float(cte),
+                float(speed or 0.0),
+                float(steering or 0.0),
+                float(throttle or 0.0),
+            )
         if self.twin is not None:
             if self.twin.laps_completed > self._laps:
                 self._laps = self.twin.laps_completed
@@ -99,10 +106,20 @@ def write_plots(stats: RunStats, report: dict, report_dir: Path, seed: int) -> l
 
     track = load_scene(report["scene"], rand_seed=seed)
     summary = summarize(
-        stats.trace, scene=report["scene"], model=Path(report["model"] or "no model").name, model_digest="",
-        model_type="", laps_requested=report["laps_completed"], laps_completed=report["laps_completed"],
-        end_reason=END_TIME_LIMIT, wall_seconds=report["duration_s"], seed=seed, control_hz=report["loop_hz"],
-        track_length_m=track.length_m, track_width_m=track.width_m, progress_m=0.0,
+        stats.trace,
+        scene=report["scene"],
+        model=Path(report["model"] or "no model").name,
+        model_digest="",
+        model_type="",
+        laps_requested=report["laps_completed"],
+        laps_completed=report["laps_completed"],
+        end_reason=END_TIME_LIMIT,
+        wall_seconds=report["duration_s"],
+        seed=seed,
+        control_hz=report["loop_hz"],
+        track_length_m=track.length_m,
+        track_width_m=track.width_m,
+        progress_m=0.0,
     )
     return draw(track, stats.trace, summary, report_dir)
 
@@ -138,12 +155,23 @@ def run_car(opts: RunOptions) -> dict:
     if not (opts.duration_s > 0 and math.isfinite(opts.duration_s)):
         raise UserError(f"--duration must be a positive number of seconds, got {opts.duration_s}")
     if opts.profile != "twin":
-        raise UserError("`pitlane car run` drives the twin (--profile twin); on a Pi run the car app's "
-                        "`python manage.py drive --model PATH`")
-    overrides = {"WEB_INIT_MODE": opts.mode, "SIM_RECORD_LOCATION": True, "RECORD_DURING_AI": True,
-                 "DONKEY_GYM": False, **opts.overrides}
-    for key, value in (("SIM_SCENE", opts.scene), ("SIM_PORT", opts.port or None), ("SIM_HOST", opts.host),
-                       ("WEB_CONTROL_PORT", opts.web_port)):
+        raise UserError(
+            "`pitlane car run` drives the twin (--profile twin); on a Pi run the car app's "
+            "`python manage.py drive --model PATH`"
+        )
+    overrides = {
+        "WEB_INIT_MODE": opts.mode,
+        "SIM_RECORD_LOCATION": True,
+        "RECORD_DURING_AI": True,
+        "DONKEY_GYM": False,
+        **opts.overrides,
+    }
+    for key, value in (
+        ("SIM_SCENE", opts.scene),
+        ("SIM_PORT", opts.port or None),
+        ("SIM_HOST", opts.host),
+        ("WEB_CONTROL_PORT", opts.web_port),
+    ):
         if value is not None:
             overrides[key] = value
     cfg = load_car_config(opts.car_dir, opts.myconfig, profile=opts.profile, overrides=overrides)
@@ -162,7 +190,9 @@ def run_car(opts: RunOptions) -> dict:
             car.vehicle.stop()
             raise UserError(f"{car.autopilot_refusal}; refusing to drive in {opts.mode} mode")
         stats = RunStats(car.vehicle, opts.duration_s, twin=car.twin)
-        car.vehicle.add(stats, inputs=["pos/pos_x", "pos/pos_z", "pos/cte", "pos/speed", "steering", "throttle"])
+        car.vehicle.add(
+            stats, inputs=["pos/pos_x", "pos/pos_z", "pos/cte", "pos/speed", "steering", "throttle"]
+        )
         car.web.recording = tub_dir is not None  # the record switch of the web page, on from the start
         started = time.monotonic()
         car.start()

@@ -23,9 +23,17 @@ PI_CAMERA_TYPES: tuple[str, ...] = ("PICAM", "WEBCAM", "CVCAM", "CSIC", "V4L", "
 PI_DRIVE_TRAIN_TYPES: tuple[str, ...] = ("PWM_STEERING_THROTTLE", "MOCK")
 MODEL_TYPES: tuple[str, ...] = ("linear", "categorical", "inferred")
 PWM_KEYS: tuple[str, ...] = (
-    "PWM_STEERING_PIN", "PWM_STEERING_SCALE", "PWM_STEERING_INVERTED", "PWM_THROTTLE_PIN",
-    "PWM_THROTTLE_SCALE", "PWM_THROTTLE_INVERTED", "STEERING_LEFT_PWM", "STEERING_RIGHT_PWM",
-    "THROTTLE_FORWARD_PWM", "THROTTLE_STOPPED_PWM", "THROTTLE_REVERSE_PWM",
+    "PWM_STEERING_PIN",
+    "PWM_STEERING_SCALE",
+    "PWM_STEERING_INVERTED",
+    "PWM_THROTTLE_PIN",
+    "PWM_THROTTLE_SCALE",
+    "PWM_THROTTLE_INVERTED",
+    "STEERING_LEFT_PWM",
+    "STEERING_RIGHT_PWM",
+    "THROTTLE_FORWARD_PWM",
+    "THROTTLE_STOPPED_PWM",
+    "THROTTLE_REVERSE_PWM",
 )
 
 DEFAULT_CAR_DIR = Path(__file__).resolve().parents[2] / "apps" / "donkeycars" / "default_car"
@@ -48,7 +56,9 @@ def load_car_config(
     try:
         cfg = dk.load_config(config_path=str(config_path), myconfig=myconfig)
     except Exception as exc:  # config files are Python: any error in them is the user's to fix
-        raise UserError(f"cannot read the car config in {car_dir} ({myconfig}): {type(exc).__name__}: {exc}") from None
+        raise UserError(
+            f"cannot read the car config in {car_dir} ({myconfig}): {type(exc).__name__}: {exc}"
+        ) from None
     return apply_profile(cfg, profile, overrides)
 
 
@@ -62,8 +72,16 @@ def apply_profile(cfg, profile: str | None = None, overrides: dict | None = None
     return cfg
 
 
-def _number(cfg, key: str, problems: list[str], *, low: float | None = None, high: float | None = None,
-            low_open: bool = False, integer: bool = False) -> None:
+def _number(
+    cfg,
+    key: str,
+    problems: list[str],
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    integer: bool = False,
+) -> None:
     value = getattr(cfg, key, None)
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
@@ -101,7 +119,9 @@ def check_config(cfg) -> None:
     _number(cfg, "AI_THROTTLE_MULT", problems, low=0)
     for key in ("WATCHDOG_STOP_BUTTON", "WATCHDOG_RESUME_BUTTON"):
         if not isinstance(getattr(cfg, key, None), str) or not getattr(cfg, key):
-            problems.append(f"{key} must name a web controller button (w1..w5), got {getattr(cfg, key, None)!r}")
+            problems.append(
+                f"{key} must name a web controller button (w1..w5), got {getattr(cfg, key, None)!r}"
+            )
     for key in ("DATA_PATH", "MODELS_PATH"):
         if not isinstance(getattr(cfg, key, None), str):
             problems.append(f"{key} must be a path string, got {getattr(cfg, key, None)!r}")
@@ -112,8 +132,10 @@ def check_config(cfg) -> None:
         _number(cfg, "SIM_PORT", problems, low=1, high=65535, integer=True)
         _number(cfg, "SIM_CONNECT_TIMEOUT_S", problems, low=0, low_open=True)
         if getattr(cfg, "DONKEY_GYM", False) and getattr(cfg, "DONKEY_SIM_PATH", None) != "remote":
-            problems.append("DONKEY_SIM_PATH must be 'remote' with the twin (it is a server, not an executable), "
-                            f"got {getattr(cfg, 'DONKEY_SIM_PATH', None)!r}")
+            problems.append(
+                "DONKEY_SIM_PATH must be 'remote' with the twin (it is a server, not an executable), "
+                f"got {getattr(cfg, 'DONKEY_SIM_PATH', None)!r}"
+            )
         if not isinstance(getattr(cfg, "SIM_SCENE", None), str):
             problems.append(f"SIM_SCENE must be a scene name, got {getattr(cfg, 'SIM_SCENE', None)!r}")
     elif profile == "pi":
@@ -129,8 +151,14 @@ def check_config(cfg) -> None:
                 problems.append(f"PWM_STEERING_THROTTLE lacks {', '.join(missing)}")
             else:
                 for key in PWM_KEYS[6:]:
-                    if isinstance(pwm[key], bool) or not isinstance(pwm[key], int) or not 0 <= pwm[key] <= 4095:
-                        problems.append(f"PWM_STEERING_THROTTLE[{key!r}] must be a pulse 0..4095, got {pwm[key]!r}")
+                    if (
+                        isinstance(pwm[key], bool)
+                        or not isinstance(pwm[key], int)
+                        or not 0 <= pwm[key] <= 4095
+                    ):
+                        problems.append(
+                            f"PWM_STEERING_THROTTLE[{key!r}] must be a pulse 0..4095, got {pwm[key]!r}"
+                        )
     try:
         watchdog_params(cfg)
     except (ValueError, TypeError, AttributeError) as exc:

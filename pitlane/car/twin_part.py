@@ -42,16 +42,32 @@ class UnknownScene(TwinGone):
 class TwinPart:
     """Threaded donkeycar part: outputs like DonkeyGymEnv; `controls_part()` sends steering/throttle/brake."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 9091, scene: str = "generated_track", *,
-                 image_w: int = 160, image_h: int = 120, car_config: dict | None = None,
-                 record_location: bool = False, record_gyroaccel: bool = False, record_velocity: bool = False,
-                 connect_timeout_s: float = 10.0, retry_s: float = 1.0, silence_timeout_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9091,
+        scene: str = "generated_track",
+        *,
+        image_w: int = 160,
+        image_h: int = 120,
+        car_config: dict | None = None,
+        record_location: bool = False,
+        record_gyroaccel: bool = False,
+        record_velocity: bool = False,
+        connect_timeout_s: float = 10.0,
+        retry_s: float = 1.0,
+        silence_timeout_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.host, self.port, self.scene = host, int(port), scene
         self.image_hw = (int(image_h), int(image_w))
         self._wrong_size = 0  # consecutive frames not of image_hw (sent before our cam_config took effect)
-        self.cam_config = {"msg_type": "cam_config", "img_w": str(image_w), "img_h": str(image_h),
-                           "img_enc": "JPG"}
+        self.cam_config = {
+            "msg_type": "cam_config",
+            "img_w": str(image_w),
+            "img_h": str(image_h),
+            "img_enc": "JPG",
+        }
         self.car_config = {"msg_type": "car_config", **{k: str(v) for k, v in (car_config or {}).items()}}
         self.record_location, self.record_gyroaccel = record_location, record_gyroaccel
         self.record_velocity = record_velocity
@@ -73,8 +89,13 @@ class TwinPart:
         except UnknownScene as exc:
             raise UserError(str(exc)) from None
         except (OSError, TwinGone) as exc:
-            logger.warning("no twin at %s:%d yet (%s); the car stays stopped and keeps trying every %.0f s",
-                           host, self.port, exc, retry_s)
+            logger.warning(
+                "no twin at %s:%d yet (%s); the car stays stopped and keeps trying every %.0f s",
+                host,
+                self.port,
+                exc,
+                retry_s,
+            )
 
     @classmethod
     def from_config(cls, cfg, clock: Callable[[], float] = time.monotonic) -> TwinPart:
@@ -82,10 +103,19 @@ class TwinPart:
         car = {k: conf[k] for k in ("body_style", "car_name", "font_size") if k in conf}
         if "body_rgb" in conf:
             car["body_r"], car["body_g"], car["body_b"] = conf["body_rgb"]
-        return cls(cfg.SIM_HOST, cfg.SIM_PORT, cfg.SIM_SCENE, image_w=cfg.IMAGE_W, image_h=cfg.IMAGE_H,
-                   car_config=car, record_location=cfg.SIM_RECORD_LOCATION,
-                   record_gyroaccel=cfg.SIM_RECORD_GYROACCEL, record_velocity=cfg.SIM_RECORD_VELOCITY,
-                   connect_timeout_s=cfg.SIM_CONNECT_TIMEOUT_S, clock=clock)
+        return cls(
+            cfg.SIM_HOST,
+            cfg.SIM_PORT,
+            cfg.SIM_SCENE,
+            image_w=cfg.IMAGE_W,
+            image_h=cfg.IMAGE_H,
+            car_config=car,
+            record_location=cfg.SIM_RECORD_LOCATION,
+            record_gyroaccel=cfg.SIM_RECORD_GYROACCEL,
+            record_velocity=cfg.SIM_RECORD_VELOCITY,
+            connect_timeout_s=cfg.SIM_CONNECT_TIMEOUT_S,
+            clock=clock,
+        )
 
     @property
     def connected(self) -> bool:
@@ -115,8 +145,10 @@ class TwinPart:
                     kind = msg["msg_type"]
                     if kind == "scene_names" and not loaded:
                         offers = ", ".join(map(str, msg.get("scene_names", [])))
-                        raise UnknownScene(f"the simulator at {self.host}:{self.port} has no scene "
-                                           f"{self.scene!r}; it offers {offers}")
+                        raise UnknownScene(
+                            f"the simulator at {self.host}:{self.port} has no scene "
+                            f"{self.scene!r}; it offers {offers}"
+                        )
                     if kind == "car_loaded" and not loaded:  # gym-donkeycar configures the car here too
                         loaded = True
                         sock.sendall(P.encode_message(self.car_config) + P.encode_message(self.cam_config))
@@ -139,8 +171,14 @@ class TwinPart:
             with contextlib.suppress(OSError):
                 sock.close()
         if was and self.running:
-            logger.warning("twin at %s:%d went away (%s): car stopped (throttle 0, no fresh frames); "
-                           "reconnecting every %.0f s", self.host, self.port, why, self.retry_s)
+            logger.warning(
+                "twin at %s:%d went away (%s): car stopped (throttle 0, no fresh frames); "
+                "reconnecting every %.0f s",
+                self.host,
+                self.port,
+                why,
+                self.retry_s,
+            )
 
     # ---- inbound -----------------------------------------------------------------------------------
     def _handle(self, msg: dict) -> None:
@@ -156,8 +194,13 @@ class TwinPart:
                 if frame is not None and frame.shape[:2] != self.image_hw:
                     self._wrong_size += 1
                     if self._wrong_size == 20:
-                        logger.warning("the simulator sends %dx%d frames, not the %dx%d asked for in cam_config",
-                                       frame.shape[1], frame.shape[0], self.image_hw[1], self.image_hw[0])
+                        logger.warning(
+                            "the simulator sends %dx%d frames, not the %dx%d asked for in cam_config",
+                            frame.shape[1],
+                            frame.shape[0],
+                            self.image_hw[1],
+                            self.image_hw[0],
+                        )
                 elif frame is not None:
                     self._wrong_size = 0
                     self.frame = frame
@@ -208,8 +251,13 @@ class TwinPart:
                     continue
                 if lost_at is not None:
                     self.reconnects += 1
-                    logger.warning("twin back at %s:%d after %.1f s (reconnect %d); driving on",
-                                   self.host, self.port, time.monotonic() - lost_at, self.reconnects)
+                    logger.warning(
+                        "twin back at %s:%d after %.1f s (reconnect %d); driving on",
+                        self.host,
+                        self.port,
+                        time.monotonic() - lost_at,
+                        self.reconnects,
+                    )
                     lost_at = None
             try:
                 self._read_until_gone()
@@ -222,8 +270,13 @@ class TwinPart:
         t = self.telemetry
         out: list = [self.frame]
         if self.record_location:
-            out += [t.get("pos_x", 0.0), t.get("pos_y", 0.0), t.get("pos_z", 0.0), t.get("speed", 0.0),
-                    t.get("cte", 0.0)]
+            out += [
+                t.get("pos_x", 0.0),
+                t.get("pos_y", 0.0),
+                t.get("pos_z", 0.0),
+                t.get("speed", 0.0),
+                t.get("cte", 0.0),
+            ]
         if self.record_gyroaccel:
             out += [t.get(k, 0.0) for k in ("gyro_x", "gyro_y", "gyro_z", "accel_x", "accel_y", "accel_z")]
         if self.record_velocity:
@@ -242,8 +295,12 @@ class TwinPart:
         if sock is None:
             return False
         control = (float(steering or 0.0), float(throttle or 0.0), float(brake or 0.0))
-        msg = {"msg_type": "control", "steering": str(control[0]), "throttle": str(control[1]),
-               "brake": str(control[2])}
+        msg = {
+            "msg_type": "control",
+            "steering": str(control[0]),
+            "throttle": str(control[1]),
+            "brake": str(control[2]),
+        }
         try:
             with self._send_lock:
                 sock.sendall(P.encode_message(msg))

@@ -88,8 +88,10 @@ def _foreign_reasons(raw: RawTub) -> list[str]:
     if raw.unlisted_catalogs and missing:
         reasons.append(f"does not list catalogs on disk {raw.unlisted_catalogs}")
     if raw.inputs:
-        extra = sorted({k for line in raw.lines if line.record for k in line.record if not k.startswith("_")}
-                       - set(raw.inputs))
+        extra = sorted(
+            {k for line in raw.lines if line.record for k in line.record if not k.startswith("_")}
+            - set(raw.inputs)
+        )
         if extra:
             reasons.append(f"records carry keys it does not declare {extra}")
     first = raw.catalogs[0].manifest if raw.catalogs else None
@@ -107,13 +109,22 @@ def _check_catalogs(report: TubReport, raw: RawTub) -> None:
             _add(report, None, f"catalog {catalog.name} listed in the manifest is missing", MANUAL)
             continue
         for line_no in catalog.blank_lines:
-            _add(report, None, f"{catalog.name} line {line_no} is blank: donkeycar stops reading the catalog there",
-                 MANUAL)
+            _add(
+                report,
+                None,
+                f"{catalog.name} line {line_no} is blank: donkeycar stops reading the catalog there",
+                MANUAL,
+            )
         if catalog.lines and not catalog.lines[-1].terminated or catalog.undecodable_lines:
             report.rewrite_catalogs.add(catalog.name)
             if catalog.lines[-1].record is not None and not catalog.lines[-1].terminated:
-                _add(report, None, f"{catalog.name} does not end with a newline: the next record written "
-                     "would be glued to its last one", REPAIR)
+                _add(
+                    report,
+                    None,
+                    f"{catalog.name} does not end with a newline: the next record written "
+                    "would be glued to its last one",
+                    REPAIR,
+                )
         start = catalog.lines[0].position if catalog.lines else None
         meta = catalog.manifest
         if catalog.manifest_error or meta is None:
@@ -121,9 +132,16 @@ def _check_catalogs(report: TubReport, raw: RawTub) -> None:
             report.rewrite_catalogs.add(catalog.name)
         elif catalog.name in report.rewrite_catalogs:
             pass  # a cut last line also cuts its length: the rewrite renews the catalog manifest anyway
-        elif len(meta.get("line_lengths") or []) != len(catalog.line_lengths) or (start is not None and meta.get("start_index") != start):
-            _add(report, None, f"{catalog.name}'s catalog manifest disagrees with the catalog "
-                 f"({len(meta.get('line_lengths') or [])} line lengths for {len(catalog.lines)} lines)", REPAIR)
+        elif len(meta.get("line_lengths") or []) != len(catalog.line_lengths) or (
+            start is not None and meta.get("start_index") != start
+        ):
+            _add(
+                report,
+                None,
+                f"{catalog.name}'s catalog manifest disagrees with the catalog "
+                f"({len(meta.get('line_lengths') or [])} line lengths for {len(catalog.lines)} lines)",
+                REPAIR,
+            )
             report.rewrite_catalogs.add(catalog.name)
 
 
@@ -173,8 +191,12 @@ def _check_records(report: TubReport, raw: RawTub, expected_shape: tuple[int, ..
         if not isinstance(stamp, int) or isinstance(stamp, bool):
             _add(report, i, f"_timestamp_ms is not an integer ({stamp!r})", DELETE)
         elif previous_ms is not None and stamp < previous_ms[1]:
-            _add(report, i, f"timestamp {stamp} ms is earlier than record {previous_ms[0]}'s {previous_ms[1]} ms",
-                 DELETE)
+            _add(
+                report,
+                i,
+                f"timestamp {stamp} ms is earlier than record {previous_ms[0]}'s {previous_ms[1]} ms",
+                DELETE,
+            )
         else:
             previous_ms = (i, stamp)
         for key in image_keys:
@@ -188,8 +210,13 @@ def _check_records(report: TubReport, raw: RawTub, expected_shape: tuple[int, ..
             elif shape is not None:
                 shapes[key][i] = shape
     if mismatched_index:
-        _add(report, None, f"{len(mismatched_index)} records carry an _index other than their position "
-             f"(first: record {mismatched_index[0]}); lines were lost or reordered", MANUAL)
+        _add(
+            report,
+            None,
+            f"{len(mismatched_index)} records carry an _index other than their position "
+            f"(first: record {mismatched_index[0]}); lines were lost or reordered",
+            MANUAL,
+        )
     for key, by_index in shapes.items():
         if not by_index:
             continue
@@ -212,8 +239,13 @@ def _check_manifest_counts(report: TubReport, raw: RawTub) -> None:
     sessions = raw.manifest_metadata.get("sessions") or {}
     listed = sessions.get("all_full_ids") or []
     deleted = {i for i in raw.deleted_indexes if isinstance(i, int)}  # the others are reported above
-    seen = list(dict.fromkeys(str(line.record.get("_session_id")) for line in raw.lines
-                              if line.record and line.position not in deleted))
+    seen = list(
+        dict.fromkeys(
+            str(line.record.get("_session_id"))
+            for line in raw.lines
+            if line.record and line.position not in deleted
+        )
+    )
     unlisted = [s for s in seen if s not in listed]
     if unlisted:
         _add(report, None, f"sessions {unlisted} are not listed in the manifest (writer not closed?)", REPAIR)
@@ -239,27 +271,40 @@ def check_tub(path: Path, shape: tuple[int, ...] | None = None) -> TubReport:
     else:
         foreign = _foreign_reasons(raw)
         if foreign:
-            _add(report, None, "manifest.json does not belong to these catalogs (copied from another tub?): "
-                 + "; ".join(foreign), REPAIR)
+            _add(
+                report,
+                None,
+                "manifest.json does not belong to these catalogs (copied from another tub?): "
+                + "; ".join(foreign),
+                REPAIR,
+            )
             report.rebuild_manifest = True
             raw = read_raw_tub(path, trust_manifest=False)
     if report.rebuild_manifest and not raw.catalogs:
-        report.problems[-1] = Problem(str(path), None, report.problems[-1].reason + " (no catalogs to rebuild from)",
-                                      MANUAL)
+        report.problems[-1] = Problem(
+            str(path), None, report.problems[-1].reason + " (no catalogs to rebuild from)", MANUAL
+        )
     report.raw = raw
     report.records = len(raw.lines)
     valid_deleted = {i for i in raw.deleted_indexes if isinstance(i, int) and 0 <= i < report.records}
     report.deleted_before = len(valid_deleted) if not report.rebuild_manifest else 0
     if report.rebuild_manifest:
         raw.deleted_indexes = []  # another tub's deletions mean nothing here
-        raw.inputs, raw.types = _inferred_inputs(raw, {})  # what the catalogs hold, not what the manifest says
+        raw.inputs, raw.types = _inferred_inputs(
+            raw, {}
+        )  # what the catalogs hold, not what the manifest says
     _check_catalogs(report, raw)
     if not report.rebuild_manifest:
         _check_manifest_counts(report, raw)
     _check_records(report, raw, shape)
     if report.records == 0:
-        _add(report, None, "empty tub: no records (donkeycar's Tub cannot open it read-only); "
-             "leave it out of training or delete it", MANUAL)
+        _add(
+            report,
+            None,
+            "empty tub: no records (donkeycar's Tub cannot open it read-only); "
+            "leave it out of training or delete it",
+            MANUAL,
+        )
     elif report.records - report.deleted_before - len(report.delete) <= 0:
         _add(report, None, "no usable records left", MANUAL)
     report.problems.sort(key=lambda p: (p.index is not None, p.index or 0))
@@ -288,10 +333,16 @@ def _rewrite_catalog(tub: Path, name: str, start_index: int) -> str:
         with contextlib.suppress(ValueError, AttributeError, UnicodeDecodeError):
             created_at = json.loads(manifest_path.read_text().split("\n", 1)[0]).get("created_at", created_at)
         _backup(manifest_path)
-    meta = {"created_at": created_at, "line_lengths": [len(line) + 1 for line in fixed],
-            "path": manifest_path.name, "start_index": start_index}
+    meta = {
+        "created_at": created_at,
+        "line_lengths": [len(line) + 1 for line in fixed],
+        "path": manifest_path.name,
+        "start_index": start_index,
+    }
     manifest_path.write_text(json.dumps(meta, allow_nan=False, sort_keys=True) + "\n", encoding="utf-8")
-    return f"rewrote {name} and its catalog manifest with every line terminated (original kept as {backup.name})"
+    return (
+        f"rewrote {name} and its catalog manifest with every line terminated (original kept as {backup.name})"
+    )
 
 
 def _infer_type(key: str, value: Any) -> str:
@@ -325,24 +376,44 @@ def _manifest_lines(report: TubReport) -> list[Any]:
     raw = report.raw
     assert raw is not None
     n = report.records
-    inputs, types = (raw.inputs, raw.types) if report.rebuild_manifest else _inferred_inputs(raw, raw.input_types)
+    inputs, types = (
+        (raw.inputs, raw.types) if report.rebuild_manifest else _inferred_inputs(raw, raw.input_types)
+    )
     dropped = set(raw.deleted_indexes) | report.delete
-    session_ids = list(dict.fromkeys(str(line.record["_session_id"]) for line in raw.lines
-                                     if line.record and "_session_id" in line.record and line.position not in dropped))
-    listed = [] if report.rebuild_manifest else (raw.manifest_metadata.get("sessions") or {}).get("all_full_ids", [])
+    session_ids = list(
+        dict.fromkeys(
+            str(line.record["_session_id"])
+            for line in raw.lines
+            if line.record and "_session_id" in line.record and line.position not in dropped
+        )
+    )
+    listed = (
+        []
+        if report.rebuild_manifest
+        else (raw.manifest_metadata.get("sessions") or {}).get("all_full_ids", [])
+    )
     all_ids = list(dict.fromkeys([*listed, *session_ids]))
     manifest_meta = dict(raw.manifest_metadata) if not report.rebuild_manifest else {}
     first = raw.catalogs[0].manifest if raw.catalogs and raw.catalogs[0].manifest else {}
     manifest_meta.setdefault("created_at", first.get("created_at", time.time()))
     if all_ids:
         suffix = all_ids[-1].rsplit("_", 1)[-1]
-        manifest_meta["sessions"] = {"all_full_ids": all_ids, "last_full_id": all_ids[-1],
-                                     "last_id": int(suffix) if suffix.isdigit() else len(all_ids) - 1}
-    deleted = sorted({i for i in raw.deleted_indexes if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n})
+        manifest_meta["sessions"] = {
+            "all_full_ids": all_ids,
+            "last_full_id": all_ids[-1],
+            "last_id": int(suffix) if suffix.isdigit() else len(all_ids) - 1,
+        }
+    deleted = sorted(
+        {i for i in raw.deleted_indexes if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n}
+    )
     sizes = [len(c.lines) for c in raw.catalogs]
     max_len = sizes[0] if len(sizes) > 1 else max(raw.max_len, n, 1)
-    catalog_meta = {"paths": [c.name for c in raw.catalogs], "current_index": n, "max_len": max_len,
-                    "deleted_indexes": deleted}
+    catalog_meta = {
+        "paths": [c.name for c in raw.catalogs],
+        "current_index": n,
+        "max_len": max_len,
+        "deleted_indexes": deleted,
+    }
     metadata = raw.metadata if not report.rebuild_manifest else {}
     return [inputs, types, metadata, manifest_meta, catalog_meta]
 
@@ -365,17 +436,23 @@ def fix_tub(report: TubReport) -> list[str]:
         backup = _backup(manifest)
         lines = _manifest_lines(report)
         manifest.write_text("".join(json.dumps(v) + "\n" for v in lines), encoding="utf-8")
-        what = "rebuilt manifest.json from the catalogs" if report.rebuild_manifest else "updated manifest.json"
-        actions.append(f"{what}: {report.records} records in {len(lines[4]['paths'])} catalogs "
-                       f"(original kept as {backup.name})")
+        what = (
+            "rebuilt manifest.json from the catalogs" if report.rebuild_manifest else "updated manifest.json"
+        )
+        actions.append(
+            f"{what}: {report.records} records in {len(lines[4]['paths'])} catalogs "
+            f"(original kept as {backup.name})"
+        )
     if report.delete:
         tub = Tub(str(report.path))
         try:
             tub.delete_records(sorted(report.delete))
         finally:
             tub.close()
-        actions.append(f"marked {len(report.delete)} records deleted (manifest deleted_indexes): "
-                       f"{_ranges(sorted(report.delete))}")
+        actions.append(
+            f"marked {len(report.delete)} records deleted (manifest deleted_indexes): "
+            f"{_ranges(sorted(report.delete))}"
+        )
     return actions + manual
 
 
@@ -395,8 +472,10 @@ def format_report(report: TubReport, max_lines: int = 50) -> str:
     if report.ok:
         return head + "OK"
     lines = [head + f"{len(report.problems)} problems"]
-    lines += [f"  {'record ' + str(p.index) if p.index is not None else 'tub'}: {p.reason}"
-              for p in report.problems[:max_lines]]
+    lines += [
+        f"  {'record ' + str(p.index) if p.index is not None else 'tub'}: {p.reason}"
+        for p in report.problems[:max_lines]
+    ]
     if len(report.problems) > max_lines:
         lines.append(f"  ... and {len(report.problems) - max_lines} more")
     return "\n".join(lines)

@@ -20,31 +20,52 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="driving data: collect tubs in the twin, check them, show stats")
+    data = subparsers.add_parser(
+        "data", help="driving data: collect tubs in the twin, check them, show stats"
+    )
     sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     collect = sub.add_parser("collect", help="drive the expert in the twin and record a donkeycar tub")
-    collect.add_argument("--scene", action="append", required=True,
-                         help="twin scene to drive (repeat for several: one tub session per scene)")
+    collect.add_argument(
+        "--scene",
+        action="append",
+        required=True,
+        help="twin scene to drive (repeat for several: one tub session per scene)",
+    )
     collect.add_argument("--laps", type=int, default=2, help="laps per scene (default 2)")
     collect.add_argument("--out", type=Path, required=True, help="tub folder (created, or appended to)")
     collect.add_argument("--seed", type=int, default=0, help="seed for start pose and perturbations")
-    collect.add_argument("--noise", default="light", choices=("none", "light", "heavy"),
-                         help="perturbation preset applied to what the car executes (labels stay correct)")
-    collect.add_argument("--steer-noise", type=float, help="override: std of steering noise added [-1..1 units]")
-    collect.add_argument("--drift-per-s", type=float, help="override: rate of deliberate drifts off the line [1/s]")
+    collect.add_argument(
+        "--noise",
+        default="light",
+        choices=("none", "light", "heavy"),
+        help="perturbation preset applied to what the car executes (labels stay correct)",
+    )
+    collect.add_argument(
+        "--steer-noise", type=float, help="override: std of steering noise added [-1..1 units]"
+    )
+    collect.add_argument(
+        "--drift-per-s", type=float, help="override: rate of deliberate drifts off the line [1/s]"
+    )
     collect.add_argument("--speed-var", type=float, help="override: relative speed variation (0.2 = +-20%%)")
     collect.add_argument("--hz", type=float, default=20.0, help="records per simulated second (default 20)")
-    collect.add_argument("--writer", choices=("process", "thread", "inline"), default="thread",
-                         help="where donkeycar's Tub writes: a thread (default; overlaps slow disks), a child "
-                         "process, or inline (see bench/bench_collect.py)")
+    collect.add_argument(
+        "--writer",
+        choices=("process", "thread", "inline"),
+        default="thread",
+        help="where donkeycar's Tub writes: a thread (default; overlaps slow disks), a child "
+        "process, or inline (see bench/bench_collect.py)",
+    )
     collect.set_defaults(func=_collect)
 
     check = sub.add_parser("check", help="validate tubs; exit 1 when anything is wrong")
     check.add_argument("tubs", nargs="+", type=Path, help="tub folders, or folders of tubs")
-    check.add_argument("--fix", action="store_true",
-                       help="mark bad records deleted (donkeycar's deleted_indexes) and repair metadata; "
-                            "never removes files, keeps originals as *.orig")
+    check.add_argument(
+        "--fix",
+        action="store_true",
+        help="mark bad records deleted (donkeycar's deleted_indexes) and repair metadata; "
+        "never removes files, keeps originals as *.orig",
+    )
     check.add_argument("--shape", type=_shape, help="expected image shape H,W,C (default: the most common)")
     check.set_defaults(func=_check)
 
@@ -58,8 +79,15 @@ def _collect(args: argparse.Namespace) -> int:
     from pitlane.data.collect import collect, noise_from_flags
 
     noise = noise_from_flags(args.noise, args.steer_noise, args.drift_per_s, args.speed_var)
-    summary = collect(args.scene, laps=args.laps, out=args.out, seed=args.seed, noise=noise, record_hz=args.hz,
-                      writer=args.writer)
+    summary = collect(
+        args.scene,
+        laps=args.laps,
+        out=args.out,
+        seed=args.seed,
+        noise=noise,
+        record_hz=args.hz,
+        writer=args.writer,
+    )
     print(summary.describe())
     return 0
 

@@ -77,16 +77,25 @@ class CollectSummary:
         return self.records / self.wall_s if self.wall_s > 0 else 0.0
 
     def describe(self) -> str:
-        lines = [f"{s.scene}: {s.records} records, {s.laps} laps, mean |CTE| {s.mean_abs_cte_m:.3f} m, "
-                 f"max |CTE| {s.max_abs_cte_m:.3f} m, {s.off_track_records} off-track, "
-                 f"{s.sim_time_s:.1f} s simulated" for s in self.scenes]
-        lines.append(f"wrote {self.records} records ({self.laps} laps, mean |CTE| {self.mean_abs_cte_m:.3f} m) "
-                     f"to {self.out} in {self.wall_s:.1f} s: {self.records_per_s:.0f} records/s")
+        lines = [
+            f"{s.scene}: {s.records} records, {s.laps} laps, mean |CTE| {s.mean_abs_cte_m:.3f} m, "
+            f"max |CTE| {s.max_abs_cte_m:.3f} m, {s.off_track_records} off-track, "
+            f"{s.sim_time_s:.1f} s simulated"
+            for s in self.scenes
+        ]
+        lines.append(
+            f"wrote {self.records} records ({self.laps} laps, mean |CTE| {self.mean_abs_cte_m:.3f} m) "
+            f"to {self.out} in {self.wall_s:.1f} s: {self.records_per_s:.0f} records/s"
+        )
         return "\n".join(lines)
 
 
-def noise_from_flags(preset: str | NoiseParams = "light", steer_std: float | None = None,
-                     drift_per_s: float | None = None, speed_var: float | None = None) -> NoiseParams:
+def noise_from_flags(
+    preset: str | NoiseParams = "light",
+    steer_std: float | None = None,
+    drift_per_s: float | None = None,
+    speed_var: float | None = None,
+) -> NoiseParams:
     """A noise preset (none | light | heavy) with optional numeric overrides."""
     if isinstance(preset, NoiseParams):
         base = preset
@@ -110,8 +119,10 @@ def _check_out(out: Path) -> None:
             raise UserError(f"--out {out} is a non-empty folder that is not a tub; choose a new folder")
         raw = read_raw_tub(out)
         if raw.manifest_error or (raw.inputs, raw.types) != (list(INPUTS), list(TYPES)):
-            raise UserError(f"--out {out} is a tub with other inputs ({raw.manifest_error or raw.inputs}); "
-                            "choose a new folder")
+            raise UserError(
+                f"--out {out} is a tub with other inputs ({raw.manifest_error or raw.inputs}); "
+                "choose a new folder"
+            )
 
 
 class _Writer:
@@ -134,12 +145,20 @@ class _Writer:
             ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
             self.records, self.errors = ctx.Queue(maxsize=256), ctx.Queue()
             level = logging.DEBUG if logging.getLogger().isEnabledFor(logging.DEBUG) else logging.WARNING
-            self.worker = ctx.Process(target=write_tub_from_queue, name="pitlane-tub-writer", daemon=True,
-                                      args=(str(out), metadata, self.records, self.errors, level))
+            self.worker = ctx.Process(
+                target=write_tub_from_queue,
+                name="pitlane-tub-writer",
+                daemon=True,
+                args=(str(out), metadata, self.records, self.errors, level),
+            )
         elif mode == "thread":
             self.records, self.errors = queue.Queue(maxsize=256), queue.Queue()
-            self.worker = threading.Thread(target=write_tub_from_queue, name="pitlane-tub-writer", daemon=True,
-                                           args=(str(out), metadata, self.records, self.errors))
+            self.worker = threading.Thread(
+                target=write_tub_from_queue,
+                name="pitlane-tub-writer",
+                daemon=True,
+                args=(str(out), metadata, self.records, self.errors),
+            )
         elif mode == "inline":
             from donkeycar.parts.tub_v2 import Tub
 
@@ -200,8 +219,9 @@ def _make_sim(scene: str, seed: int, camera):
         raise UserError(str(exc)) from None
 
 
-def _drive_scene(sim, scene: str, laps: int, seed: int, noise: NoiseParams, dt_s: float, writer: _Writer,
-                 bar) -> SceneResult:
+def _drive_scene(
+    sim, scene: str, laps: int, seed: int, noise: NoiseParams, dt_s: float, writer: _Writer, bar
+) -> SceneResult:
     driver = ExpertDriver(sim.track, noise=noise, seed=seed, dt_s=dt_s)
     t = sim.reset()
     start = time.perf_counter()
@@ -211,29 +231,57 @@ def _drive_scene(sim, scene: str, laps: int, seed: int, noise: NoiseParams, dt_s
     while t.laps_completed < laps and n < max_steps:
         frame = sim.render()
         label, executed = driver.act(t)
-        writer.write({
-            CAMERA_KEY: frame, ANGLE_KEY: label.steering, THROTTLE_KEY: label.throttle, MODE_KEY: "user",
-            "pos/pos_x": t.x_m, "pos/pos_y": 0.0, "pos/pos_z": t.y_m, "pos/speed": abs(t.speed_mps),
-            "pos/cte": t.cte_m,
-        })
+        writer.write(
+            {
+                CAMERA_KEY: frame,
+                ANGLE_KEY: label.steering,
+                THROTTLE_KEY: label.throttle,
+                MODE_KEY: "user",
+                "pos/pos_x": t.x_m,
+                "pos/pos_y": 0.0,
+                "pos/pos_z": t.y_m,
+                "pos/speed": abs(t.speed_mps),
+                "pos/cte": t.cte_m,
+            }
+        )
         cte[n], n = abs(t.cte_m), n + 1
         off += t.hit != "none"
         t = sim.step(executed, dt_s)
         if bar is not None and n % 20 == 0:
-            done = min(laps, t.laps_completed + max(t.progress_m, 0.0) % sim.track.length_m / sim.track.length_m)
+            done = min(
+                laps, t.laps_completed + max(t.progress_m, 0.0) % sim.track.length_m / sim.track.length_m
+            )
             bar.update(done - shown)
             shown = done
     if bar is not None:
         bar.update(t.laps_completed - shown)
     if t.laps_completed < laps:
-        log.warning("%s: the expert completed only %d of %d laps in %d records", scene, t.laps_completed, laps, n)
-    return SceneResult(scene, n, t.laps_completed, float(cte[:n].mean()) if n else 0.0,
-                       float(cte[:n].max()) if n else 0.0, off, t.time_s, time.perf_counter() - start)
+        log.warning(
+            "%s: the expert completed only %d of %d laps in %d records", scene, t.laps_completed, laps, n
+        )
+    return SceneResult(
+        scene,
+        n,
+        t.laps_completed,
+        float(cte[:n].mean()) if n else 0.0,
+        float(cte[:n].max()) if n else 0.0,
+        off,
+        t.time_s,
+        time.perf_counter() - start,
+    )
 
 
-def collect(scenes: str | Sequence[str] = "generated_track", laps: int = 2, out: Path | str = "data/tub",
-            seed: int = 0, noise: str | NoiseParams = "light", record_hz: float = 20.0, camera=None,
-            progress: bool = True, writer: str = "thread") -> CollectSummary:
+def collect(
+    scenes: str | Sequence[str] = "generated_track",
+    laps: int = 2,
+    out: Path | str = "data/tub",
+    seed: int = 0,
+    noise: str | NoiseParams = "light",
+    record_hz: float = 20.0,
+    camera=None,
+    progress: bool = True,
+    writer: str = "thread",
+) -> CollectSummary:
     """Drive ``laps`` laps of each scene with the expert and record them into the tub at ``out``.
 
     An existing tub with pitlane's inputs is appended to (a new donkeycar session per scene).
@@ -258,14 +306,24 @@ def collect(scenes: str | Sequence[str] = "generated_track", laps: int = 2, out:
     out = Path(out)
     _check_out(out)
     label = noise if isinstance(noise, str) else "custom"
-    metadata = tub_metadata(source="pitlane-twin", pilot="expert", scenes="+".join(names), seed=seed,
-                            noise=label, record_hz=record_hz)
+    metadata = tub_metadata(
+        source="pitlane-twin",
+        pilot="expert",
+        scenes="+".join(names),
+        seed=seed,
+        noise=label,
+        record_hz=record_hz,
+    )
     from tqdm import tqdm
 
     start = time.perf_counter()
     results = []
-    bar = tqdm(total=laps * len(names), unit="lap", disable=not progress, bar_format=
-               "{desc} {percentage:3.0f}%|{bar}| {n:.2f}/{total} laps [{elapsed}<{remaining}]")
+    bar = tqdm(
+        total=laps * len(names),
+        unit="lap",
+        disable=not progress,
+        bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.2f}/{total} laps [{elapsed}<{remaining}]",
+    )
     tub_writer: _Writer | None = None
     try:
         for scene in names:
@@ -275,7 +333,9 @@ def collect(scenes: str | Sequence[str] = "generated_track", laps: int = 2, out:
                 tub_writer = _Writer(out, metadata, writer)
             else:
                 tub_writer.new_session()
-            results.append(_drive_scene(sim, scene, laps, seed, noise_params, 1.0 / record_hz, tub_writer, bar))
+            results.append(
+                _drive_scene(sim, scene, laps, seed, noise_params, 1.0 / record_hz, tub_writer, bar)
+            )
     finally:
         bar.close()
         if tub_writer is not None:

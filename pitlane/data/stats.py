@@ -30,7 +30,11 @@ class TubStats:
 
 
 def _finite(values: list[object]) -> np.ndarray:
-    out = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
+    out = [
+        float(v)
+        for v in values
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    ]
     return np.asarray(out, dtype=np.float64)
 
 
@@ -53,12 +57,16 @@ def tub_stats(path: Path) -> TubStats:
 def _summary(name: str, values: np.ndarray, unit: str = "") -> str:
     if not len(values):
         return f"  {name}: none"
-    return (f"  {name}: mean {values.mean():+.3f}{unit}, std {values.std():.3f}{unit}, "
-            f"min {values.min():+.3f}, max {values.max():+.3f}")
+    return (
+        f"  {name}: mean {values.mean():+.3f}{unit}, std {values.std():.3f}{unit}, "
+        f"min {values.min():+.3f}, max {values.max():+.3f}"
+    )
 
 
 def format_stats(stats: TubStats) -> str:
-    lines = [f"{stats.path}: {stats.records} records ({stats.deleted} deleted), {len(stats.sessions)} sessions"]
+    lines = [
+        f"{stats.path}: {stats.records} records ({stats.deleted} deleted), {len(stats.sessions)} sessions"
+    ]
     lines += [f"  session {sid}: {count} records" for sid, count in stats.sessions.items()]
     lines.append(_summary("angle", stats.angles))
     if len(stats.angles):
@@ -86,8 +94,13 @@ def plot_stats(all_stats: list[TubStats], out: Path) -> Path:
         for stats in all_stats:
             values = getattr(stats, attr)
             if len(values):
-                ax.hist(np.clip(values, bins[0], bins[-1]), bins=bins, histtype="step", linewidth=1.5,
-                        label=f"{stats.path.name} (n={len(values)})")
+                ax.hist(
+                    np.clip(values, bins[0], bins[-1]),
+                    bins=bins,
+                    histtype="step",
+                    linewidth=1.5,
+                    label=f"{stats.path.name} (n={len(values)})",
+                )
         ax.set_title(title)
         ax.set_ylabel("records")
         if ax.has_data():

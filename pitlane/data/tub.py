@@ -133,9 +133,16 @@ def _read_manifest(raw: RawTub) -> None:
     if not keys_ok:
         raw.manifest_error = f"{MANIFEST} does not have donkeycar's Tub v2 structure"
         return
-    wrong = [key for key, kind in (("paths", list), ("current_index", int), ("max_len", int),
-                                   ("deleted_indexes", list))
-             if not isinstance(catalog_meta[key], kind) or isinstance(catalog_meta[key], bool)]
+    wrong = [
+        key
+        for key, kind in (
+            ("paths", list),
+            ("current_index", int),
+            ("max_len", int),
+            ("deleted_indexes", list),
+        )
+        if not isinstance(catalog_meta[key], kind) or isinstance(catalog_meta[key], bool)
+    ]
     if wrong:
         raw.manifest_error = f"{MANIFEST} catalog metadata has the wrong type for {', '.join(wrong)}"
         return
@@ -219,7 +226,9 @@ def tub_metadata(**values: object) -> list[str]:
 NEW_SESSION = "--new-session--"  # queue marker: close the tub and reopen it, starting a donkeycar session
 
 
-def write_tub_from_queue(out: str, metadata: list[str], records, errors, log_level: int | None = None) -> None:
+def write_tub_from_queue(
+    out: str, metadata: list[str], records, errors, log_level: int | None = None
+) -> None:
     """Writer loop for a child process or thread: donkeycar's Tub, records in order, until ``None``.
 
     ``log_level`` set means a spawned child: it quiets donkeycar's logging and import banner there.

@@ -22,8 +22,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", required=True, metavar="DIR", help="directory for report.json and plots")
     p.add_argument("--max-seconds", type=float, default=None, help="simulated time limit [s]")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--gate", metavar="POLICY", default=None,
-                   help="check the report against this policy's thresholds ('default' = pitlane's)")
+    p.add_argument(
+        "--gate",
+        metavar="POLICY",
+        default=None,
+        help="check the report against this policy's thresholds ('default' = pitlane's)",
+    )
     p.set_defaults(func=_evaluate)
 
     g = sub.add_parser(
@@ -53,8 +57,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     policy = _policy(args.gate) if args.gate else None  # read the policy first: fail fast on a bad file
     configure_threads(1)
     report = evaluate(
-        args.model, args.scene, args.laps, args.seed, args.report, max_seconds=args.max_seconds,
-        plots=not args.no_plots, progress=True,
+        args.model,
+        args.scene,
+        args.laps,
+        args.seed,
+        args.report,
+        max_seconds=args.max_seconds,
+        plots=not args.no_plots,
+        progress=True,
     )
     laps = ", ".join(f"{t:.2f}" for t in report.lap_times) or "none"
     print(

@@ -43,7 +43,9 @@ class GatePolicy:
             raise UserError(f"gate policy: laps must be an integer >= 1, got {self.laps!r}")
         for name in ("max_seconds", "max_abs_cte", "max_mean_abs_cte", "min_mean_speed"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)):
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+            ):
                 raise UserError(f"gate policy: {name} must be a number, got {v!r}")
         for name in ("seed", "min_laps_completed", "max_off_track_events"):
             v = getattr(self, name)
@@ -181,13 +183,24 @@ def run_gate(
     for scene in policy.scenes:
         sub = Path(report_dir) / scene if report_dir is not None else None
         report = evaluate(
-            model_path, scene, policy.laps, policy.seed, sub, max_seconds=policy.max_seconds, plots=plots,
-            pilot=pilot, progress=progress,
+            model_path,
+            scene,
+            policy.laps,
+            policy.seed,
+            sub,
+            max_seconds=policy.max_seconds,
+            plots=plots,
+            pilot=pilot,
+            progress=progress,
         )
         reports.append(report)
         checks.extend(check(report, policy))
     result = GateResult(
-        Path(model_path).name, file_digest(model_path), policy, tuple(reports), tuple(checks),
+        Path(model_path).name,
+        file_digest(model_path),
+        policy,
+        tuple(reports),
+        tuple(checks),
         time.perf_counter() - t0,
     )
     if report_dir is not None:
@@ -202,15 +215,21 @@ def _fmt(v: float) -> str:
 def format_table(checks: list[Check] | tuple[Check, ...], passed: bool | None = None) -> str:
     """The verdict table: one line per scene and threshold, then the overall verdict."""
     header = ("scene", "check", "threshold", "value", "verdict")
-    rows = [(c.scene, f"{c.metric} {c.op}", _fmt(c.threshold), _fmt(c.value), "PASS" if c.passed else "FAIL")
-            for c in checks]
+    rows = [
+        (c.scene, f"{c.metric} {c.op}", _fmt(c.threshold), _fmt(c.value), "PASS" if c.passed else "FAIL")
+        for c in checks
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *rows]]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     ok = passed if passed is not None else bool(checks) and all(c.passed for c in checks)
     failed = sum(not c.passed for c in checks)
     scenes = len({c.scene for c in checks})
-    lines.append(f"GATE {'PASS' if ok else 'FAIL'}: {len(checks) - failed}/{len(checks)} checks passed "
-                 f"on {scenes} scene(s)")
+    lines.append(
+        f"GATE {'PASS' if ok else 'FAIL'}: {len(checks) - failed}/{len(checks)} checks passed "
+        f"on {scenes} scene(s)"
+    )
     return "\n".join(lines)

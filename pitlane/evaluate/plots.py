@@ -47,14 +47,24 @@ def plot_trajectory(track, trace: Trace, report: Report, path: str | Path) -> Pa
         pts = np.stack([a["x_m"], a["y_m"]], axis=1)
         segs = np.stack([pts[:-1], pts[1:]], axis=1)
         cte = np.abs(a["cte_m"])
-        lc = LineCollection(segs, cmap="turbo", norm=plt.Normalize(0.0, max(half_width, float(cte.max()))), lw=2.2)
+        lc = LineCollection(
+            segs, cmap="turbo", norm=plt.Normalize(0.0, max(half_width, float(cte.max()))), lw=2.2
+        )
         lc.set_array(cte[1:])
         ax.add_collection(lc)
         cbar = fig.colorbar(lc, ax=ax, shrink=0.8)
         cbar.set_label(f"|CTE| [m] (road edge at {half_width:.2f} m)")
         ax.plot(pts[0, 0], pts[0, 1], "o", color="lime", ms=9, mec="black", label="start")
         end_style = "X" if report.end_reason == "off_track" else "s"
-        ax.plot(pts[-1, 0], pts[-1, 1], end_style, color="red", ms=10, mec="black", label=f"end: {report.end_reason}")
+        ax.plot(
+            pts[-1, 0],
+            pts[-1, 1],
+            end_style,
+            color="red",
+            ms=10,
+            mec="black",
+            label=f"end: {report.end_reason}",
+        )
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_aspect("equal")

@@ -40,7 +40,9 @@ class Trace:
     lap_times_s: list[float] = field(default_factory=list)  # [s] duration of each completed lap
     off_track_s: list[float] = field(default_factory=list)  # [s] times the car left the road
 
-    def append(self, t: float, x: float, y: float, cte: float, speed: float, steer: float, thr: float) -> None:
+    def append(
+        self, t: float, x: float, y: float, cte: float, speed: float, steer: float, thr: float
+    ) -> None:
         self.time_s.append(t)
         self.x_m.append(x)
         self.y_m.append(y)

@@ -75,15 +75,22 @@ def drive(pilot: PilotFn, sim, params: EvalParams) -> Episode:
     if params.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=params.laps, unit="lap", desc=sim.track.name, leave=False,
-                   bar_format="{desc}: {n:.1f}/{total} laps |{bar}| {elapsed}")
+        bar = tqdm(
+            total=params.laps,
+            unit="lap",
+            desc=sim.track.name,
+            leave=False,
+            bar_format="{desc}: {n:.1f}/{total} laps |{bar}| {elapsed}",
+        )
     try:
         end_reason = _loop(pilot, sim, params, dt, limit, trace, bar)
     finally:
         if bar is not None:
             bar.close()
     tel = sim.telemetry
-    return Episode(trace, int(tel.laps_completed), end_reason, float(tel.progress_m), time.perf_counter() - t0)
+    return Episode(
+        trace, int(tel.laps_completed), end_reason, float(tel.progress_m), time.perf_counter() - t0
+    )
 
 
 def _loop(pilot: PilotFn, sim, params: EvalParams, dt: float, limit: float, trace: Trace, bar) -> str:
@@ -94,7 +101,9 @@ def _loop(pilot: PilotFn, sim, params: EvalParams, dt: float, limit: float, trac
         angle, throttle = pilot(sim.render())
         control = Control(steering=angle, throttle=throttle).clamped()
         tel = sim.step(control, dt)
-        trace.append(tel.time_s, tel.x_m, tel.y_m, tel.cte_m, tel.speed_mps, control.steering, control.throttle)
+        trace.append(
+            tel.time_s, tel.x_m, tel.y_m, tel.cte_m, tel.speed_mps, control.steering, control.throttle
+        )
         if tel.lap_time_s is not None:
             trace.lap_times_s.append(float(tel.lap_time_s))
             trace.lap_end_s.append(float(tel.time_s))
@@ -140,8 +149,9 @@ def evaluate(
     from pitlane.train.runrecord import file_digest
     from pitlane.twin.sim import Sim
 
-    params = EvalParams(laps=laps, seed=seed, control_hz=control_hz, max_seconds=max_seconds, plots=plots,
-                        progress=progress)
+    params = EvalParams(
+        laps=laps, seed=seed, control_hz=control_hz, max_seconds=max_seconds, plots=plots, progress=progress
+    )
     track = _scene_track(scene, seed)
     sim = Sim(track, seed=seed)
     h, w, d = sim.render().shape

@@ -80,8 +80,14 @@ def speed_profile(track: Track, params: ExpertParams) -> np.ndarray:
     return reachable.min(axis=1)
 
 
-def expert_command(track: Track, t: Telemetry, params: ExpertParams, vehicle: VehicleParams,
-                   speed_scale: float = 1.0, profile: np.ndarray | None = None) -> Control:
+def expert_command(
+    track: Track,
+    t: Telemetry,
+    params: ExpertParams,
+    vehicle: VehicleParams,
+    speed_scale: float = 1.0,
+    profile: np.ndarray | None = None,
+) -> Control:
     """Pure pursuit steering and curvature-limited throttle for the car's current pose (the label).
 
     ``speed_scale`` scales the straight-line speed only; corner speeds stay within the lateral limit.
@@ -102,15 +108,26 @@ def expert_command(track: Track, t: Telemetry, params: ExpertParams, vehicle: Ve
     profile = speed_profile(track, params) if profile is None else profile
     v_cap = params.max_speed_mps * speed_scale
     v_target = min(max(float(profile[t.active_node % len(profile)]), params.min_speed_mps), v_cap)
-    throttle = v_target / vehicle.top_speed_mps + params.speed_gain * (v_target - speed) / vehicle.top_speed_mps
+    throttle = (
+        v_target / vehicle.top_speed_mps + params.speed_gain * (v_target - speed) / vehicle.top_speed_mps
+    )
     return Control(steering=float(np.clip(steering, -1.0, 1.0)), throttle=float(np.clip(throttle, 0.0, 1.0)))
 
 
-def perturb(label: Control, state: PerturbState, noise: NoiseParams, cte_m: float, width_m: float,
-            dt_s: float, rng: np.random.Generator) -> tuple[Control, PerturbState]:
+def perturb(
+    label: Control,
+    state: PerturbState,
+    noise: NoiseParams,
+    cte_m: float,
+    width_m: float,
+    dt_s: float,
+    rng: np.random.Generator,
+) -> tuple[Control, PerturbState]:
     """What the car executes for ``label``, and the next perturbation state."""
     a = math.exp(-dt_s / noise.steer_tau_s)
-    steer_noise = a * state.steer_noise + math.sqrt(1 - a * a) * noise.steer_std * float(rng.standard_normal())
+    steer_noise = a * state.steer_noise + math.sqrt(1 - a * a) * noise.steer_std * float(
+        rng.standard_normal()
+    )
     b = math.exp(-dt_s / noise.speed_tau_s)
     speed_noise = b * state.speed_noise + math.sqrt(1 - b * b) * float(rng.standard_normal())
     drift_left, offset = max(0.0, state.drift_left_s - dt_s), state.drift_offset
@@ -133,8 +150,16 @@ def perturb(label: Control, state: PerturbState, noise: NoiseParams, cte_m: floa
 class ExpertDriver:
     """The expert with its perturbations and seeded generator: ``act(telemetry) -> (label, executed)``."""
 
-    def __init__(self, track: Track, *, params: ExpertParams | None = None, noise: NoiseParams | None = None,
-                 vehicle: VehicleParams | None = None, seed: int = 0, dt_s: float = 0.05):
+    def __init__(
+        self,
+        track: Track,
+        *,
+        params: ExpertParams | None = None,
+        noise: NoiseParams | None = None,
+        vehicle: VehicleParams | None = None,
+        seed: int = 0,
+        dt_s: float = 0.05,
+    ):
         self.track = track
         self.params = params or ExpertParams()
         self.noise = noise or NoiseParams()
@@ -146,7 +171,10 @@ class ExpertDriver:
 
     def act(self, t: Telemetry) -> tuple[Control, Control]:
         scale = 1.0 + self.noise.speed_var * float(np.clip(self.state.speed_noise, -2.0, 2.0)) / 2.0
-        label = expert_command(self.track, t, self.params, self.vehicle, speed_scale=scale, profile=self.profile)
-        executed, self.state = perturb(label, self.state, self.noise, t.cte_m, self.track.width_m, self.dt_s,
-                                       self.rng)
+        label = expert_command(
+            self.track, t, self.params, self.vehicle, speed_scale=scale, profile=self.profile
+        )
+        executed, self.state = perturb(
+            label, self.state, self.noise, t.cte_m, self.track.width_m, self.dt_s, self.rng
+        )
         return label, executed

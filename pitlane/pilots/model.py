@@ -79,7 +79,9 @@ def _inspect_tflite(path: Path, threads: int | None) -> tuple[Any, tuple[int, ..
         raise UserError(f"{path} is not a TFLite model: {exc}") from None
     if len(inputs) != 1:
         names = [interp._normalise_tensor_name(d["name"]) for d in inputs]
-        raise UserError(f"{path} takes inputs {names}; pitlane pilots drive models whose only input is the image")
+        raise UserError(
+            f"{path} takes inputs {names}; pitlane pilots drive models whose only input is the image"
+        )
     shape = tuple(int(v) for v in inputs[0]["shape"][1:])
     widths = tuple(int(np.prod(d["shape"][1:])) for d in outputs)
     return interp, shape, widths
@@ -94,7 +96,9 @@ def _inspect_keras(path: Path) -> tuple[Any, tuple[int, ...], tuple[int, ...]]:
         raise UserError(f"{path} is not a Keras model: {type(exc).__name__}: {exc}") from None
     if len(model.inputs) != 1:
         names = [t.name for t in model.inputs]
-        raise UserError(f"{path} takes inputs {names}; pitlane pilots drive models whose only input is the image")
+        raise UserError(
+            f"{path} takes inputs {names}; pitlane pilots drive models whose only input is the image"
+        )
     shape = tuple(int(v) for v in model.inputs[0].shape[1:])
     widths = tuple(int(np.prod(t.shape[1:])) for t in model.outputs)
     return model, shape, widths

@@ -181,7 +181,9 @@ class Watchdog:
 
         if self._active:
             safe_steering = float(steering) if _finite(steering) and steering is not None else 0.0
-            return Command(safe_steering, 0.0, p.stop_brake, True, tuple(r for r in STOP_REASONS if r in self._active))
+            return Command(
+                safe_steering, 0.0, p.stop_brake, True, tuple(r for r in STOP_REASONS if r in self._active)
+            )
         out_throttle = 0.0 if throttle is None else float(throttle)
         if mode == "local":
             cap = p.max_autopilot_throttle
@@ -215,8 +217,17 @@ class WatchdogPart:
     def resume(self) -> None:
         self.watchdog.resume()
 
-    def run(self, mode, steering, throttle, pilot_angle=None, pilot_throttle=None, image=None,
-            stop_pressed=None, resume_pressed=None):
+    def run(
+        self,
+        mode,
+        steering,
+        throttle,
+        pilot_angle=None,
+        pilot_throttle=None,
+        image=None,
+        stop_pressed=None,
+        resume_pressed=None,
+    ):
         now_s = self.clock()
         if image is not None and image is not self._frame:
             self._frame = image
@@ -225,7 +236,9 @@ class WatchdogPart:
             self.watchdog.operator_stop()
         elif resume_pressed:
             self.watchdog.resume()
-        cmd = self.watchdog.step(now_s, mode, steering, throttle, pilot_angle, pilot_throttle, self._frame_time_s)
+        cmd = self.watchdog.step(
+            now_s, mode, steering, throttle, pilot_angle, pilot_throttle, self._frame_time_s
+        )
         return cmd.steering, cmd.throttle, cmd.brake, cmd.stopped, ",".join(cmd.reasons)
 
     def shutdown(self) -> None:

@@ -32,8 +32,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Train a donkeycar model on one or more tubs with donkeycar's own training pipeline. "
         "Writes PATH (.keras or .h5), PATH's .tflite export and a .run.json run record beside it.",
     )
-    p.add_argument("--tub", nargs="+", required=True, metavar="DIR", type=Path,
-                   help="tubs to train on (a folder of tubs counts as all the tubs directly inside it)")
+    p.add_argument(
+        "--tub",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        type=Path,
+        help="tubs to train on (a folder of tubs counts as all the tubs directly inside it)",
+    )
     p.add_argument("--type", dest="model_type", default=d.model_type, choices=MODEL_TYPES, help="model type")
     p.add_argument("--out", required=True, metavar="PATH", help="model file to write (.keras or .h5)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="max epochs (early stop on val_loss)")

@@ -35,7 +35,9 @@ class Recipe:
     # what teaches the model to recover; light noise alone gave models that left mini_monaco's S-bends.
     passes: tuple[tuple[str, int], ...] = (("heavy", 3),)
     seed: int = 0
-    train: TrainParams = field(default_factory=lambda: TrainParams(model_type="linear", epochs=10, batch_size=64))
+    train: TrainParams = field(
+        default_factory=lambda: TrainParams(model_type="linear", epochs=10, batch_size=64)
+    )
 
 
 @dataclass(frozen=True)
@@ -77,26 +79,34 @@ def default_recipe(
     parts = [out / "tub", out / "model", out / "gate"]
     if any(p.exists() for p in parts):
         if not overwrite:
-            raise UserError(f"{out} already holds a recipe run (tub/, model/ or gate/); choose a new folder "
-                            "or overwrite it explicitly")
+            raise UserError(
+                f"{out} already holds a recipe run (tub/, model/ or gate/); choose a new folder "
+                "or overwrite it explicitly"
+            )
         for p in parts:
             shutil.rmtree(p, ignore_errors=True)
     t0 = time.perf_counter()
     for i, (noise, laps) in enumerate(recipe.passes):
-        summary = collect(list(recipe.scenes), laps=laps, out=tub, seed=recipe.seed + i, noise=noise,
-                          progress=progress)
+        summary = collect(
+            list(recipe.scenes), laps=laps, out=tub, seed=recipe.seed + i, noise=noise, progress=progress
+        )
         log.info("collected %d records with %s noise", summary.records, noise)
     t1 = time.perf_counter()
-    params = replace(recipe.train, seed=recipe.seed, threads=threads or recipe.train.threads,
-                     verbose=2 if progress else recipe.train.verbose)  # one line per epoch
+    params = replace(
+        recipe.train,
+        seed=recipe.seed,
+        threads=threads or recipe.train.threads,
+        verbose=2 if progress else recipe.train.verbose,
+    )  # one line per epoch
     record = train_model([tub], out / "model" / "pilot.keras", params)
     t2 = time.perf_counter()
     result = None
     if gate:
         from pitlane.evaluate.gate import load_policy, run_gate
 
-        result = run_gate(record.tflite_path or record.model_path, policy or load_policy(), out / "gate",
-                          progress=progress)
+        result = run_gate(
+            record.tflite_path or record.model_path, policy or load_policy(), out / "gate", progress=progress
+        )
     t3 = time.perf_counter()
     model = Path(record.model_path)
     return RecipeResult(

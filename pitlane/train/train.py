@@ -188,7 +188,11 @@ def _json_safe(value: Any) -> Any:
 
 
 def train_model(
-    tubs: Sequence[str | Path], out: str | Path, params: TrainParams = TrainParams(), *, overwrite: bool = False
+    tubs: Sequence[str | Path],
+    out: str | Path,
+    params: TrainParams = TrainParams(),
+    *,
+    overwrite: bool = False,
 ) -> RunRecord:
     """Train a donkeycar model on `tubs`, save it to `out` (.keras or .h5) plus `.tflite` and the run record.
 
@@ -203,7 +207,9 @@ def train_model(
     infos = check_tubs(tubs)
     records_total = sum(i.records for i in infos)
     if int(records_total * (1.0 - params.train_test_split)) < 1 or records_total < 2:
-        raise UserError(f"{records_total} records are too few to hold out a validation set; collect more data")
+        raise UserError(
+            f"{records_total} records are too few to hold out a validation set; collect more data"
+        )
     digests = tuple(TubDigest(i.path, i.records, tub_digest(i.path)) for i in infos)
     t_checked = time.perf_counter()
 
@@ -215,7 +221,9 @@ def train_model(
 
     image_shape = infos[0].image_shape
     cfg = donkey_config(params, image_shape, out.parent)
-    log.info("training %s on %d records from %d tubs -> %s", params.model_type, records_total, len(infos), out)
+    log.info(
+        "training %s on %d records from %d tubs -> %s", params.model_type, records_total, len(infos), out
+    )
     with warnings.catch_warnings():
         # tf.data datasets are shuffled by donkeycar's split, Keras warns its own shuffle flag is unused
         warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")

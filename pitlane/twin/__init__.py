@@ -8,6 +8,21 @@ from pitlane.twin.track import Track, TrackPoint, TrackStyle
 from pitlane.twin.vehicle import Control, VehicleParams, VehicleState
 from pitlane.twin.world import Telemetry, WorldParams, WorldState
 
-__all__ = ["Camera", "CameraParams", "Control", "DomainRandomization", "SCENE_NAMES", "Sim", "Telemetry",
-           "Track", "TrackPoint", "TrackStyle", "VehicleParams", "VehicleState", "WorldParams", "WorldState",
-           "generate_track", "load_scene"]
+__all__ = [
+    "Camera",
+    "CameraParams",
+    "Control",
+    "DomainRandomization",
+    "SCENE_NAMES",
+    "Sim",
+    "Telemetry",
+    "Track",
+    "TrackPoint",
+    "TrackStyle",
+    "VehicleParams",
+    "VehicleState",
+    "WorldParams",
+    "WorldState",
+    "generate_track",
+    "load_scene",
+]

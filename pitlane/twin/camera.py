@@ -60,8 +60,15 @@ class CameraParams:
         (the Unity simulator treats 0 as "unchanged", and gym-donkeycar sends zeros for unset keys).
         Raises ValueError for values that are not numbers or are out of range."""
         base = base or cls()
-        keys = {"img_w": "img_w", "img_h": "img_h", "fov": "fov_deg", "offset_x": "offset_x",
-                "offset_y": "offset_y", "offset_z": "offset_z", "rot_x": "rot_x_deg"}
+        keys = {
+            "img_w": "img_w",
+            "img_h": "img_h",
+            "fov": "fov_deg",
+            "offset_x": "offset_x",
+            "offset_y": "offset_y",
+            "offset_z": "offset_z",
+            "rot_x": "rot_x_deg",
+        }
         kw: dict[str, Any] = {}
         for key, name in keys.items():
             if key not in msg:
@@ -97,17 +104,26 @@ class _RowPlan:
 class Camera:
     """Renders RGB uint8 (img_h, img_w, 3) frames of a track for a vehicle pose."""
 
-    def __init__(self, track: Track, params: CameraParams | None = None,
-                 randomization: DomainRandomization | None = None, texture: TrackTexture | None = None):
+    def __init__(
+        self,
+        track: Track,
+        params: CameraParams | None = None,
+        randomization: DomainRandomization | None = None,
+        texture: TrackTexture | None = None,
+    ):
         self.track = track
         self.params = params or CameraParams()
         self.texture = texture or texture_for(track)
-        self.randomizer = Randomizer(randomization, self.params.img_h, self.params.img_w) \
-            if randomization else None
+        self.randomizer = (
+            Randomizer(randomization, self.params.img_h, self.params.img_w) if randomization else None
+        )
         p = self.params
         self._sky = self._paint_sky(np.array(track.style.sky_rgb, np.float32))
-        self._haze = np.r_[np.array(track.style.sky_rgb, np.float32) * 0.55 + np.array(
-            track.style.ground_rgb, np.float32) * 0.45, 255.0].astype(np.float32)
+        self._haze = np.r_[
+            np.array(track.style.sky_rgb, np.float32) * 0.55
+            + np.array(track.style.ground_rgb, np.float32) * 0.45,
+            255.0,
+        ].astype(np.float32)
         self._haze_u8 = np.round(self._haze).astype(np.uint8)
         self._f, self._u0, self._v0 = p.focal_px, (p.img_w - 1) / 2, (p.img_h - 1) / 2
         self._level_px_per_m = [self.texture.px_per_m / 2**k for k in range(len(self.texture.levels_rgba))]
@@ -154,9 +170,11 @@ class Camera:
         f, u0, v0 = self._f, self._u0, self._v0
         m = [(cam_x[r] / f, cam_y[r] / f, cam_z[r] - (u0 * cam_x[r] + v0 * cam_y[r]) / f) for r in range(3)]
         mz = m[2]
-        return ([ccx * mz[k] - height * m[0][k] for k in range(3)],
-                [ccy * mz[k] - height * m[1][k] for k in range(3)],
-                list(mz))
+        return (
+            [ccx * mz[k] - height * m[0][k] for k in range(3)],
+            [ccy * mz[k] - height * m[1][k] for k in range(3)],
+            list(mz),
+        )
 
     def row_distance_m(self, pitch_deg: float | None = None, height_m: float | None = None) -> np.ndarray:
         """Ground distance [m] seen by each image row (inf at or above the horizon)."""
@@ -178,8 +196,9 @@ class Camera:
         for d_switch in reversed(_LEVEL_DIST_M):
             bounds.append(max(bounds[-1], int(np.searchsorted(-dist, -d_switch))))
         bounds.append(p.img_h)
-        bands = tuple((lv, r0, r1) for lv, r0, r1 in zip((2, 1, 0), bounds[:-1], bounds[1:], strict=True)
-                      if r1 > r0)
+        bands = tuple(
+            (lv, r0, r1) for lv, r0, r1 in zip((2, 1, 0), bounds[:-1], bounds[1:], strict=True) if r1 > r0
+        )
         fog_end = max(r_first, int(np.searchsorted(-dist, -_FOG_START_M)))
         keep = np.exp(-(dist[r_first:fog_end] - _FOG_START_M) / _FOG_SCALE_M).astype(np.float32)
         keep = np.ascontiguousarray(np.broadcast_to(keep[:, None], (len(keep), p.img_w)))
@@ -192,8 +211,9 @@ class Camera:
         if plan is None:
             if len(self._plans) > 4096:
                 self._plans.clear()
-            plan = self._plans[key] = self._plan_rows(self.params.rot_x_deg + key[0] / 20,
-                                                      self.params.offset_y + key[1] / 1000)
+            plan = self._plans[key] = self._plan_rows(
+                self.params.rot_x_deg + key[0] / 20, self.params.offset_y + key[1] / 1000
+            )
         return plan
 
     # ---- rendering ---------------------------------------------------------------------------------
@@ -212,14 +232,22 @@ class Camera:
         for level, r0, r1 in plan.bands:
             # destination pixel -> image pixel (row offset r0) -> ground -> texture pixel, in plain floats
             k = self._level_px_per_m[level]
-            rows = [[k * (g0[j] - x0 * g2[j]) for j in range(3)],
-                    [k * (y1 * g2[j] - g1[j]) for j in range(3)],
-                    list(g2)]
+            rows = [
+                [k * (g0[j] - x0 * g2[j]) for j in range(3)],
+                [k * (y1 * g2[j] - g1[j]) for j in range(3)],
+                list(g2),
+            ]
             for row in rows:
                 row[2] += r0 * row[1]
-            cv2.warpPerspective(levels[level], np.array(rows), (w, r1 - r0), dst=out[r0:r1],
-                                flags=_WARP_FLAGS, borderMode=cv2.BORDER_CONSTANT,
-                                borderValue=self._ground_border)
+            cv2.warpPerspective(
+                levels[level],
+                np.array(rows),
+                (w, r1 - r0),
+                dst=out[r0:r1],
+                flags=_WARP_FLAGS,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=self._ground_border,
+            )
         a, b = plan.fog_rows
         if b > a:
             band = out[a:b]

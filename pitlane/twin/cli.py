@@ -16,70 +16,102 @@ if TYPE_CHECKING:
 
 def add_commands(subparsers) -> None:
     twin = subparsers.add_parser(
-        "twin", help="the digital twin: a headless DonkeyCar simulator",
+        "twin",
+        help="the digital twin: a headless DonkeyCar simulator",
         description="The digital twin: a headless, deterministic DonkeyCar simulator (tracks, RC car "
-                    "physics, camera) that donkeycar and gym-donkeycar drive like the Unity simulator.")
+        "physics, camera) that donkeycar and gym-donkeycar drive like the Unity simulator.",
+    )
     sub = twin.add_subparsers(dest="twin_command", metavar="COMMAND")
     twin.set_defaults(func=lambda args: (twin.print_help(), 2)[1])
 
-    p = sub.add_parser("scenes", help="list the built-in scenes with their size",
-                       description="List the built-in scenes (the names `load_scene` and the protocol accept).")
+    p = sub.add_parser(
+        "scenes",
+        help="list the built-in scenes with their size",
+        description="List the built-in scenes (the names `load_scene` and the protocol accept).",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_scenes)
 
     p = sub.add_parser(
-        "snapshot", help="write PNGs of a scene: camera view, top-down map, frames along a lap",
+        "snapshot",
+        help="write PNGs of a scene: camera view, top-down map, frames along a lap",
         description="Write camera.png (the car's camera at the start line, enlarged), map.png (the track "
-                    "from above with the car in red and the strip's positions in blue) and strip.png "
-                    "(camera frames at evenly spaced points of one lap) into --out.")
+        "from above with the car in red and the strip's positions in blue) and strip.png "
+        "(camera frames at evenly spaced points of one lap) into --out.",
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--scene", default="generated_track", help="scene name (see `pitlane twin scenes`)")
     src.add_argument("--track", metavar="FILE", help="a track JSON file instead of a scene")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (created if missing)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed: the rand_seed of generated_road and of domain randomisation (default 0)")
-    p.add_argument("--at", type=float, default=0.0, metavar="METERS",
-                   help="place the car this far along the centerline from the start line (default 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed: the rand_seed of generated_road and of domain randomisation (default 0)",
+    )
+    p.add_argument(
+        "--at",
+        type=float,
+        default=0.0,
+        metavar="METERS",
+        help="place the car this far along the centerline from the start line (default 0)",
+    )
     p.add_argument("--frames", type=int, default=8, help="frames in strip.png; 0 skips it (default 8)")
     p.add_argument("--randomize", action="store_true", help="apply domain randomisation to the frames")
     p.add_argument("--scale", type=int, default=4, help="enlargement of camera.png (default 4)")
     p.set_defaults(func=_snapshot)
 
-    p = sub.add_parser("export", help="write a scene's track as a JSON file you can edit and load",
-                       description="Write a scene's track as JSON: {name, width_m, style, centerline: "
-                                   "[[x, y], ...]}. Edit it (a few points are enough; they are smoothed) "
-                                   "and use it with `snapshot --track FILE`.")
+    p = sub.add_parser(
+        "export",
+        help="write a scene's track as a JSON file you can edit and load",
+        description="Write a scene's track as JSON: {name, width_m, style, centerline: "
+        "[[x, y], ...]}. Edit it (a few points are enough; they are smoothed) "
+        "and use it with `snapshot --track FILE`.",
+    )
     p.add_argument("--scene", default="generated_track", help="scene name")
     p.add_argument("--seed", type=int, default=0, help="rand_seed for generated_road")
     p.add_argument("--out", required=True, metavar="FILE", help="JSON file to write")
     p.set_defaults(func=_export)
 
     p = sub.add_parser(
-        "serve", help="serve the DonkeyCar simulator TCP protocol (for donkeycar / gym-donkeycar)",
+        "serve",
+        help="serve the DonkeyCar simulator TCP protocol (for donkeycar / gym-donkeycar)",
         description="Run the twin as a DonkeyCar simulator server: clients (donkeycar's DonkeyGymEnv, "
-                    "gym-donkeycar with exe_path='remote') connect, pick a scene and drive, exactly as "
-                    "with the Unity simulator. Stops on Ctrl-C.")
+        "gym-donkeycar with exe_path='remote') connect, pick a scene and drive, exactly as "
+        "with the Unity simulator. Stops on Ctrl-C.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9091, help="TCP port (default 9091, like the Unity sim)")
-    p.add_argument("--stream-hz", type=float, default=20.0,
-                   help="telemetry rate in asynchronous mode [Hz] (default 20, like the Unity sim)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the cars' start draws and of generated_road (default 0)")
+    p.add_argument(
+        "--stream-hz",
+        type=float,
+        default=20.0,
+        help="telemetry rate in asynchronous mode [Hz] (default 20, like the Unity sim)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the cars' start draws and of generated_road (default 0)"
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser(
-        "check", help="check that a simulator (the twin or Unity's) speaks the protocol donkeycar relies on",
+        "check",
+        help="check that a simulator (the twin or Unity's) speaks the protocol donkeycar relies on",
         description="Connect to a DonkeyCar simulator (the twin or the Unity simulator) as a gym-donkeycar "
-                    "client would and check each step of the session: greeting, scene list, load_scene -> "
-                    "car_loaded, car/cam config, telemetry rate, keys and camera image, driving, reset_car, "
-                    "synchronous step_mode (optional), exit_scene. Prints a table of PASS/WARN/FAIL/SKIP; "
-                    "exit status 0 when no check failed, 1 when one did, 2 when nothing listens there.")
+        "client would and check each step of the session: greeting, scene list, load_scene -> "
+        "car_loaded, car/cam config, telemetry rate, keys and camera image, driving, reset_car, "
+        "synchronous step_mode (optional), exit_scene. Prints a table of PASS/WARN/FAIL/SKIP; "
+        "exit status 0 when no check failed, 1 when one did, 2 when nothing listens there.",
+    )
     p.add_argument("--host", default="127.0.0.1", help="simulator address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9091, help="simulator TCP port (default 9091)")
     p.add_argument("--scene", default="generated_track", help="scene to load (default generated_track)")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                   help="longest wait for each answer [s] (default 10: the Unity sim may take seconds "
-                        "to load a scene)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="longest wait for each answer [s] (default 10: the Unity sim may take seconds to load a scene)",
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.set_defaults(func=_check)
 
@@ -105,8 +137,15 @@ def _scenes(args: argparse.Namespace) -> int:
     rows = []
     for name in SCENE_NAMES:
         t = load_scene(name)
-        rows.append({"name": name, "length_m": round(t.length_m, 1), "width_m": t.width_m,
-                     "min_radius_m": round(t.min_radius_m, 2), "nodes": t.total_nodes})
+        rows.append(
+            {
+                "name": name,
+                "length_m": round(t.length_m, 1),
+                "width_m": t.width_m,
+                "min_radius_m": round(t.min_radius_m, 2),
+                "nodes": t.total_nodes,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -129,8 +168,11 @@ def _snapshot(args: argparse.Namespace) -> int:
     sim = Sim(_load(args), seed=args.seed, randomize=DomainRandomization() if args.randomize else None)
     car_radius = sim.params.vehicle.min_turn_radius_m
     if sim.track.min_radius_m < car_radius:
-        print(f"warning: the tightest turn ({sim.track.min_radius_m:.2f} m radius) is tighter than the car "
-              f"can steer ({car_radius:.2f} m); it must use the road's width there", file=sys.stderr)
+        print(
+            f"warning: the tightest turn ({sim.track.min_radius_m:.2f} m radius) is tighter than the car "
+            f"can steer ({car_radius:.2f} m); it must use the road's width there",
+            file=sys.stderr,
+        )
     if args.at:
         sim.set_pose(*sim.track.pose_at(args.at))
     try:

@@ -65,8 +65,10 @@ class TwinClient:
         try:
             self._sock = socket.create_connection((host, self.port), timeout=self.timeout_s)
         except OSError as e:
-            raise TwinClientError(f"cannot connect to the simulator at {host}:{port}: {e.strerror or e} "
-                                  "(is `pitlane twin serve` running?)") from None
+            raise TwinClientError(
+                f"cannot connect to the simulator at {host}:{port}: {e.strerror or e} "
+                "(is `pitlane twin serve` running?)"
+            ) from None
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.wait_for("scene_selection_ready")
 
@@ -83,7 +85,7 @@ class TwinClient:
         while True:
             i = self._buf.find(b"\n")
             if i >= 0:
-                line, self._buf = self._buf[:i], self._buf[i + 1:]
+                line, self._buf = self._buf[:i], self._buf[i + 1 :]
                 if not line.strip():
                     continue
                 try:
@@ -116,8 +118,10 @@ class TwinClient:
             try:
                 msg = self.receive(max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                raise TwinClientError(f"no {' or '.join(msg_types)} from the simulator at {self.host}:{self.port} "
-                                      f"within {timeout:g} s") from None
+                raise TwinClientError(
+                    f"no {' or '.join(msg_types)} from the simulator at {self.host}:{self.port} "
+                    f"within {timeout:g} s"
+                ) from None
             if msg["msg_type"] in msg_types:
                 return msg
             if msg["msg_type"] != "telemetry":
@@ -146,7 +150,9 @@ class TwinClient:
         self.send({"msg_type": "load_scene", "scene_name": name})
         msg = self.wait_for("car_loaded", "scene_names")
         if msg["msg_type"] == "scene_names":
-            raise TwinClientError(f"the simulator has no scene {name!r}; it has: {', '.join(msg['scene_names'])}")
+            raise TwinClientError(
+                f"the simulator has no scene {name!r}; it has: {', '.join(msg['scene_names'])}"
+            )
         self.synchronous = False
 
     def exit_scene(self) -> None:
@@ -159,11 +165,25 @@ class TwinClient:
         self.close()
 
     # ---- car ---------------------------------------------------------------------------------------
-    def car_config(self, body_style: str = "donkey", body_rgb=(255, 72, 0), car_name: str = "pitlane",
-                   font_size: int = 100) -> None:
+    def car_config(
+        self,
+        body_style: str = "donkey",
+        body_rgb=(255, 72, 0),
+        car_name: str = "pitlane",
+        font_size: int = 100,
+    ) -> None:
         r, g, b = body_rgb
-        self.send({"msg_type": "car_config", "body_style": body_style, "body_r": str(r), "body_g": str(g),
-                   "body_b": str(b), "car_name": car_name, "font_size": str(font_size)})
+        self.send(
+            {
+                "msg_type": "car_config",
+                "body_style": body_style,
+                "body_r": str(r),
+                "body_g": str(g),
+                "body_b": str(b),
+                "car_name": car_name,
+                "font_size": str(font_size),
+            }
+        )
 
     def cam_config(self, **fields) -> None:
         """fov, img_w, img_h, img_d, img_enc, offset_x/y/z, rot_x, ...; 0 means "keep"."""
@@ -176,14 +196,21 @@ class TwinClient:
         self.protocol_version()
 
     def step_mode(self, synchronous: bool = True, time_step_s: float = 0.05) -> None:
-        self.send({"msg_type": "step_mode", "step_mode": "synchronous" if synchronous else "asynchronous",
-                   "time_step": str(time_step_s)})
+        self.send(
+            {
+                "msg_type": "step_mode",
+                "step_mode": "synchronous" if synchronous else "asynchronous",
+                "time_step": str(time_step_s),
+            }
+        )
         self.sync()
         self.synchronous = synchronous
 
     def control(self, steering: float, throttle: float, brake: float = 0.0) -> None:
         """Send a control without waiting (asynchronous mode)."""
-        self.send({"msg_type": "control", "steering": str(steering), "throttle": str(throttle), "brake": str(brake)})
+        self.send(
+            {"msg_type": "control", "steering": str(steering), "throttle": str(throttle), "brake": str(brake)}
+        )
 
     def telemetry(self, timeout_s: float | None = None) -> TelemetryFrame:
         """The next telemetry message, image decoded."""
@@ -214,9 +241,17 @@ class TwinClient:
         return self.wait_for("node_position")
 
     @classmethod
-    def session(cls, host: str = "127.0.0.1", port: int = 9091, scene: str = "generated_track", *,
-                synchronous: bool = True, time_step_s: float = 0.05, cam_config: dict | None = None,
-                timeout_s: float = 10.0) -> TwinClient:
+    def session(
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 9091,
+        scene: str = "generated_track",
+        *,
+        synchronous: bool = True,
+        time_step_s: float = 0.05,
+        cam_config: dict | None = None,
+        timeout_s: float = 10.0,
+    ) -> TwinClient:
         """Connect, load `scene`, configure the camera and the step mode: ready to drive."""
         client = cls(host, port, timeout_s=timeout_s)
         try:

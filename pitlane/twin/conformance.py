@@ -32,15 +32,38 @@ PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
 # (name, required) in the order they run; a FAIL of a required check makes the simulator non-conformant,
 # optional ones only WARN
 CHECKS: tuple[tuple[str, bool], ...] = (
-    ("greeting", True), ("protocol_version", False), ("scene_names", True), ("load_scene", True),
-    ("car_and_cam_config", True), ("telemetry_rate", True), ("telemetry_keys", True),
-    ("extended_telemetry", True), ("camera_image", True), ("control", True), ("reset_car", True),
-    ("step_mode", False), ("exit_scene", True), ("framing", True),
+    ("greeting", True),
+    ("protocol_version", False),
+    ("scene_names", True),
+    ("load_scene", True),
+    ("car_and_cam_config", True),
+    ("telemetry_rate", True),
+    ("telemetry_keys", True),
+    ("extended_telemetry", True),
+    ("camera_image", True),
+    ("control", True),
+    ("reset_car", True),
+    ("step_mode", False),
+    ("exit_scene", True),
+    ("framing", True),
 )
 _REQUIRED = dict(CHECKS)
 
-NUMBER_KEYS = ("steering_angle", "throttle", "speed", "time", "accel_x", "accel_y", "accel_z", "gyro_x",
-               "gyro_y", "gyro_z", "pitch", "yaw", "roll")
+NUMBER_KEYS = (
+    "steering_angle",
+    "throttle",
+    "speed",
+    "time",
+    "accel_x",
+    "accel_y",
+    "accel_z",
+    "gyro_x",
+    "gyro_y",
+    "gyro_z",
+    "pitch",
+    "yaw",
+    "roll",
+)
 INT_KEYS = ("activeNode", "totalNodes")
 STRING_KEYS = ("hit",)
 EXTENDED_KEYS = ("cte", "pos_x", "pos_y", "pos_z", "vel_x", "vel_y", "vel_z")
@@ -92,8 +115,10 @@ class _Wire:
             self.sock = socket.create_connection((host, port), timeout=timeout_s)
         except OSError as e:
             why = e.strerror or str(e)
-            raise SimulatorUnreachable(f"nothing answers at {host}:{port} ({why}); start the twin with "
-                                       "`pitlane twin serve` or the Unity simulator first") from None
+            raise SimulatorUnreachable(
+                f"nothing answers at {host}:{port} ({why}); start the twin with "
+                "`pitlane twin serve` or the Unity simulator first"
+            ) from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.bad: list[str] = []  # why each unusable message was unusable
@@ -116,7 +141,7 @@ class _Wire:
         while True:
             i = self.buf.find(b"\n")
             if i >= 0:
-                line, self.buf = self.buf[:i], self.buf[i + 1:]
+                line, self.buf = self.buf[:i], self.buf[i + 1 :]
                 if not line.strip():
                     continue
                 self.received += 1
@@ -161,8 +186,9 @@ class _Wire:
         if self.seen:
             parts.append("got instead: " + ", ".join(dict.fromkeys(self.seen)))
         if self.buf.strip():
-            parts.append(f"{len(self.buf)} bytes without a terminating newline "
-                         "(gym-donkeycar splits on '}\\n')")
+            parts.append(
+                f"{len(self.buf)} bytes without a terminating newline (gym-donkeycar splits on '}}\\n')"
+            )
         if self.bad:
             parts.append(f"{len(self.bad)} unusable message(s), first: {self.bad[0][:80]}")
         self.seen.clear()
@@ -264,9 +290,18 @@ class _Session:
         raise _Stop(self.current)
 
     def run(self) -> None:
-        for step in (self.greeting, self.protocol_version, self.scene_names, self.load_scene,
-                     self.car_and_cam_config, self.telemetry_rate, self.control, self.reset_car,
-                     self.step_mode, self.exit_scene):
+        for step in (
+            self.greeting,
+            self.protocol_version,
+            self.scene_names,
+            self.load_scene,
+            self.car_and_cam_config,
+            self.telemetry_rate,
+            self.control,
+            self.reset_car,
+            self.step_mode,
+            self.exit_scene,
+        ):
             self.current = step.__name__
             step()
 
@@ -284,8 +319,11 @@ class _Session:
         t0 = time.monotonic()
         got = self.wire.wait_for("scene_selection_ready", timeout_s=self.timeout_s)
         if got is None:
-            self.add(FAIL, f"no scene_selection_ready within {self.timeout_s:g} s of connecting "
-                           f"(gym-donkeycar asks for the scene list only after it){self.wire.hint()}")
+            self.add(
+                FAIL,
+                f"no scene_selection_ready within {self.timeout_s:g} s of connecting "
+                f"(gym-donkeycar asks for the scene list only after it){self.wire.hint()}",
+            )
         else:
             self.add(PASS, f"scene_selection_ready {got[0] - t0:.2f} s after connecting")
 
@@ -294,8 +332,11 @@ class _Session:
         wait = min(self.timeout_s, OPTIONAL_WAIT_S)
         got = self.wire.wait_for("protocol_version", timeout_s=wait)
         if got is None:
-            self.add(WARN, f"no protocol_version answer within {wait:g} s (older Unity builds lack it; "
-                           "gym-donkeycar never asks)")
+            self.add(
+                WARN,
+                f"no protocol_version answer within {wait:g} s (older Unity builds lack it; "
+                "gym-donkeycar never asks)",
+            )
             return
         self.has_version = True
         version = got[1].get("version")
@@ -308,15 +349,18 @@ class _Session:
         self.wire.send({"msg_type": "get_scene_names"})
         got = self.wire.wait_for("scene_names", timeout_s=self.timeout_s)
         if got is None:
-            self.fail_and_stop(f"no scene_names within {self.timeout_s:g} s of get_scene_names"
-                               f"{self.wire.hint()}")
+            self.fail_and_stop(
+                f"no scene_names within {self.timeout_s:g} s of get_scene_names{self.wire.hint()}"
+            )
         names = got[1].get("scene_names")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             self.fail_and_stop(f"scene_names is {_what(names)}, expected a list of names")
         if self.scene not in names:
             shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-            self.fail_and_stop(f"{self.scene!r} is not among the {len(names)} scenes [{shown}] "
-                               "(gym-donkeycar raises ValueError)")
+            self.fail_and_stop(
+                f"{self.scene!r} is not among the {len(names)} scenes [{shown}] "
+                "(gym-donkeycar raises ValueError)"
+            )
         self.add(PASS, f"{len(names)} scenes, {self.scene!r} among them")
 
     def load_scene(self) -> None:
@@ -324,38 +368,71 @@ class _Session:
         self.wire.send({"msg_type": "load_scene", "scene_name": self.scene})
         got = self.wire.wait_for("car_loaded", timeout_s=self.timeout_s)
         if got is None:
-            self.fail_and_stop(f"no car_loaded within {self.timeout_s:g} s of load_scene (gym-donkeycar "
-                               f"waits for it before it configures or drives){self.wire.hint()}")
+            self.fail_and_stop(
+                f"no car_loaded within {self.timeout_s:g} s of load_scene (gym-donkeycar "
+                f"waits for it before it configures or drives){self.wire.hint()}"
+            )
         self.add(PASS, f"car_loaded {got[0] - t0:.2f} s after load_scene {self.scene!r}")
 
     # ---- the car -----------------------------------------------------------------------------------
     def car_and_cam_config(self) -> None:
         """What gym-donkeycar's on_car_loaded does: hand brake, car_config, cam_config (0 = default)."""
         self.wire.send(_control(0, 0, 1.0))
-        self.wire.send({"msg_type": "car_config", "body_style": "donkey", "body_r": "255", "body_g": "72",
-                        "body_b": "0", "car_name": "pitlane-check", "font_size": "100"})
-        cam = {"fov": 0, "fish_eye_x": 0.0, "fish_eye_y": 0.0, "img_w": self.img_w, "img_h": self.img_h,
-               "img_d": 0, "img_enc": "JPG", "offset_x": 0.0, "offset_y": 0.0, "offset_z": 0.0, "rot_x": 0.0,
-               "rot_y": 0.0, "rot_z": 0.0}
+        self.wire.send(
+            {
+                "msg_type": "car_config",
+                "body_style": "donkey",
+                "body_r": "255",
+                "body_g": "72",
+                "body_b": "0",
+                "car_name": "pitlane-check",
+                "font_size": "100",
+            }
+        )
+        cam = {
+            "fov": 0,
+            "fish_eye_x": 0.0,
+            "fish_eye_y": 0.0,
+            "img_w": self.img_w,
+            "img_h": self.img_h,
+            "img_d": 0,
+            "img_enc": "JPG",
+            "offset_x": 0.0,
+            "offset_y": 0.0,
+            "offset_z": 0.0,
+            "rot_x": 0.0,
+            "rot_y": 0.0,
+            "rot_z": 0.0,
+        }
         self.wire.send({"msg_type": "cam_config", **{k: str(v) for k, v in cam.items()}})
         if not self.sync():
-            self.fail_and_stop(f"after car_config and cam_config the simulator stopped answering "
-                               f"get_protocol_version (waited {self.timeout_s:g} s){self.wire.hint()}")
-        self.add(PASS, f"car_config and cam_config ({self.img_w}x{self.img_h} JPG) sent; the simulator "
-                       + ("still answers" if self.has_version else "kept the connection open"))
+            self.fail_and_stop(
+                f"after car_config and cam_config the simulator stopped answering "
+                f"get_protocol_version (waited {self.timeout_s:g} s){self.wire.hint()}"
+            )
+        self.add(
+            PASS,
+            f"car_config and cam_config ({self.img_w}x{self.img_h} JPG) sent; the simulator "
+            + ("still answers" if self.has_version else "kept the connection open"),
+        )
 
     def telemetry_rate(self) -> None:
         """Rate, keys, extended keys and camera image of the asynchronous stream."""
         first = self.wire.wait_for("telemetry", timeout_s=self.timeout_s)
         if first is None:
-            self.fail_and_stop(f"no telemetry within {self.timeout_s:g} s after car_loaded and the configs "
-                               f"(the Unity sim streams from car_loaded on){self.wire.hint()}")
+            self.fail_and_stop(
+                f"no telemetry within {self.timeout_s:g} s after car_loaded and the configs "
+                f"(the Unity sim streams from car_loaded on){self.wire.hint()}"
+            )
         frames = [first] + self.wire.telemetry(self.window_s)
         self.frames = [m for _, m in frames]
         n, span = len(frames), frames[-1][0] - frames[0][0]
         if n < 3 or span <= 0:
-            self.add(FAIL, f"only {n} telemetry message(s) in {self.window_s:g} s (the Unity sim sends "
-                           f"{UNITY_RATE_HZ:g} Hz)")
+            self.add(
+                FAIL,
+                f"only {n} telemetry message(s) in {self.window_s:g} s (the Unity sim sends "
+                f"{UNITY_RATE_HZ:g} Hz)",
+            )
         else:
             hz = (n - 1) / span
             text = f"{hz:.1f} Hz ({n} messages in {span:.2f} s; the Unity sim sends {UNITY_RATE_HZ:g} Hz)"
@@ -365,9 +442,12 @@ class _Session:
                 self.add(WARN, text + "; a 20 Hz donkeycar loop would see repeated frames", hz)
         why = " (gym-donkeycar's reward and episode end use cte; pos_* and vel_* fill its info)"
         for name, result in (
-                ("telemetry_keys", _keys_result("telemetry_keys", self.frames,
-                                                NUMBER_KEYS + INT_KEYS + STRING_KEYS, "")),
-                ("extended_telemetry", _keys_result("extended_telemetry", self.frames, EXTENDED_KEYS, why))):
+            (
+                "telemetry_keys",
+                _keys_result("telemetry_keys", self.frames, NUMBER_KEYS + INT_KEYS + STRING_KEYS, ""),
+            ),
+            ("extended_telemetry", _keys_result("extended_telemetry", self.frames, EXTENDED_KEYS, why)),
+        ):
             self.current = name
             self.add(result.status, result.reason)
         self.current = "camera_image"
@@ -378,8 +458,9 @@ class _Session:
                 self.add(FAIL, f"message {i + 1} of {n}: {problem}")
                 return
             formats.add(fmt)
-        self.add(PASS, f"all {n} frames decode as {'/'.join(sorted(formats))} to "
-                       f"({self.img_h}, {self.img_w}, 3)")
+        self.add(
+            PASS, f"all {n} frames decode as {'/'.join(sorted(formats))} to ({self.img_h}, {self.img_w}, 3)"
+        )
 
     def control(self) -> None:
         self.start_pos = _pos(self.frames[-1])
@@ -408,8 +489,11 @@ class _Session:
         if top > 0.01 and (not has_pos or moved > 0.01):
             self.add(PASS, f"throttle {DRIVE_THROTTLE} for {dt:.2f} s: top speed {top:.2f} m/s{where}", top)
         else:
-            self.add(FAIL, f"after {dt:.1f} s of throttle {DRIVE_THROTTLE} the top speed is {top:.2f} m/s"
-                           f"{where}", top)
+            self.add(
+                FAIL,
+                f"after {dt:.1f} s of throttle {DRIVE_THROTTLE} the top speed is {top:.2f} m/s{where}",
+                top,
+            )
 
     def reset_car(self) -> None:
         if self.moved_m is not None and self.moved_m < 0.05:
@@ -434,8 +518,11 @@ class _Session:
             return
         pos = _pos(last)
         far = f"{math.dist(pos, self.start_pos):.2f} m" if pos and self.start_pos else "? m"
-        self.add(FAIL, f"{self.timeout_s:g} s after reset_car the car is {far} from its start (it had moved "
-                       f"{self.moved_m or 0:.2f} m) at {_speed(last):.2f} m/s")
+        self.add(
+            FAIL,
+            f"{self.timeout_s:g} s after reset_car the car is {far} from its start (it had moved "
+            f"{self.moved_m or 0:.2f} m) at {_speed(last):.2f} m/s",
+        )
 
     def step_mode(self) -> None:
         """Synchronous mode: exactly one telemetry per control, time advancing by time_step."""
@@ -450,27 +537,36 @@ class _Session:
                 self.wire.send(_control(0, 0.3))
                 got = self.wire.wait_for("telemetry", timeout_s=wait)
                 if got is None:
-                    self.add(WARN, f"no telemetry answered control {k + 1} of {SYNC_STEPS} within {wait:g} s "
-                                   "in synchronous mode")
+                    self.add(
+                        WARN,
+                        f"no telemetry answered control {k + 1} of {SYNC_STEPS} within {wait:g} s "
+                        "in synchronous mode",
+                    )
                     return
                 answers.append(got[1])
             extra = self.wire.telemetry(QUIET_S)
             if extra:
-                self.add(WARN, f"telemetry kept streaming after step_mode synchronous ({len(extra)} unasked "
-                               f"messages in {QUIET_S:g} s without a control): synchronous mode unsupported")
+                self.add(
+                    WARN,
+                    f"telemetry kept streaming after step_mode synchronous ({len(extra)} unasked "
+                    f"messages in {QUIET_S:g} s without a control): synchronous mode unsupported",
+                )
                 return
             times = [m.get("time") for m in answers]
             if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
                 self.add(WARN, f"{SYNC_STEPS} controls -> {SYNC_STEPS} telemetry, but time is not a number")
                 return
             steps = np.diff(np.asarray(times, dtype=float))
-            text = (f"{SYNC_STEPS} controls -> {SYNC_STEPS} telemetry, none unasked; time advanced "
-                    f"{steps.mean():.3f} s per step (time_step {TIME_STEP_S:g})")
+            text = (
+                f"{SYNC_STEPS} controls -> {SYNC_STEPS} telemetry, none unasked; time advanced "
+                f"{steps.mean():.3f} s per step (time_step {TIME_STEP_S:g})"
+            )
             ok = np.all(np.abs(steps - TIME_STEP_S) <= 0.25 * TIME_STEP_S)
             self.add(PASS if ok else WARN, text if ok else text + f", steps {np.round(steps, 3).tolist()}")
         finally:
-            self.wire.send({"msg_type": "step_mode", "step_mode": "asynchronous",
-                            "time_step": str(TIME_STEP_S)})
+            self.wire.send(
+                {"msg_type": "step_mode", "step_mode": "asynchronous", "time_step": str(TIME_STEP_S)}
+            )
 
     def exit_scene(self) -> None:
         t0 = time.monotonic()
@@ -481,14 +577,18 @@ class _Session:
             if len(late) > 1:
                 self.add(FAIL, f"scene_selection_ready came, but {len(late)} telemetry messages followed it")
             else:
-                self.add(PASS, f"back in the menu: scene_selection_ready {got[0] - t0:.2f} s after "
-                               "exit_scene")
+                self.add(
+                    PASS, f"back in the menu: scene_selection_ready {got[0] - t0:.2f} s after exit_scene"
+                )
             return
         hint = self.wire.hint()
         self.wire.send({"msg_type": "get_scene_names"})
         if self.wire.wait_for("scene_names", timeout_s=min(self.timeout_s, OPTIONAL_WAIT_S)) is not None:
-            self.add(WARN, f"no scene_selection_ready within {self.timeout_s:g} s of exit_scene, but the "
-                           f"menu answers get_scene_names{hint}")
+            self.add(
+                WARN,
+                f"no scene_selection_ready within {self.timeout_s:g} s of exit_scene, but the "
+                f"menu answers get_scene_names{hint}",
+            )
         else:
             self.add(FAIL, f"no scene_selection_ready within {self.timeout_s:g} s of exit_scene{hint}")
 
@@ -497,8 +597,11 @@ class _Session:
         self.current = "framing"
         w = self.wire
         if w.bad:
-            self.add(FAIL, f"{len(w.bad)} of {w.received} messages unusable (gym-donkeycar drops them); "
-                           f"first: {w.bad[0][:160]}")
+            self.add(
+                FAIL,
+                f"{len(w.bad)} of {w.received} messages unusable (gym-donkeycar drops them); "
+                f"first: {w.bad[0][:160]}",
+            )
         else:
             self.add(PASS, f"{w.received} messages, each one JSON object with a msg_type and a newline")
         done = {r.name for r in self.results}
@@ -508,9 +611,16 @@ class _Session:
         return sorted(self.results + skipped, key=lambda r: order[r.name])
 
 
-def run_checks(host: str = "127.0.0.1", port: int = 9091, scene: str = "generated_track",
-               timeout: float = 10.0, *, img_w: int = 160, img_h: int = 120,
-               window_s: float = 1.0) -> list[CheckResult]:
+def run_checks(
+    host: str = "127.0.0.1",
+    port: int = 9091,
+    scene: str = "generated_track",
+    timeout: float = 10.0,
+    *,
+    img_w: int = 160,
+    img_h: int = 120,
+    window_s: float = 1.0,
+) -> list[CheckResult]:
     """Walk a gym-donkeycar session against the simulator at host:port and judge each step.
 
     `timeout` [s] bounds each wait for an answer; `window_s` [s] is how long the telemetry rate is measured.
@@ -539,17 +649,29 @@ def conformant(results: list[CheckResult]) -> bool:
 
 def format_table(results: list[CheckResult], host: str, port: int, scene: str) -> str:
     width = max(len(r.name) for r in results) + 2
-    lines = [f"DonkeyCar protocol conformance of {host}:{port} (scene {scene})", "",
-             f"{'check':<{width}}{'result':<8}reason", f"{'-' * (width - 2):<{width}}{'------':<8}------"]
+    lines = [
+        f"DonkeyCar protocol conformance of {host}:{port} (scene {scene})",
+        "",
+        f"{'check':<{width}}{'result':<8}reason",
+        f"{'-' * (width - 2):<{width}}{'------':<8}------",
+    ]
     for r in results:
         lines.append(f"{r.name:<{width}}{r.status:<8}{r.reason}" + ("" if r.required else " [optional]"))
     counts = {s: sum(r.status == s for r in results) for s in (PASS, WARN, FAIL, SKIP)}
     verdict = "conformant" if conformant(results) else "NOT conformant"
-    lines += ["", f"{counts[PASS]} passed, {counts[WARN]} warned, {counts[FAIL]} failed, "
-                  f"{counts[SKIP]} skipped: {verdict}"]
+    lines += [
+        "",
+        f"{counts[PASS]} passed, {counts[WARN]} warned, {counts[FAIL]} failed, "
+        f"{counts[SKIP]} skipped: {verdict}",
+    ]
     return "\n".join(lines)
 
 
 def results_json(results: list[CheckResult], host: str, port: int, scene: str) -> dict:
-    return {"host": host, "port": int(port), "scene": scene, "conformant": conformant(results),
-            "checks": [asdict(r) for r in results]}
+    return {
+        "host": host,
+        "port": int(port),
+        "scene": scene,
+        "conformant": conformant(results),
+        "checks": [asdict(r) for r in results],
+    }

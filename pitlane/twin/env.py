@@ -34,10 +34,19 @@ class TwinEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
-    def __init__(self, scene: str | Track = "generated_track", *, render_mode: str | None = None,
-                 max_episode_steps: int = 2000, step_s: float = 0.05, camera: CameraParams | None = None,
-                 params: WorldParams | None = None, randomize: DomainRandomization | None = None,
-                 max_cte_m: float | None = None, rand_seed: int = 0):
+    def __init__(
+        self,
+        scene: str | Track = "generated_track",
+        *,
+        render_mode: str | None = None,
+        max_episode_steps: int = 2000,
+        step_s: float = 0.05,
+        camera: CameraParams | None = None,
+        params: WorldParams | None = None,
+        randomize: DomainRandomization | None = None,
+        max_cte_m: float | None = None,
+        rand_seed: int = 0,
+    ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} not in {self.metadata['render_modes']}")
         if max_episode_steps < 1:
@@ -48,12 +57,14 @@ class TwinEnv(gym.Env):
         self.sim = Sim(scene, camera=camera, params=params, seed=rand_seed, randomize=randomize)
         track = self.sim.track
         # gym-donkeycar's max_cte (8.0) is in Unity units; here: the off-road limit of this track [m]
-        self.max_cte_m = max_cte_m if max_cte_m is not None else \
-            0.5 * track.width_m + self.sim.params.off_track_margin_m
+        self.max_cte_m = (
+            max_cte_m if max_cte_m is not None else 0.5 * track.width_m + self.sim.params.off_track_margin_m
+        )
         cam = self.sim.camera_params
         self.observation_space = spaces.Box(0, 255, (cam.img_h, cam.img_w, 3), dtype=np.uint8)
-        self.action_space = spaces.Box(np.array([-1.0, 0.0], np.float32), np.array([1.0, 1.0], np.float32),
-                                       dtype=np.float32)
+        self.action_space = spaces.Box(
+            np.array([-1.0, 0.0], np.float32), np.array([1.0, 1.0], np.float32), dtype=np.float32
+        )
         self._steps = 0
         self._frame: np.ndarray | None = None
 

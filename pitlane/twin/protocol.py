@@ -68,8 +68,13 @@ class MessageSplitter:
 
     def feed(self, data: bytes) -> list[dict | ProtocolError]:
         out: list[dict | ProtocolError] = []
-        if (self._depth == 0 and not self._skipping and len(data) <= self.max_bytes and data[:1] == b"{"
-                and data.rstrip()[-1:] == b"}"):
+        if (
+            self._depth == 0
+            and not self._skipping
+            and len(data) <= self.max_bytes
+            and data[:1] == b"{"
+            and data.rstrip()[-1:] == b"}"
+        ):
             try:  # fast path: one whole message in one chunk (the usual case)
                 msg = json.loads(data)
             except (ValueError, RecursionError):
@@ -93,9 +98,11 @@ class MessageSplitter:
         while pos < n:
             if self._depth == 0:
                 i = data.find(b"{", pos)
-                stray = data[pos:n if i < 0 else i].strip()
+                stray = data[pos : n if i < 0 else i].strip()
                 if stray:
-                    out.append(ProtocolError(f"{len(stray)} bytes outside any JSON object ignored: {stray[:40]!r}"))
+                    out.append(
+                        ProtocolError(f"{len(stray)} bytes outside any JSON object ignored: {stray[:40]!r}")
+                    )
                 if i < 0:
                     return
                 self._depth, start, pos = 1, i, i + 1
@@ -187,6 +194,7 @@ def encode_message(msg: dict) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------- reading values
+
 
 def parse_float(value, what: str) -> float:
     """A finite float from a number or a string ("0.25", "0,25", " 1e-3 "); ProtocolError otherwise."""
@@ -287,8 +295,20 @@ def parse_set_position(msg: dict) -> tuple[float, float, float | None]:
     return x, y, None
 
 
-CAM_CONFIG_NUMBERS = ("fov", "fish_eye_x", "fish_eye_y", "img_w", "img_h", "img_d", "offset_x", "offset_y",
-                      "offset_z", "rot_x", "rot_y", "rot_z")
+CAM_CONFIG_NUMBERS = (
+    "fov",
+    "fish_eye_x",
+    "fish_eye_y",
+    "img_w",
+    "img_h",
+    "img_d",
+    "offset_x",
+    "offset_y",
+    "offset_z",
+    "rot_x",
+    "rot_y",
+    "rot_z",
+)
 
 
 def normalize_cam_config(msg: dict) -> tuple[dict, list[str]]:
@@ -326,7 +346,9 @@ class ImageFormat:
         elif enc == "JPEG":
             enc = "JPG"
         if enc not in IMAGE_ENCODINGS:
-            warnings.append(f"img_enc {msg.get('img_enc')!r} unknown (JPG, PNG, TGA); keeping {current.encoding}")
+            warnings.append(
+                f"img_enc {msg.get('img_enc')!r} unknown (JPG, PNG, TGA); keeping {current.encoding}"
+            )
             enc = current.encoding
         gray = current.grayscale
         if msg.get("img_d") not in (None, ""):
@@ -358,8 +380,11 @@ def encode_image(rgb: np.ndarray, fmt: ImageFormat = ImageFormat()) -> str:
         Image.fromarray(bgr[:, :, ::-1]).save(buf, format="TGA")
         data = buf.getvalue()
     else:
-        ext, params = (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1]) if fmt.encoding == "PNG" else (
-            ".jpg", [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        ext, params = (
+            (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            if fmt.encoding == "PNG"
+            else (".jpg", [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        )
         ok, enc = cv2.imencode(ext, bgr, params)
         if not ok:
             raise RuntimeError(f"OpenCV could not encode a {rgb.shape} frame as {fmt.encoding}")
@@ -382,6 +407,7 @@ def decode_image(b64: str) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ outbound messages
 
+
 def scene_selection_ready() -> dict:
     return {"msg_type": "scene_selection_ready", "loaded": "1"}
 
@@ -400,13 +426,25 @@ def car_loaded() -> dict:
 
 def node_position(index: int, x_m: float, y_m: float, yaw_rad: float) -> dict:
     qx, qy, qz, qw = yaw_quaternion(yaw_rad)
-    return {"msg_type": "node_position", "index": int(index), "pos_x": float(x_m), "pos_y": 0.0,
-            "pos_z": float(y_m), "Qx": qx, "Qy": qy, "Qz": qz, "Qw": qw}
+    return {
+        "msg_type": "node_position",
+        "index": int(index),
+        "pos_x": float(x_m),
+        "pos_y": 0.0,
+        "pos_z": float(y_m),
+        "Qx": qx,
+        "Qy": qy,
+        "Qz": qz,
+        "Qw": qw,
+    }
 
 
 def collision_with_starting_line(time_stamp_s: float, index: int = 0) -> dict:
-    return {"msg_type": "collision_with_starting_line", "starting_line_index": int(index),
-            "timeStamp": float(time_stamp_s)}
+    return {
+        "msg_type": "collision_with_starting_line",
+        "starting_line_index": int(index),
+        "timeStamp": float(time_stamp_s),
+    }
 
 
 def cross_start(lap_time_s: float) -> dict:
@@ -429,9 +467,10 @@ def motion_between(prev, now) -> Motion:
     if not dt > 0.0:
         return Motion()
     dyaw = (float(now.yaw_rad) - float(prev.yaw_rad) + math.pi) % (2.0 * math.pi) - math.pi
-    return Motion(accel=((float(now.vel_x) - float(prev.vel_x)) / dt, 0.0,
-                         (float(now.vel_y) - float(prev.vel_y)) / dt),
-                  gyro=(0.0, -dyaw / dt, 0.0))
+    return Motion(
+        accel=((float(now.vel_x) - float(prev.vel_x)) / dt, 0.0, (float(now.vel_y) - float(prev.vel_y)) / dt),
+        gyro=(0.0, -dyaw / dt, 0.0),
+    )
 
 
 def telemetry_message(t, image_b64: str, motion: Motion = Motion()) -> dict:
@@ -447,16 +486,24 @@ def telemetry_message(t, image_b64: str, motion: Motion = Motion()) -> dict:
         "image": image_b64,
         "hit": str(t.hit),
         "time": float(t.time_s),
-        "accel_x": motion.accel[0], "accel_y": motion.accel[1], "accel_z": motion.accel[2],
-        "gyro_x": motion.gyro[0], "gyro_y": motion.gyro[1], "gyro_z": motion.gyro[2],
+        "accel_x": motion.accel[0],
+        "accel_y": motion.accel[1],
+        "accel_z": motion.accel[2],
+        "gyro_x": motion.gyro[0],
+        "gyro_y": motion.gyro[1],
+        "gyro_z": motion.gyro[2],
         "pitch": 0.0,
         "yaw": unity_yaw_deg(float(t.yaw_rad)),
         "roll": 0.0,
         "activeNode": int(t.active_node),
         "totalNodes": int(t.total_nodes),
         "cte": float(t.cte_m),
-        "pos_x": float(t.x_m), "pos_y": 0.0, "pos_z": float(t.y_m),
-        "vel_x": float(t.vel_x), "vel_y": 0.0, "vel_z": float(t.vel_y),
+        "pos_x": float(t.x_m),
+        "pos_y": 0.0,
+        "pos_z": float(t.y_m),
+        "vel_x": float(t.vel_x),
+        "vel_y": 0.0,
+        "vel_z": float(t.vel_y),
         "brake": float(t.brake),
         "laps": int(t.laps_completed),
     }

@@ -60,9 +60,14 @@ class Randomizer:
         contrast = 1.0 + c.contrast * u[1]
         g = [light * (1.0 + c.tint * v) for v in u[2:5]]
         # per channel: ((x - 128) * contrast + 128) * gain, as one affine colour transform
-        m = np.array([[contrast * g[0], 0.0, 0.0, 128.0 * (1.0 - contrast) * g[0]],
-                      [0.0, contrast * g[1], 0.0, 128.0 * (1.0 - contrast) * g[1]],
-                      [0.0, 0.0, contrast * g[2], 128.0 * (1.0 - contrast) * g[2]]], np.float32)
+        m = np.array(
+            [
+                [contrast * g[0], 0.0, 0.0, 128.0 * (1.0 - contrast) * g[0]],
+                [0.0, contrast * g[1], 0.0, 128.0 * (1.0 - contrast) * g[1]],
+                [0.0, 0.0, contrast * g[2], 128.0 * (1.0 - contrast) * g[2]],
+            ],
+            np.float32,
+        )
         out = cv2.transform(img, m)
         if self._noise:
             pos, neg = self._noise[int(rng.integers(len(self._noise)))]

@@ -65,11 +65,9 @@ def _track(name: str, corners, radii, width_m: float, style: TrackStyle) -> Trac
 
 # Ground and road colours per scene (RGB): what makes them look distinct through the camera.
 _GRASS = TrackStyle(ground_rgb=(78, 118, 54), road_rgb=(70, 70, 74))
-_CONCRETE = TrackStyle(ground_rgb=(150, 148, 140), road_rgb=(92, 92, 98), sky_rgb=(200, 200, 195),
-                       grain=7.0)
+_CONCRETE = TrackStyle(ground_rgb=(150, 148, 140), road_rgb=(92, 92, 98), sky_rgb=(200, 200, 195), grain=7.0)
 _PAVEMENT = TrackStyle(ground_rgb=(176, 160, 134), road_rgb=(58, 58, 62), sky_rgb=(150, 195, 240))
-_POLISHED = TrackStyle(ground_rgb=(118, 112, 104), road_rgb=(48, 48, 52), sky_rgb=(210, 210, 215),
-                       grain=6.0)
+_POLISHED = TrackStyle(ground_rgb=(118, 112, 104), road_rgb=(48, 48, 52), sky_rgb=(210, 210, 215), grain=6.0)
 _DIRT = TrackStyle(ground_rgb=(122, 100, 70), road_rgb=(78, 76, 74), sky_rgb=(160, 190, 225), grain=14.0)
 _ROAD = TrackStyle(ground_rgb=(96, 128, 62), road_rgb=(82, 82, 86), sky_rgb=(180, 205, 235))
 
@@ -80,8 +78,19 @@ def _generated_track() -> Track:
 
 
 def _mini_monaco() -> Track:
-    corners = [(0, 0), (7, 0), (8, 2.5), (5.5, 3.5), (5.5, 6.0), (9.5, 6.5), (9.5, 9.5),
-               (2, 9.5), (1.5, 6.5), (-2, 5), (-2, 1)]
+    corners = [
+        (0, 0),
+        (7, 0),
+        (8, 2.5),
+        (5.5, 3.5),
+        (5.5, 6.0),
+        (9.5, 6.5),
+        (9.5, 9.5),
+        (2, 9.5),
+        (1.5, 6.5),
+        (-2, 5),
+        (-2, 1),
+    ]
     radii = [1.2, 1.0, 1.0, 1.0, 1.1, 1.0, 1.2, 1.1, 1.0, 1.2, 1.2]
     return _track("mini_monaco", corners, radii, 0.9, _PAVEMENT)
 
@@ -98,8 +107,19 @@ def _circuit_launch() -> Track:
 
 
 def _mountain_track() -> Track:
-    corners = [(0, 0), (10, -1), (16, 2), (17, 8), (12, 10), (9, 7), (6, 10.5), (1, 11), (-3, 7.5), (-1.5, 4.5),
-               (-3.5, 1.5)]
+    corners = [
+        (0, 0),
+        (10, -1),
+        (16, 2),
+        (17, 8),
+        (12, 10),
+        (9, 7),
+        (6, 10.5),
+        (1, 11),
+        (-3, 7.5),
+        (-1.5, 4.5),
+        (-3.5, 1.5),
+    ]
     radii = [2.5, 2.5, 2.5, 2.0, 1.5, 1.5, 2.0, 1.8, 1.3, 1.3, 1.5]
     return _track("mountain_track", corners, radii, 1.2, _DIRT)
 
@@ -132,8 +152,19 @@ def _warren() -> Track:
 
 
 def _thunderhill() -> Track:
-    corners = [(0, 0), (14, 0), (18, 3), (16, 7), (12, 6.5), (10, 9), (12, 12.5), (6, 14), (0, 11), (2, 6.5),
-               (-2, 3)]
+    corners = [
+        (0, 0),
+        (14, 0),
+        (18, 3),
+        (16, 7),
+        (12, 6.5),
+        (10, 9),
+        (12, 12.5),
+        (6, 14),
+        (0, 11),
+        (2, 6.5),
+        (-2, 3),
+    ]
     radii = [2.5, 2.5, 2.0, 1.5, 1.5, 1.5, 1.5, 2.0, 1.5, 1.5, 2.0]
     style = TrackStyle(ground_rgb=(150, 138, 82), road_rgb=(88, 88, 92), sky_rgb=(150, 190, 235), grain=12.0)
     return _track("thunderhill", corners, radii, 1.2, style)
@@ -153,9 +184,19 @@ _BUILTIN = {
 }
 
 # every scene behind a gym-donkeycar env id (donkey-generated-track-v0 -> generated_track, ...)
-SCENE_NAMES: tuple[str, ...] = ("generated_track", "generated_road", "mini_monaco", "warehouse",
-                                "circuit_launch", "mountain_track", "sparkfun_avc", "roboracingleague_1",
-                                "waveshare", "warren", "thunderhill")
+SCENE_NAMES: tuple[str, ...] = (
+    "generated_track",
+    "generated_road",
+    "mini_monaco",
+    "warehouse",
+    "circuit_launch",
+    "mountain_track",
+    "sparkfun_avc",
+    "roboracingleague_1",
+    "waveshare",
+    "warren",
+    "thunderhill",
+)
 
 _cache: dict[tuple[str, int], Track] = {}
 
@@ -182,9 +223,15 @@ def load_scene(name: str, rand_seed: int = 0) -> Track:
     return _cache[key]
 
 
-def generate_track(seed: int, *, name: str | None = None, width_m: float = DEFAULT_WIDTH_M,
-                   length_m: tuple[float, float] = (22.0, 45.0), style: TrackStyle | None = None,
-                   max_tries: int = 200) -> Track:
+def generate_track(
+    seed: int,
+    *,
+    name: str | None = None,
+    width_m: float = DEFAULT_WIDTH_M,
+    length_m: tuple[float, float] = (22.0, 45.0),
+    style: TrackStyle | None = None,
+    max_tries: int = 200,
+) -> Track:
     """A random closed track for `seed` (same seed, same track).
 
     A star-shaped polygon with 6-11 corners, each rounded with a random radius >= MIN_RADIUS_M; candidates
@@ -204,8 +251,7 @@ def generate_track(seed: int, *, name: str | None = None, width_m: float = DEFAU
             pts = rounded_polygon(corners, radii, start_on_longest=True)
         except ValueError:
             continue
-        track = Track(name=name or f"generated_{seed}", centerline=pts, width_m=width_m,
-                      style=style or _ROAD)
+        track = Track(name=name or f"generated_{seed}", centerline=pts, width_m=width_m, style=style or _ROAD)
         if not (length_m[0] <= track.length_m <= length_m[1]):
             continue
         if track.min_radius_m < 0.95 * MIN_RADIUS_M:

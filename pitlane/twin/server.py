@@ -28,14 +28,28 @@ from pitlane.twin.sim import Sim
 from pitlane.twin.vehicle import Control
 
 LOG = logging.getLogger("pitlane.twin.server")
-MAX_WRITE_BUFFER = 4 << 20  # [bytes] above this a slow reader misses streamed frames instead of piling them up
+MAX_WRITE_BUFFER = (
+    4 << 20
+)  # [bytes] above this a slow reader misses streamed frames instead of piling them up
 READ_CHUNK = 1 << 16  # [bytes]
 # gym-donkeycar starts its reader thread before it registers its handler (SimClient.__init__), and drops what
 # it would answer in between; the Unity sim greets a frame later, so the twin waits a moment too.
 GREETING_DELAY_S = 0.02  # [s]
 # messages that only make sense with a car in a scene
-_SCENE_ONLY = {"control", "reset_car", "exit_scene", "car_config", "racer_info", "cam_config", "cam_config_b",
-               "lidar_config", "set_position", "node_position", "regen_road", "step_mode"}
+_SCENE_ONLY = {
+    "control",
+    "reset_car",
+    "exit_scene",
+    "car_config",
+    "racer_info",
+    "cam_config",
+    "cam_config_b",
+    "lidar_config",
+    "set_position",
+    "node_position",
+    "regen_road",
+    "step_mode",
+}
 
 
 class _Session:
@@ -82,8 +96,9 @@ class _Session:
         """Step the car and send the lap events of this step."""
         t = self.car.step(self.control, dt_s)
         self.clock_s += dt_s
-        if self.start_progress is not None and (t.progress_m >= 0.0 if self.start_progress < 0.0
-                                                 else t.speed_mps > 0.0):
+        if self.start_progress is not None and (
+            t.progress_m >= 0.0 if self.start_progress < 0.0 else t.speed_mps > 0.0
+        ):
             # the car pulls away from the start line (or, placed elsewhere, first passes it): gym-donkeycar
             # times laps between these crossings
             self.start_progress = None
@@ -202,17 +217,29 @@ class _Session:
 
     def on_step_mode(self, msg: dict) -> None:
         self.synchronous, self.time_step_s = P.parse_step_mode(msg, self.time_step_s)
-        self.log.info("client %d: %s mode%s", self.cid, "synchronous" if self.synchronous else "asynchronous",
-                      f", time_step {self.time_step_s} s" if self.synchronous else "")
+        self.log.info(
+            "client %d: %s mode%s",
+            self.cid,
+            "synchronous" if self.synchronous else "asynchronous",
+            f", time_step {self.time_step_s} s" if self.synchronous else "",
+        )
         self._start_stream()
 
     def on_car_config(self, msg: dict) -> None:
-        self.log.info("client %d: car_config body_style=%r car_name=%r", self.cid, msg.get("body_style"),
-                      msg.get("car_name"))
+        self.log.info(
+            "client %d: car_config body_style=%r car_name=%r",
+            self.cid,
+            msg.get("body_style"),
+            msg.get("car_name"),
+        )
 
     def on_racer_info(self, msg: dict) -> None:
-        self.log.info("client %d: racer_info racer_name=%r car_name=%r", self.cid, msg.get("racer_name"),
-                      msg.get("car_name"))
+        self.log.info(
+            "client %d: racer_info racer_name=%r car_name=%r",
+            self.cid,
+            msg.get("racer_name"),
+            msg.get("car_name"),
+        )
 
     def on_cam_config(self, msg: dict) -> None:
         values, warnings = P.normalize_cam_config(msg)
@@ -229,14 +256,22 @@ class _Session:
             return
         self.camera, self.image_format = camera, fmt
         self.car.set_camera(camera)
-        self.log.info("client %d: camera %dx%d fov %.0f deg, %s", self.cid, camera.img_w, camera.img_h,
-                      camera.fov_deg, fmt.encoding)
+        self.log.info(
+            "client %d: camera %dx%d fov %.0f deg, %s",
+            self.cid,
+            camera.img_w,
+            camera.img_h,
+            camera.fov_deg,
+            fmt.encoding,
+        )
 
     def on_cam_config_b(self, msg: dict) -> None:
         self.warn("cam_config_b: a second camera is not simulated; ignored")
 
     def on_lidar_config(self, msg: dict) -> None:
-        self.log.info("client %d: lidar_config accepted; the twin has no lidar, telemetry carries none", self.cid)
+        self.log.info(
+            "client %d: lidar_config accepted; the twin has no lidar, telemetry carries none", self.cid
+        )
 
     def on_set_position(self, msg: dict) -> None:
         x, y, yaw = P.parse_set_position(msg)
@@ -258,8 +293,10 @@ class _Session:
         if self.scene != "generated_road":
             self.warn("regen_road only regenerates generated_road (scene is %s); ignored", self.scene)
             return
-        self._load(Sim(load_scene("generated_road", rand_seed=seed), camera=self.camera,
-                       seed=self.server.seed), "generated_road")
+        self._load(
+            Sim(load_scene("generated_road", rand_seed=seed), camera=self.camera, seed=self.server.seed),
+            "generated_road",
+        )
         self.log.info("client %d: generated_road regenerated with rand_seed %d", self.cid, seed)
 
 
@@ -267,8 +304,15 @@ class TwinServer:
     """The simulator server. `start()` runs it in a background thread (tests use port 0); `serve_forever()`
     runs it in the calling thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 9091, *, stream_hz: float = 20.0, seed: int = 0,
-                 log: logging.Logger | None = None):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9091,
+        *,
+        stream_hz: float = 20.0,
+        seed: int = 0,
+        log: logging.Logger | None = None,
+    ):
         if not 0.1 <= stream_hz <= 1000.0:
             raise UserError(f"stream rate {stream_hz} Hz outside 0.1..1000")
         self.host, self.stream_hz, self.seed = host, float(stream_hz), int(seed)
@@ -343,11 +387,18 @@ class TwinServer:
         try:
             server = await asyncio.start_server(self._client, self.host, self._requested_port)
         except OSError as e:
-            raise UserError(f"cannot listen on {self.host}:{self._requested_port}: {e.strerror or e} "
-                            "(is another simulator already using that port?)") from None
+            raise UserError(
+                f"cannot listen on {self.host}:{self._requested_port}: {e.strerror or e} "
+                "(is another simulator already using that port?)"
+            ) from None
         self._port = server.sockets[0].getsockname()[1]
-        self.log.info("pitlane twin listening on %s:%d (telemetry %.0f Hz, seed %d)", self.host, self._port,
-                      self.stream_hz, self.seed)
+        self.log.info(
+            "pitlane twin listening on %s:%d (telemetry %.0f Hz, seed %d)",
+            self.host,
+            self._port,
+            self.stream_hz,
+            self.seed,
+        )
         self._ready.set()
         if threading.current_thread() is threading.main_thread():  # `docker stop` and kill: a clean exit
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -405,8 +456,11 @@ class TwinServer:
             reason = "closed after an internal error"
         finally:
             if splitter.pending_bytes:
-                self.log.warning("client %d: went away mid-message; %d bytes of an unfinished message discarded",
-                                 cid, splitter.pending_bytes)
+                self.log.warning(
+                    "client %d: went away mid-message; %d bytes of an unfinished message discarded",
+                    cid,
+                    splitter.pending_bytes,
+                )
             session.close()
             writer.close()
             with contextlib.suppress(Exception, asyncio.CancelledError):  # closing anyway
@@ -423,12 +477,20 @@ class TwinServer:
         except (P.ProtocolError, ValueError, TypeError) as e:
             session.warn("bad %s message: %s", item["msg_type"], e)
         except Exception:  # noqa: BLE001 - a bug handling one message must not end the session or the server
-            self.log.exception("client %d: internal error handling %s; message skipped", session.cid,
-                               item["msg_type"])
+            self.log.exception(
+                "client %d: internal error handling %s; message skipped", session.cid, item["msg_type"]
+            )
 
 
-def serve(host: str = "127.0.0.1", port: int = 9091, *, stream_hz: float = 20.0, seed: int = 0,
-          log: logging.Logger | None = None, on_ready=None) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 9091,
+    *,
+    stream_hz: float = 20.0,
+    seed: int = 0,
+    log: logging.Logger | None = None,
+    on_ready=None,
+) -> None:
     """Run the twin simulator server until Ctrl-C or SIGTERM. Blocks; `on_ready(port)` once listening.
 
     The process is the server's: OpenCV runs single-threaded, since its thread pool costs more than it saves
@@ -451,11 +513,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true", help="log warnings only")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
-        serve(args.host, args.port, stream_hz=args.hz, seed=args.seed,
-              on_ready=lambda port: print(f"listening on {args.host}:{port}", flush=True))
+        serve(
+            args.host,
+            args.port,
+            stream_hz=args.hz,
+            seed=args.seed,
+            on_ready=lambda port: print(f"listening on {args.host}:{port}", flush=True),
+        )
     except UserError as e:
         print(f"error: {e}")
         return 2

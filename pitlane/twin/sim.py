@@ -34,9 +34,15 @@ class Sim:
     same telemetry and frames; for the scene name "generated_road" it is also the road's rand_seed.
     """
 
-    def __init__(self, scene: str | Track = "generated_track", *, camera: CameraParams | None = None,
-                 params: WorldParams | None = None, seed: int = 0,
-                 randomize: DomainRandomization | None = None):
+    def __init__(
+        self,
+        scene: str | Track = "generated_track",
+        *,
+        camera: CameraParams | None = None,
+        params: WorldParams | None = None,
+        seed: int = 0,
+        randomize: DomainRandomization | None = None,
+    ):
         self.track: Track = scene if isinstance(scene, Track) else load_scene(scene, rand_seed=seed)
         self.params = params or WorldParams()
         self.randomize = randomize
@@ -76,8 +82,9 @@ class Sim:
             if not math.isfinite(float(v)):
                 raise ValueError(f"pose must be finite numbers, got {(x_m, y_m, yaw_rad)}")
         yaw = (float(yaw_rad) + math.pi) % (2 * math.pi) - math.pi
-        self.state = state_at_pose(self.track, VehicleState(float(x_m), float(y_m), yaw), self.state.time_s,
-                                   self.params)
+        self.state = state_at_pose(
+            self.track, VehicleState(float(x_m), float(y_m), yaw), self.state.time_s, self.params
+        )
 
     @property
     def telemetry(self) -> Telemetry:

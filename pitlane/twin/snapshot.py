@@ -26,9 +26,13 @@ def upscale(frame: np.ndarray, scale: int = 4) -> np.ndarray:
     return cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
 
 
-def draw_map(track: Track, cars: list[VehicleState] | tuple[VehicleState, ...] = (),
-             trail: np.ndarray | None = None, marks: list[VehicleState] | None = None,
-             max_px: int = 1200) -> np.ndarray:
+def draw_map(
+    track: Track,
+    cars: list[VehicleState] | tuple[VehicleState, ...] = (),
+    trail: np.ndarray | None = None,
+    marks: list[VehicleState] | None = None,
+    max_px: int = 1200,
+) -> np.ndarray:
     """Top-down RGB map of the track with cars (red, with a heading tick), an optional driven trail (cyan)
     and optional marks (small blue cars: e.g. where the frames of a strip were taken)."""
     tex = texture_for(track)
@@ -57,8 +61,10 @@ def _draw_car(img: np.ndarray, px, car: VehicleState, rgb: tuple[int, int, int],
     half_l, half_w = 0.5 * CAR_LENGTH_M * size, 0.5 * CAR_WIDTH_M * size
     # rear axle is the reference point: the body extends mostly forward
     cx, cy = car.x_m + 0.13 * c * size, car.y_m + 0.13 * s * size
-    corners = [(cx + dx * c - dy * s, cy + dx * s + dy * c)
-               for dx, dy in ((half_l, half_w), (half_l, -half_w), (-half_l, -half_w), (-half_l, half_w))]
+    corners = [
+        (cx + dx * c - dy * s, cy + dx * s + dy * c)
+        for dx, dy in ((half_l, half_w), (half_l, -half_w), (-half_l, -half_w), (-half_l, half_w))
+    ]
     poly = np.array([px(x, y) for x, y in corners], np.int32)
     cv2.fillPoly(img, [poly], rgb, cv2.LINE_AA)
     nose = px(cx + 1.6 * half_l * c, cy + 1.6 * half_l * s)
@@ -80,9 +86,11 @@ def strip(frames: list[np.ndarray], per_row: int = 4, scale: int = 2) -> np.ndar
     """Frames tiled in rows of `per_row`, each enlarged `scale` times, with a thin separator."""
     h, w = frames[0].shape[:2]
     pad = [np.zeros_like(frames[0])] * (-len(frames) % per_row)
-    cells = [cv2.copyMakeBorder(upscale(f, scale), 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=(255, 255, 255))
-             for f in list(frames) + pad]
-    rows = [np.hstack(cells[i:i + per_row]) for i in range(0, len(cells), per_row)]
+    cells = [
+        cv2.copyMakeBorder(upscale(f, scale), 2, 2, 2, 2, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+        for f in list(frames) + pad
+    ]
+    rows = [np.hstack(cells[i : i + per_row]) for i in range(0, len(cells), per_row)]
     return np.vstack(rows)
 
 

@@ -71,8 +71,15 @@ def paint_track(track: Track, px_per_m: float = PX_PER_M, seed: int = 0) -> Trac
 
     def line_mask(polylines: list[np.ndarray], width_m: float, closed: bool) -> np.ndarray:
         m = np.zeros((h, w), np.uint8)
-        cv2.polylines(m, [_to_px(p, x0, y1, px_per_m) for p in polylines], closed, 255,
-                      thickness=max(1, int(round(width_m * px_per_m))), lineType=cv2.LINE_AA, shift=_SHIFT)
+        cv2.polylines(
+            m,
+            [_to_px(p, x0, y1, px_per_m) for p in polylines],
+            closed,
+            255,
+            thickness=max(1, int(round(width_m * px_per_m))),
+            lineType=cv2.LINE_AA,
+            shift=_SHIFT,
+        )
         return m
 
     cl = track.centerline
@@ -97,14 +104,20 @@ def paint_track(track: Track, px_per_m: float = PX_PER_M, seed: int = 0) -> Trac
     noise = _noise_field(rng, (h, w), 1.0)
     img = np.clip(np.asarray(st.ground_rgb, np.float32) + (noise * np.float32(st.grain))[..., None], 0, 255)
     img = img.astype(np.uint8)
-    layers = [(road, st.road_rgb, 0.7), (edges, st.edge_rgb, 0.35), (center, st.center_rgb, 0.35),
-              (start_line, st.edge_rgb, 0.35)]
+    layers = [
+        (road, st.road_rgb, 0.7),
+        (edges, st.edge_rgb, 0.35),
+        (center, st.center_rgb, 0.35),
+        (start_line, st.edge_rgb, 0.35),
+    ]
     for mask, rgb, grain_k in layers:
         # blend only where the layer has paint: a few percent of the texture
         ys, xs = np.nonzero(mask)
         a = (mask[ys, xs].astype(np.float32) / 255.0)[:, None]
         # shift the noise so that layers do not share the same grain pattern
-        paint = np.asarray(rgb, np.float32) + (noise[(ys + 97) % h, (xs + 61) % w] * st.grain * grain_k)[:, None]
+        paint = (
+            np.asarray(rgb, np.float32) + (noise[(ys + 97) % h, (xs + 61) % w] * st.grain * grain_k)[:, None]
+        )
         img[ys, xs] = np.clip(img[ys, xs] * (1.0 - a) + paint * a, 0, 255).astype(np.uint8)
     levels = [cv2.cvtColor(img, cv2.COLOR_RGB2RGBA)]
     for _ in range(2):

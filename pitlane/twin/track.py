@@ -143,8 +143,11 @@ class Track:
     @property
     def min_radius_m(self) -> float:
         """Tightest turn radius of the centerline [m] (curvature smoothed over ~0.25 m)."""
-        k = np.convolve(np.abs(np.r_[self.curvature[-2:], self.curvature, self.curvature[:2]]),
-                        np.ones(5) / 5, mode="valid")
+        k = np.convolve(
+            np.abs(np.r_[self.curvature[-2:], self.curvature, self.curvature[:2]]),
+            np.ones(5) / 5,
+            mode="valid",
+        )
         return float(1.0 / max(k.max(), 1e-9))
 
     def edges(self) -> tuple[np.ndarray, np.ndarray]:
@@ -218,8 +221,15 @@ class Track:
 
     # ---- plain data --------------------------------------------------------------------------------
     @classmethod
-    def from_points(cls, name: str, points, width_m: float, style: TrackStyle | None = None,
-                    smooth: bool = True, spacing_m: float = SPACING_M) -> Track:
+    def from_points(
+        cls,
+        name: str,
+        points,
+        width_m: float,
+        style: TrackStyle | None = None,
+        smooth: bool = True,
+        spacing_m: float = SPACING_M,
+    ) -> Track:
         """Build a track from any closed list of points: sparse points are smoothed, all are resampled."""
         pts = np.asarray(points, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
@@ -326,5 +336,13 @@ def min_clearance_m(track: Track, skip_m: float = 3.0) -> float:
     return float(d.min())
 
 
-__all__ = ["Track", "TrackPoint", "TrackStyle", "SPACING_M", "bspline_closed", "catmull_rom_closed",
-           "resample_closed", "min_clearance_m"]
+__all__ = [
+    "Track",
+    "TrackPoint",
+    "TrackStyle",
+    "SPACING_M",
+    "bspline_closed",
+    "catmull_rom_closed",
+    "resample_closed",
+    "min_clearance_m",
+]

@@ -33,8 +33,14 @@ class Control:
 
     def clamped(self) -> Control:
         s, t, b = self.steering, self.throttle, self.brake
-        if type(s) is float and type(t) is float and type(b) is float \
-                and -1.0 <= s <= 1.0 and -1.0 <= t <= 1.0 and 0.0 <= b <= 1.0:
+        if (
+            type(s) is float
+            and type(t) is float
+            and type(b) is float
+            and -1.0 <= s <= 1.0
+            and -1.0 <= t <= 1.0
+            and 0.0 <= b <= 1.0
+        ):
             return self  # already clean (the common case; NaN fails the comparisons)
         return Control(_clip(s, -1.0, 1.0), _clip(t, -1.0, 1.0), _clip(b, 0.0, 1.0))
 
@@ -80,8 +86,9 @@ class VehicleState:
         return self.speed_mps * math.sin(self.yaw_rad)
 
 
-def step_vehicle(state: VehicleState, control: Control, params: VehicleParams, dt_s: float,
-                 n_steps: int = 1) -> VehicleState:
+def step_vehicle(
+    state: VehicleState, control: Control, params: VehicleParams, dt_s: float, n_steps: int = 1
+) -> VehicleState:
     """Advance `n_steps` physics sub-steps of `dt_s` seconds each under a constant control.
 
     Semi-implicit Euler with a midpoint heading; keep dt_s <= ~0.01 s. `control` is expected already

@@ -78,17 +78,27 @@ class Telemetry:
     progress_m: float = 0.0  # [m] unwrapped progress along the centerline
 
 
-def state_at_pose(track: Track, vehicle: VehicleState, time_s: float = 0.0,
-                  params: WorldParams | None = None) -> WorldState:
+def state_at_pose(
+    track: Track, vehicle: VehicleState, time_s: float = 0.0, params: WorldParams | None = None
+) -> WorldState:
     """A fresh world state (no laps yet) for a car placed anywhere; progress counts from the start line."""
     tp = track.project((vehicle.x_m, vehicle.y_m))
     # at (or just past) the start line the first lap starts now; elsewhere it starts at the first crossing
     s = tp.s_m if tp.s_m <= _ON_START_LINE_M else tp.s_m - track.length_m
-    return WorldState(vehicle=vehicle, time_s=time_s, track_index=tp.index, s_m=s, cte_m=tp.cte_m,
-                      lap_start_time_s=time_s, hit=_hit(track, tp.cte_m, params))
+    return WorldState(
+        vehicle=vehicle,
+        time_s=time_s,
+        track_index=tp.index,
+        s_m=s,
+        cte_m=tp.cte_m,
+        lap_start_time_s=time_s,
+        hit=_hit(track, tp.cte_m, params),
+    )
 
 
-def initial_state(track: Track, params: WorldParams, rng: np.random.Generator | int | None = None) -> WorldState:
+def initial_state(
+    track: Track, params: WorldParams, rng: np.random.Generator | int | None = None
+) -> WorldState:
     """The car at the start line (or a random point), facing along the track, at rest."""
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     s0 = params.start_s_m
@@ -96,8 +106,11 @@ def initial_state(track: Track, params: WorldParams, rng: np.random.Generator | 
         s0 = float(rng.uniform(0.0, track.length_m))
     x, y, yaw = track.pose_at(s0)
     lat = float(rng.normal(0.0, params.start_lateral_std_m)) if params.start_lateral_std_m > 0 else 0.0
-    dyaw = float(rng.normal(0.0, math.radians(params.start_yaw_std_deg))) if params.start_yaw_std_deg > 0 \
+    dyaw = (
+        float(rng.normal(0.0, math.radians(params.start_yaw_std_deg)))
+        if params.start_yaw_std_deg > 0
         else 0.0
+    )
     lat = max(-0.3 * track.width_m, min(0.3 * track.width_m, lat))
     vehicle = VehicleState(x + lat * math.sin(yaw), y - lat * math.cos(yaw), yaw + dyaw)
     return state_at_pose(track, vehicle, params=params)
@@ -124,7 +137,12 @@ def step(state: WorldState, control: Control, track: Track, params: WorldParams,
     ds = (tp.s_m - prev_wrapped + 0.5 * length) % length - 0.5 * length
     s_new = state.s_m + ds
     t_new = state.time_s + dt_s
-    laps, lap_start, last_lap, ended = state.laps_completed, state.lap_start_time_s, state.last_lap_time_s, False
+    laps, lap_start, last_lap, ended = (
+        state.laps_completed,
+        state.lap_start_time_s,
+        state.last_lap_time_s,
+        False,
+    )
     if state.s_m < 0.0 <= s_new and laps == 0:
         # first crossing of the start line from a start elsewhere on the loop: the first lap begins
         lap_start = state.time_s + (-state.s_m / ds) * dt_s
@@ -136,9 +154,18 @@ def step(state: WorldState, control: Control, track: Track, params: WorldParams,
         last_lap = t_cross - lap_start
         lap_start = t_cross
         ended = True
-    return WorldState(vehicle=v, time_s=t_new, track_index=tp.index, s_m=s_new, cte_m=tp.cte_m,
-                      laps_completed=laps, lap_start_time_s=lap_start, last_lap_time_s=last_lap,
-                      lap_ended=ended, hit=_hit(track, tp.cte_m, params))
+    return WorldState(
+        vehicle=v,
+        time_s=t_new,
+        track_index=tp.index,
+        s_m=s_new,
+        cte_m=tp.cte_m,
+        laps_completed=laps,
+        lap_start_time_s=lap_start,
+        last_lap_time_s=last_lap,
+        lap_ended=ended,
+        hit=_hit(track, tp.cte_m, params),
+    )
 
 
 def telemetry(state: WorldState, track: Track, control: Control) -> Telemetry:
@@ -146,9 +173,21 @@ def telemetry(state: WorldState, track: Track, control: Control) -> Telemetry:
     v = state.vehicle
     c = control.clamped()
     return Telemetry(
-        time_s=state.time_s, steering=c.steering, throttle=c.throttle, brake=c.brake,
-        speed_mps=v.speed_mps, x_m=v.x_m, y_m=v.y_m, yaw_rad=v.yaw_rad, vel_x=v.vel_x, vel_y=v.vel_y,
-        cte_m=state.cte_m, active_node=state.track_index, total_nodes=track.total_nodes, hit=state.hit,
-        laps_completed=state.laps_completed, lap_time_s=state.last_lap_time_s if state.lap_ended else None,
+        time_s=state.time_s,
+        steering=c.steering,
+        throttle=c.throttle,
+        brake=c.brake,
+        speed_mps=v.speed_mps,
+        x_m=v.x_m,
+        y_m=v.y_m,
+        yaw_rad=v.yaw_rad,
+        vel_x=v.vel_x,
+        vel_y=v.vel_y,
+        cte_m=state.cte_m,
+        active_node=state.track_index,
+        total_nodes=track.total_nodes,
+        hit=state.hit,
+        laps_completed=state.laps_completed,
+        lap_time_s=state.last_lap_time_s if state.lap_ended else None,
         progress_m=state.s_m,
     )

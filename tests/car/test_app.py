@@ -33,9 +33,14 @@ def test_pi_parts_reach_the_hardware_libraries():
         pi_drivetrain_plans(cfg)[0].build()
 
 
-@pytest.mark.parametrize(("camera", "cls"), [("WEBCAM", "donkeycar.parts.camera.Webcam"),
-                                             ("CSIC", "donkeycar.parts.camera.CSICamera"),
-                                             ("MOCK", "donkeycar.parts.camera.MockCamera")])
+@pytest.mark.parametrize(
+    ("camera", "cls"),
+    [
+        ("WEBCAM", "donkeycar.parts.camera.Webcam"),
+        ("CSIC", "donkeycar.parts.camera.CSICamera"),
+        ("MOCK", "donkeycar.parts.camera.MockCamera"),
+    ],
+)
 def test_pi_camera_types(camera, cls):
     assert pi_camera_plan(load_car_config(profile="pi", overrides={"CAMERA_TYPE": camera})).name == cls
 
@@ -83,8 +88,9 @@ def _car_copy(tmp_path, myconfig: str):
 
 def test_manage_py_drive_runs_like_a_donkeycar_app(tmp_path, twin):
     car = _car_copy(tmp_path, f"SIM_PORT = {twin.port}\nWEB_CONTROL_PORT = 0\nMAX_LOOPS = 20\n")
-    out = subprocess.run([sys.executable, "manage.py", "drive"], cwd=car, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "drive"], cwd=car, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Vehicle executed 20 steps" in out.stderr
     assert "twin connected" in out.stderr
@@ -93,10 +99,18 @@ def test_manage_py_drive_runs_like_a_donkeycar_app(tmp_path, twin):
 
 @pytest.mark.slow
 def test_manage_py_drive_with_a_model_in_local_mode(tmp_path, twin, trained_model):
-    car = _car_copy(tmp_path, f"SIM_PORT = {twin.port}\nWEB_CONTROL_PORT = 0\nMAX_LOOPS = 60\n"
-                              'WEB_INIT_MODE = "local"\nRECORD_DURING_AI = True\n')
-    out = subprocess.run([sys.executable, "manage.py", "drive", "--model", str(trained_model)], cwd=car,
-                         capture_output=True, text=True, timeout=300)
+    car = _car_copy(
+        tmp_path,
+        f"SIM_PORT = {twin.port}\nWEB_CONTROL_PORT = 0\nMAX_LOOPS = 60\n"
+        'WEB_INIT_MODE = "local"\nRECORD_DURING_AI = True\n',
+    )
+    out = subprocess.run(
+        [sys.executable, "manage.py", "drive", "--model", str(trained_model)],
+        cwd=car,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "loaded ModelPilot(" in out.stderr and "autopilot refused" not in out.stderr
     assert "Vehicle executed 60 steps" in out.stderr
@@ -104,8 +118,9 @@ def test_manage_py_drive_with_a_model_in_local_mode(tmp_path, twin, trained_mode
 
 def test_manage_py_reports_invalid_config_clearly(tmp_path):
     car = _car_copy(tmp_path, "DRIVE_LOOP_HZ = -5\n")
-    out = subprocess.run([sys.executable, "manage.py", "drive"], cwd=car, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "drive"], cwd=car, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 1
     assert "error: invalid car config: DRIVE_LOOP_HZ must be > 0, got -5" in out.stderr
     assert "Traceback" not in out.stderr
@@ -113,12 +128,18 @@ def test_manage_py_reports_invalid_config_clearly(tmp_path):
 
 def test_a_broken_myconfig_is_a_clear_error(tmp_path):
     car = _car_copy(tmp_path, "DRIVE_LOOP_HZ = twenty\n")
-    with pytest.raises(UserError, match="cannot read the car config.*NameError: name 'twenty' is not defined"):
+    with pytest.raises(
+        UserError, match="cannot read the car config.*NameError: name 'twenty' is not defined"
+    ):
         load_car_config(car)
 
 
 def test_manage_py_help_is_donkeycars_docopt():
-    out = subprocess.run([sys.executable, str(DEFAULT_CAR_DIR / "manage.py"), "--help"], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(DEFAULT_CAR_DIR / "manage.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0
     assert "manage.py (drive) [--model=<model>]" in out.stdout

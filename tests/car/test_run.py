@@ -34,8 +34,14 @@ def _get(url: str, timeout_s: float = 30.0) -> int:
 def test_car_app_drives_a_lap_in_local_mode_records_a_tub_and_serves_drive(trained_model, twin, tmp_path):
     web_port = free_port()
     result: dict = {}
-    opts = RunOptions(model=str(trained_model), mode="local", duration_s=35.0, port=twin.port,
-                      web_port=web_port, report_dir=str(tmp_path / "run"))
+    opts = RunOptions(
+        model=str(trained_model),
+        mode="local",
+        duration_s=35.0,
+        port=twin.port,
+        web_port=web_port,
+        report_dir=str(tmp_path / "run"),
+    )
     runner = threading.Thread(target=lambda: result.update(report=run_car(opts)), daemon=True)
     runner.start()
     assert _get(f"http://127.0.0.1:{web_port}/drive") == 200
@@ -55,7 +61,9 @@ def test_car_app_drives_a_lap_in_local_mode_records_a_tub_and_serves_drive(train
 def test_cli_run_reports_and_refuses_a_broken_model(tmp_path, capsys):
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"not a model at all")
-    code = pitlane_main(["car", "run", "--model", str(bad), "--port", "0", "--web-port", "0", "--duration", "1"])
+    code = pitlane_main(
+        ["car", "run", "--model", str(bad), "--port", "0", "--web-port", "0", "--duration", "1"]
+    )
     assert code == 2
     assert "refusing to drive in local mode" in capsys.readouterr().err
 
@@ -121,7 +129,9 @@ def test_run_checks_its_options(tmp_path):
 
 
 def _post(port: int, body: dict) -> None:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/drive", data=json.dumps(body).encode(), method="POST")
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/drive", data=json.dumps(body).encode(), method="POST"
+    )
     urllib.request.urlopen(req, timeout=5).close()
 
 

@@ -27,7 +27,9 @@ def test_profile_flag_beats_environment_beats_myconfig(monkeypatch):
 
 def test_myconfig_overrides_config(tmp_path):
     (tmp_path / "config.py").write_text((DEFAULT_CAR_DIR / "config.py").read_text())
-    (tmp_path / "myconfig.py").write_text('PITLANE_PROFILE = "pi"\nCAMERA_TYPE = "MOCK"\nDRIVE_LOOP_HZ = 10\n')
+    (tmp_path / "myconfig.py").write_text(
+        'PITLANE_PROFILE = "pi"\nCAMERA_TYPE = "MOCK"\nDRIVE_LOOP_HZ = 10\n'
+    )
     cfg = load_car_config(tmp_path)
     assert (cfg.PITLANE_PROFILE, cfg.CAMERA_TYPE, cfg.DRIVE_LOOP_HZ) == ("pi", "MOCK", 10)
 

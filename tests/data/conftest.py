@@ -13,8 +13,14 @@ from pitlane.data.tub import INPUTS, TYPES
 IMAGE_SHAPE = (120, 160, 3)
 
 
-def write_tub(path: Path, n: int = 20, inputs: tuple[str, ...] = INPUTS, types: tuple[str, ...] = TYPES,
-              seed: int = 0, metadata: list[str] | None = None) -> Path:
+def write_tub(
+    path: Path,
+    n: int = 20,
+    inputs: tuple[str, ...] = INPUTS,
+    types: tuple[str, ...] = TYPES,
+    seed: int = 0,
+    metadata: list[str] | None = None,
+) -> Path:
     """A tub of ``n`` plausible records: gradient images, angles in [-1, 1], a pos/* trail."""
     from donkeycar.parts.tub_v2 import Tub
 
@@ -27,8 +33,11 @@ def write_tub(path: Path, n: int = 20, inputs: tuple[str, ...] = INPUTS, types: 
             "user/angle": float(np.sin(i / 5.0)),
             "user/throttle": 0.3 + 0.1 * float(rng.random()),
             "user/mode": "user",
-            "pos/pos_x": float(i), "pos/pos_y": 0.0, "pos/pos_z": float(-i),
-            "pos/speed": 1.5, "pos/cte": float(rng.normal(0, 0.05)),
+            "pos/pos_x": float(i),
+            "pos/pos_y": 0.0,
+            "pos/pos_z": float(-i),
+            "pos/speed": 1.5,
+            "pos/cte": float(rng.normal(0, 0.05)),
         }
         tub.write_record({k: v for k, v in values.items() if k in inputs})
     tub.close()

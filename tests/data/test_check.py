@@ -73,8 +73,16 @@ def _fault_wrong_shape(tub: Path) -> tuple[int | None, str]:
     return 4, "has shape (60, 80, 3), expected (120, 160, 3)"
 
 
-FAULTS = [_fault_corrupt_jpeg, _fault_garbage_jpeg, _fault_truncated_catalog_line, _fault_nan_angle,
-          _fault_missing_image, _fault_throttle_out_of_range, _fault_timestamp_backwards, _fault_wrong_shape]
+FAULTS = [
+    _fault_corrupt_jpeg,
+    _fault_garbage_jpeg,
+    _fault_truncated_catalog_line,
+    _fault_nan_angle,
+    _fault_missing_image,
+    _fault_throttle_out_of_range,
+    _fault_timestamp_backwards,
+    _fault_wrong_shape,
+]
 
 
 def test_clean_tub_passes(make_tub, donkey_read):
@@ -126,8 +134,12 @@ def test_truncated_line_fix_keeps_original_and_appends_cleanly(make_tub, donkey_
 
 def test_manifest_from_another_tub_is_found_and_rebuilt(make_tub, donkey_read):
     tub = make_tub("a")
-    other = make_tub("b", n=7, inputs=("cam/image_array", "user/angle", "user/throttle", "user/mode"),
-                     types=("image_array", "float", "float", "str"))
+    other = make_tub(
+        "b",
+        n=7,
+        inputs=("cam/image_array", "user/angle", "user/throttle", "user/mode"),
+        types=("image_array", "float", "float", "str"),
+    )
     shutil.copy(other / "manifest.json", tub / "manifest.json")
     report = check_tub(tub)
     reasons = " | ".join(p.reason for p in report.problems)
@@ -205,7 +217,9 @@ def test_deleted_indexes_holding_a_list_is_reported_not_a_crash(make_tub):
     assert any("deleted_indexes name records that do not exist: [[1, 2]]" in r for r in reasons), reasons
 
 
-@pytest.mark.parametrize(("key", "value"), [("deleted_indexes", 7), ("current_index", "many"), ("paths", None)])
+@pytest.mark.parametrize(
+    ("key", "value"), [("deleted_indexes", 7), ("current_index", "many"), ("paths", None)]
+)
 def test_catalog_metadata_of_the_wrong_type_is_reported_not_a_crash(make_tub, key, value):
     tub = make_tub()
     lines = _manifest_lines(tub)
@@ -244,7 +258,9 @@ def test_unreadable_manifest_is_rebuilt_from_the_catalogs(make_tub, donkey_read)
     original = (tub / "manifest.json").read_bytes()
     (tub / "manifest.json").write_bytes(original[:70])  # cut inside the inputs line
     report = check_tub(tub)
-    assert [p.index for p in report.problems] == [None] and "manifest.json line 1 (inputs) is not JSON" in report.problems[0].reason
+    assert [p.index for p in report.problems] == [
+        None
+    ] and "manifest.json line 1 (inputs) is not JSON" in report.problems[0].reason
     fix_tub(report)
     assert (tub / "manifest.json.orig").read_bytes() == original[:70]
     rebuilt = _manifest_lines(tub)

@@ -74,12 +74,25 @@ def test_records_are_the_expert_labels_and_frames_in_order(collected):
 @pytest.mark.slow
 def test_cli_collect_appends_a_session_per_run(tmp_path, capsys):
     out = tmp_path / "tub"
-    argv = ["data", "collect", "--scene", "generated_road", "--laps", "1", "--out", str(out), "--noise", "none"]
+    argv = [
+        "data",
+        "collect",
+        "--scene",
+        "generated_road",
+        "--laps",
+        "1",
+        "--out",
+        str(out),
+        "--noise",
+        "none",
+    ]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert "records/s" in first and "mean |CTE|" in first
     assert main([*argv, "--seed", "1", "--steer-noise", "0.1"]) == 0
-    lines = [json.loads(line) for p in sorted(out.glob("catalog_*.catalog")) for line in p.read_text().splitlines()]
+    lines = [
+        json.loads(line) for p in sorted(out.glob("catalog_*.catalog")) for line in p.read_text().splitlines()
+    ]
     sessions = list(dict.fromkeys(r["_session_id"] for r in lines))
     assert len(sessions) == 2 and [r["_index"] for r in lines] == list(range(len(lines)))
     manifest = (out / "manifest.json").read_text().splitlines()
@@ -97,7 +110,9 @@ def test_cli_collect_refuses_bad_input(tmp_path, capsys):
     assert main(["data", "collect", "--scene", SCENE, "--out", str(other)]) == 2
     assert "not a tub" in capsys.readouterr().err
     assert main(["data", "collect", "--scene", SCENE, "--laps", "0", "--out", str(tmp_path / "t")]) == 2
-    assert main(["data", "collect", "--scene", SCENE, "--out", str(tmp_path / "t"), "--steer-noise", "nan"]) == 2
+    assert (
+        main(["data", "collect", "--scene", SCENE, "--out", str(tmp_path / "t"), "--steer-noise", "nan"]) == 2
+    )
     assert (other / "notes.txt").read_text() == "mine"
 
 
@@ -119,8 +134,10 @@ def test_every_writer_mode_writes_the_same_records(tmp_path, writer, collected):
     assert other.records == summary.records
 
     def labels(tub: Path) -> list:
-        return [(r["_index"], r["user/angle"], r["pos/cte"])
-                for r in map(json.loads, (tub / "catalog_0.catalog").read_text().splitlines())]
+        return [
+            (r["_index"], r["user/angle"], r["pos/cte"])
+            for r in map(json.loads, (tub / "catalog_0.catalog").read_text().splitlines())
+        ]
 
     assert labels(out) == labels(reference)
     assert check_tub(out).ok

@@ -14,7 +14,9 @@ def test_stats_count_usable_records_per_session(make_tub):
     tub = make_tub(n=30)
     writer = Tub(str(tub))  # a second session appended to the same tub
     writer.input_types = dict(zip(writer.manifest.inputs, writer.manifest.types, strict=True))
-    writer.write_record({"user/angle": -0.5, "user/throttle": 0.2, "cam/image_array": np.zeros((120, 160, 3))})
+    writer.write_record(
+        {"user/angle": -0.5, "user/throttle": 0.2, "cam/image_array": np.zeros((120, 160, 3))}
+    )
     writer.delete_records([0, 1])
     writer.close()
     stats = tub_stats(tub)
@@ -42,6 +44,7 @@ def test_stats_refuses_non_tub(tmp_path, capsys):
 
 
 def test_plot_handles_tub_without_cte(make_tub, tmp_path):
-    tub = make_tub(inputs=("cam/image_array", "user/angle", "user/throttle"),
-                   types=("image_array", "float", "float"))
+    tub = make_tub(
+        inputs=("cam/image_array", "user/angle", "user/throttle"), types=("image_array", "float", "float")
+    )
     assert plot_stats([tub_stats(tub)], tmp_path / "s.png").stat().st_size > 1000

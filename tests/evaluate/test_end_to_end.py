@@ -20,8 +20,11 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("e2e")
     collect([SCENE], laps=3, out=root / "tub", seed=1, noise="heavy", progress=False)
-    record = train_model([root / "tub"], root / "model" / "pilot.keras",
-                         TrainParams(epochs=6, batch_size=16, seed=1, threads=2))
+    record = train_model(
+        [root / "tub"],
+        root / "model" / "pilot.keras",
+        TrainParams(epochs=6, batch_size=16, seed=1, threads=2),
+    )
     return root, record
 
 
@@ -29,8 +32,10 @@ def trained(tmp_path_factory):
 def policy(trained):
     root, _ = trained
     path = root / "policy.yaml"
-    path.write_text(f"scenes: [{SCENE}]\nlaps: 1\nmin_laps_completed: 1\nmax_abs_cte: 0.45\n"
-                    "max_off_track_events: 0\nmin_mean_speed: 0.5\n")
+    path.write_text(
+        f"scenes: [{SCENE}]\nlaps: 1\nmin_laps_completed: 1\nmax_abs_cte: 0.45\n"
+        "max_off_track_events: 0\nmin_mean_speed: 0.5\n"
+    )
     return path
 
 
@@ -81,8 +86,21 @@ def test_sabotaged_model_fails_the_gate(sabotaged, policy, tmp_path, capsys):
 
 def test_evaluate_with_gate_flag_and_keras_model(trained, policy, tmp_path, capsys):
     _, record = trained
-    code = main(["evaluate", record.model_path, "--scene", SCENE, "--laps", "1", "--report", str(tmp_path),
-                 "--gate", str(policy), "--no-plots"])
+    code = main(
+        [
+            "evaluate",
+            record.model_path,
+            "--scene",
+            SCENE,
+            "--laps",
+            "1",
+            "--report",
+            str(tmp_path),
+            "--gate",
+            str(policy),
+            "--no-plots",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert f"{SCENE}: 1/1 laps" in out and "GATE PASS" in out
@@ -92,8 +110,23 @@ def test_evaluate_with_gate_flag_and_keras_model(trained, policy, tmp_path, caps
 
 def test_time_limit_is_reported(trained, tmp_path, capsys):
     _, record = trained
-    code = main(["evaluate", record.tflite_path, "--scene", SCENE, "--laps", "2", "--max-seconds", "3",
-                 "--report", str(tmp_path), "--no-plots", "--gate", "default"])
+    code = main(
+        [
+            "evaluate",
+            record.tflite_path,
+            "--scene",
+            SCENE,
+            "--laps",
+            "2",
+            "--max-seconds",
+            "3",
+            "--report",
+            str(tmp_path),
+            "--no-plots",
+            "--gate",
+            "default",
+        ]
+    )
     assert code == 1
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["end_reason"] == "time_limit" and report["sim_seconds"] == pytest.approx(3.0)
@@ -106,10 +139,15 @@ def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
     not_a_model = tmp_path / "pilot.tflite"
     not_a_model.write_text("hello")
     cases = [
-        (["gate", "--model", record.tflite_path, "--policy", str(bad_policy), "--report", str(tmp_path)],
-         "unknown key(s) min_laps"),
+        (
+            ["gate", "--model", record.tflite_path, "--policy", str(bad_policy), "--report", str(tmp_path)],
+            "unknown key(s) min_laps",
+        ),
         (["evaluate", str(not_a_model), "--report", str(tmp_path)], "is not a TFLite model"),
-        (["evaluate", record.tflite_path, "--scene", "moon", "--report", str(tmp_path)], "unknown scene 'moon'"),
+        (
+            ["evaluate", record.tflite_path, "--scene", "moon", "--report", str(tmp_path)],
+            "unknown scene 'moon'",
+        ),
     ]
     for argv, message in cases:
         assert main(argv) == 2
@@ -129,8 +167,18 @@ def test_untrained_model_fails_the_gate(policy, tmp_path, capsys):
     path = tmp_path / "untrained.keras"
     get_model_by_type("linear", cfg).interpreter.model.save(path)
     keras_model_to_tflite(str(path), str(path.with_suffix(".tflite")))
-    code = main(["gate", "--model", str(path.with_suffix(".tflite")), "--policy", str(policy),
-                 "--report", str(tmp_path / "report"), "--no-plots"])
+    code = main(
+        [
+            "gate",
+            "--model",
+            str(path.with_suffix(".tflite")),
+            "--policy",
+            str(policy),
+            "--report",
+            str(tmp_path / "report"),
+            "--no-plots",
+        ]
+    )
     assert code == 1 and "GATE FAIL" in capsys.readouterr().out
     report = json.loads((tmp_path / "report" / SCENE / "report.json").read_text())
     assert report["laps_completed"] == 0 and report["end_reason"] in ("off_track", "time_limit")

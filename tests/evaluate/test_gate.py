@@ -13,10 +13,25 @@ from pitlane.evaluate.report import Report
 
 def make_report(**changes) -> Report:
     base = dict(
-        scene="generated_track", model="pilot.tflite", model_digest="sha256:00", laps_requested=3,
-        laps_completed=3, lap_times=[16.4, 16.3, 16.3], mean_abs_cte=0.03, max_abs_cte=0.09, off_track_events=0,
-        mean_speed=2.0, steps=1000, sim_seconds=50.0, wall_seconds=3.0, end_reason="laps_completed", seed=0,
-        control_hz=20.0, track_length_m=33.8, track_width_m=1.0, progress_m=101.4,
+        scene="generated_track",
+        model="pilot.tflite",
+        model_digest="sha256:00",
+        laps_requested=3,
+        laps_completed=3,
+        lap_times=[16.4, 16.3, 16.3],
+        mean_abs_cte=0.03,
+        max_abs_cte=0.09,
+        off_track_events=0,
+        mean_speed=2.0,
+        steps=1000,
+        sim_seconds=50.0,
+        wall_seconds=3.0,
+        end_reason="laps_completed",
+        seed=0,
+        control_hz=20.0,
+        track_length_m=33.8,
+        track_width_m=1.0,
+        progress_m=101.4,
     )
     base.update(changes)
     return Report(**base)
@@ -44,7 +59,10 @@ def test_good_report_passes_every_check():
 @pytest.mark.parametrize(
     "changes, failing",
     [
-        (dict(laps_completed=2, end_reason="off_track", off_track_events=1), {"laps_completed", "off_track_events"}),
+        (
+            dict(laps_completed=2, end_reason="off_track", off_track_events=1),
+            {"laps_completed", "off_track_events"},
+        ),
         (dict(max_abs_cte=0.6), {"max_abs_cte"}),
         (dict(mean_speed=0.2), {"mean_speed"}),
         (dict(max_abs_cte=float("nan")), {"max_abs_cte"}),
@@ -57,7 +75,9 @@ def test_bad_reports_fail_the_named_checks(changes, failing):
 
 def test_policy_files_yaml_and_json(tmp_path):
     y = tmp_path / "p.yaml"
-    y.write_text("scenes: [warehouse]\nlaps: 1\nmin_laps_completed: 1\nmax_abs_cte: 0.3\nmin_mean_speed: null\n")
+    y.write_text(
+        "scenes: [warehouse]\nlaps: 1\nmin_laps_completed: 1\nmax_abs_cte: 0.3\nmin_mean_speed: null\n"
+    )
     policy = load_policy(y)
     assert policy.scenes == ("warehouse",) and policy.min_mean_speed is None
     assert "mean_speed" not in {c.metric for c in check(make_report(), policy)}

@@ -68,16 +68,38 @@ def test_report_fields_and_plots(tmp_path):
     sim = Sim("mini_monaco")
     ep = drive(expert_pilot(sim), sim, EvalParams(laps=1))
     report = summarize(
-        ep.trace, scene="mini_monaco", model="expert", model_digest="sha256:0", model_type="expert",
-        laps_requested=1, laps_completed=ep.laps_completed, end_reason=ep.end_reason,
-        wall_seconds=ep.wall_seconds, seed=0, control_hz=20.0, track_length_m=sim.track.length_m,
-        track_width_m=sim.track.width_m, progress_m=ep.progress_m,
+        ep.trace,
+        scene="mini_monaco",
+        model="expert",
+        model_digest="sha256:0",
+        model_type="expert",
+        laps_requested=1,
+        laps_completed=ep.laps_completed,
+        end_reason=ep.end_reason,
+        wall_seconds=ep.wall_seconds,
+        seed=0,
+        control_hz=20.0,
+        track_length_m=sim.track.length_m,
+        track_width_m=sim.track.width_m,
+        progress_m=ep.progress_m,
     )
     plots = write_plots(sim.track, ep.trace, report, tmp_path)
     write_report(report, tmp_path, ep.trace)
     data = json.loads((tmp_path / "report.json").read_text())
-    for key in ("laps_completed", "laps_requested", "lap_times", "mean_abs_cte", "max_abs_cte",
-                "off_track_events", "mean_speed", "steps", "wall_seconds", "end_reason", "scene", "model_digest"):
+    for key in (
+        "laps_completed",
+        "laps_requested",
+        "lap_times",
+        "mean_abs_cte",
+        "max_abs_cte",
+        "off_track_events",
+        "mean_speed",
+        "steps",
+        "wall_seconds",
+        "end_reason",
+        "scene",
+        "model_digest",
+    ):
         assert key in data
     assert data["laps_completed"] == 1 and data["end_reason"] == "laps_completed"
     assert data["steps"] == len(ep.trace.time_s)

@@ -35,8 +35,14 @@ def drive(sim: Sim, driver: ExpertDriver, laps: int) -> dict:
         off += t.hit != "none"
         if t.lap_time_s is not None:
             lap_times.append(t.lap_time_s)
-    return {"laps": t.laps_completed, "cte": np.array(cte), "off": off, "labels": labels, "executed": executed,
-            "lap_times": lap_times}
+    return {
+        "laps": t.laps_completed,
+        "cte": np.array(cte),
+        "off": off,
+        "labels": labels,
+        "executed": executed,
+        "lap_times": lap_times,
+    }
 
 
 @pytest.mark.slow
@@ -77,8 +83,9 @@ def test_speed_slows_for_corners():
     params = ExpertParams()
     profile = speed_profile(sim.track, params)
     curvature = np.abs(sim.track.curvature)
-    assert profile[np.argmax(curvature)] == pytest.approx(math.sqrt(params.max_lat_accel_mps2 / curvature.max()),
-                                                          rel=0.05)
+    assert profile[np.argmax(curvature)] == pytest.approx(
+        math.sqrt(params.max_lat_accel_mps2 / curvature.max()), rel=0.05
+    )
     assert min(profile.max(), params.max_speed_mps) == params.max_speed_mps  # straights reach top speed
 
 

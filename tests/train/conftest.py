@@ -22,7 +22,9 @@ def write_synthetic_tub(path: Path, records: int, seed: int = 0, shape=(120, 160
         img = np.full(shape, 40, np.uint8)
         col = int(round((angle + 1.0) / 2.0 * (w - 1)))
         img[h // 3 :, max(0, col - 6) : col + 6] = 255
-        tub.write_record({"cam/image_array": img, "user/angle": angle, "user/throttle": 0.3, "user/mode": "user"})
+        tub.write_record(
+            {"cam/image_array": img, "user/angle": angle, "user/throttle": 0.3, "user/mode": "user"}
+        )
     tub.close()
     return path
 

@@ -20,8 +20,9 @@ def test_default_recipe_trains_on_the_default_gates_scenes():
 
 @pytest.mark.slow
 def test_tiny_recipe_runs_end_to_end(tmp_path):
-    recipe = Recipe(scenes=("generated_track",), passes=(("light", 1),),
-                    train=TrainParams(epochs=1, batch_size=32))
+    recipe = Recipe(
+        scenes=("generated_track",), passes=(("light", 1),), train=TrainParams(epochs=1, batch_size=32)
+    )
     policy = GatePolicy(scenes=("generated_track",), laps=1, min_laps_completed=1, max_seconds=20.0)
     result = default_recipe(tmp_path, recipe=recipe, policy=policy, threads=2)
     assert (result.tub / "manifest.json").is_file()

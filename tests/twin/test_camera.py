@@ -22,7 +22,7 @@ def start(track, s_m=0.0, lateral_m=0.0, dyaw=0.0):
 
 
 def white(img):
-    return (img.min(axis=2) > 190)
+    return img.min(axis=2) > 190
 
 
 def yellow(img):
@@ -76,7 +76,7 @@ def test_facing_away_from_the_road_shows_no_lines(track):
 def test_custom_image_size(track, w, h):
     img = Camera(track, CameraParams(img_w=w, img_h=h)).render(start(track))
     assert img.shape == (h, w, 3)
-    assert yellow(img[h // 3:]).sum() > 0
+    assert yellow(img[h // 3 :]).sum() > 0
 
 
 def test_rendering_is_deterministic_and_randomisation_is_seeded(track):
@@ -93,8 +93,9 @@ def test_rendering_is_deterministic_and_randomisation_is_seeded(track):
 
 
 def test_from_cam_config_strings_and_zeros():
-    p = CameraParams.from_cam_config({"img_w": "320", "img_h": 240, "fov": "0", "offset_y": "0.3",
-                                      "rot_x": "25,5", "img_enc": "JPG"})
+    p = CameraParams.from_cam_config(
+        {"img_w": "320", "img_h": 240, "fov": "0", "offset_y": "0.3", "rot_x": "25,5", "img_enc": "JPG"}
+    )
     assert (p.img_w, p.img_h, p.offset_y, p.rot_x_deg) == (320, 240, 0.3, 25.5)
     assert p.fov_deg == CameraParams().fov_deg  # 0 means unchanged, like the Unity sim
     assert CameraParams.from_cam_config({}) == CameraParams()

@@ -35,8 +35,12 @@ def test_session_steps_synchronously_and_decodes_rgb_frames(server):
 
 
 def test_cam_config_and_asynchronous_telemetry(server):
-    with TwinClient.session(port=server.port, scene="warehouse", synchronous=False,
-                            cam_config={"img_w": 64, "img_h": 48, "fov": 90}) as sim:
+    with TwinClient.session(
+        port=server.port,
+        scene="warehouse",
+        synchronous=False,
+        cam_config={"img_w": 64, "img_h": 48, "fov": 90},
+    ) as sim:
         sim.control(0.1, 0.4)
         frames = [sim.telemetry(timeout_s=2.0) for _ in range(3)]
         assert all(f.image.shape == (48, 64, 3) for f in frames)
@@ -57,7 +61,10 @@ def test_scene_names_menu_round_trip_and_node_position(server):
 
 
 def test_unknown_scene_is_a_clear_error(server):
-    with TwinClient(port=server.port) as sim, pytest.raises(TwinClientError, match="no scene 'moon'.*generated_track"):
+    with (
+        TwinClient(port=server.port) as sim,
+        pytest.raises(TwinClientError, match="no scene 'moon'.*generated_track"),
+    ):
         sim.load_scene("moon")
 
 
@@ -96,7 +103,9 @@ def test_silent_simulator_times_out_with_what_was_awaited():
 
 
 def test_simulator_hanging_up_or_sending_garbage_is_a_clear_error():
-    port, t = _odd_server(lambda conn: (conn.sendall(b'{"msg_type": "scene_selection_ready"}\n'), conn.close()))
+    port, t = _odd_server(
+        lambda conn: (conn.sendall(b'{"msg_type": "scene_selection_ready"}\n'), conn.close())
+    )
     sim = TwinClient(port=port, timeout_s=2.0)
     with pytest.raises(TwinClientError, match="closed the connection|went away"):
         sim.scene_names()

@@ -139,9 +139,19 @@ def test_missing_and_mistyped_telemetry_keys_fail(twin):
     keys = results["telemetry_keys"]
     assert keys.status == FAIL
     assert "missing gyro_x, activeNode" in keys.reason and "hit is int 0, expected a string" in keys.reason
-    assert results["extended_telemetry"].status == FAIL and "missing cte" in results["extended_telemetry"].reason
+    assert (
+        results["extended_telemetry"].status == FAIL and "missing cte" in results["extended_telemetry"].reason
+    )
     assert results["framing"].status == FAIL and "malformed JSON" in results["framing"].reason
-    for name in ("greeting", "load_scene", "telemetry_rate", "camera_image", "control", "reset_car", "step_mode"):
+    for name in (
+        "greeting",
+        "load_scene",
+        "telemetry_rate",
+        "camera_image",
+        "control",
+        "reset_car",
+        "step_mode",
+    ):
         assert results[name].status == PASS, results[name]
     assert not conformant(list(results.values()))
 
@@ -153,13 +163,18 @@ def _reencode(msg, width: int, height: int):
     return msg
 
 
-@pytest.mark.parametrize("tamper, expected", [
-    (lambda m: _reencode(m, 80, 60), "image is 80x60x3, cam_config asked 160x120"),
-    (lambda m: {**m, "image": base64.b64encode(b"not a picture").decode()}, "image does not decode"),
-    (lambda m: {**m, "image": 42}, "image is int 42, expected base64 text"),
-])
+@pytest.mark.parametrize(
+    "tamper, expected",
+    [
+        (lambda m: _reencode(m, 80, 60), "image is 80x60x3, cam_config asked 160x120"),
+        (lambda m: {**m, "image": base64.b64encode(b"not a picture").decode()}, "image does not decode"),
+        (lambda m: {**m, "image": 42}, "image is int 42, expected base64 text"),
+    ],
+)
 def test_a_wrong_camera_image_fails(twin, tamper, expected):
-    with TamperingProxy(twin.port, to_client=lambda m: tamper(m) if m["msg_type"] == "telemetry" else m) as proxy:
+    with TamperingProxy(
+        twin.port, to_client=lambda m: tamper(m) if m["msg_type"] == "telemetry" else m
+    ) as proxy:
         results = by_name(run_checks("127.0.0.1", proxy.port, timeout=2, window_s=0.3))
     assert results["camera_image"].status == FAIL
     assert expected in results["camera_image"].reason
@@ -171,7 +186,7 @@ def test_a_sim_that_never_sends_car_loaded_fails_and_skips_the_rest(twin, capsys
     with TamperingProxy(twin.port, to_client=lambda m: None if m["msg_type"] in drop else m) as proxy:
         assert main(["twin", "check", "--port", str(proxy.port), "--timeout", "0.5"]) == 1
     table = capsys.readouterr().out
-    rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[4:4 + len(CHECKS)]}
+    rows = {line.split()[0]: line.split()[1] for line in table.splitlines()[4 : 4 + len(CHECKS)]}
     assert rows["greeting"] == rows["scene_names"] == PASS
     assert rows["load_scene"] == FAIL
     assert "no car_loaded within 0.5 s of load_scene" in table
@@ -186,7 +201,9 @@ def test_a_sim_without_protocol_version_or_step_mode_only_warns(twin):
         results = by_name(run_checks("127.0.0.1", proxy.port, timeout=1, window_s=0.3))
     assert results["protocol_version"].status == WARN
     assert results["step_mode"].status == WARN and "kept streaming" in results["step_mode"].reason
-    assert all(r.status == PASS for name, r in results.items() if name not in ("protocol_version", "step_mode"))
+    assert all(
+        r.status == PASS for name, r in results.items() if name not in ("protocol_version", "step_mode")
+    )
     assert conformant(list(results.values()))
 
 

@@ -34,12 +34,17 @@ def test_back_to_back_objects_without_newline_as_gym_donkeycar_sends_them():
 def test_messages_split_at_every_byte_boundary_reassemble():
     stream = b'{"msg_type": "a", "s": "x}{\\"y\\\\"}\n{"msg_type":"b","n":{"k":[1,2]}}{"msg_type":"c"}\n'
     out = feed_all([bytes([b]) for b in stream])
-    assert out == [{"msg_type": "a", "s": 'x}{"y\\'}, {"msg_type": "b", "n": {"k": [1, 2]}}, {"msg_type": "c"}]
+    assert out == [
+        {"msg_type": "a", "s": 'x}{"y\\'},
+        {"msg_type": "b", "n": {"k": [1, 2]}},
+        {"msg_type": "c"},
+    ]
 
 
 def test_pretty_printed_message_over_several_lines():
     assert feed_all([b'{\n  "msg_type": "control",\n  "steering": "0.1"\n}\n']) == [
-        {"msg_type": "control", "steering": "0.1"}]
+        {"msg_type": "control", "steering": "0.1"}
+    ]
 
 
 def test_truncated_line_is_reported_and_the_next_message_survives():
@@ -51,8 +56,16 @@ def test_truncated_line_is_reported_and_the_next_message_survives():
 
 
 def test_malformed_json_non_objects_missing_msg_type_and_stray_bytes_are_errors():
-    out = feed_all([b'{"msg_type": "control", "steering": }\n', b"[1, 2]\n", b'{"steering": "1"}\n',
-                    b'{"msg_type": 7}\n', b"hello\n", b'{"msg_type": "ok"}\n'])
+    out = feed_all(
+        [
+            b'{"msg_type": "control", "steering": }\n',
+            b"[1, 2]\n",
+            b'{"steering": "1"}\n',
+            b'{"msg_type": 7}\n',
+            b"hello\n",
+            b'{"msg_type": "ok"}\n',
+        ]
+    )
     assert [type(o) for o in out[:-1]] == [P.ProtocolError] * 5
     assert "malformed JSON" in str(out[0]) and "msg_type" in str(out[2]) and "outside" in str(out[4])
     assert out[-1] == {"msg_type": "ok"}
@@ -65,8 +78,9 @@ def test_invalid_utf8_is_an_error_not_an_exception():
 
 def test_oversized_message_is_discarded_and_the_stream_recovers():
     s = P.MessageSplitter(max_bytes=1000)
-    out = feed_all([b'{"msg_type": "x", "pad": "', b"a" * 600, b"a" * 600, b"a" * 5000, b'"}',
-                    b'{"msg_type": "ok"}'], s)
+    out = feed_all(
+        [b'{"msg_type": "x", "pad": "', b"a" * 600, b"a" * 600, b"a" * 5000, b'"}', b'{"msg_type": "ok"}'], s
+    )
     assert len(out) == 2 and "longer than 1000" in str(out[0]) and out[1] == {"msg_type": "ok"}
     assert s.pending_bytes == 0
 
@@ -91,36 +105,64 @@ def test_pending_bytes_counts_an_unfinished_message():
 # ------------------------------------------------------------------------------------------------ values
 
 
-@pytest.mark.parametrize("raw,want", [("0.25", 0.25), ("0,25", 0.25), (" -1e-3 ", -0.001), (3, 3.0),
-                                      (0.5, 0.5), ("1", 1.0)])
+@pytest.mark.parametrize(
+    "raw,want", [("0.25", 0.25), ("0,25", 0.25), (" -1e-3 ", -0.001), (3, 3.0), (0.5, 0.5), ("1", 1.0)]
+)
 def test_parse_float_reads_strings_numbers_and_comma_decimals(raw, want):
     assert P.parse_float(raw, "x") == pytest.approx(want)
 
 
-@pytest.mark.parametrize("raw", ["nan", "NaN", "inf", "-Infinity", float("nan"), float("inf"), "1e999", "abc", "",
-                                 None, True, [1], {"a": 1}, "1" * 100, 10 ** 400])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "nan",
+        "NaN",
+        "inf",
+        "-Infinity",
+        float("nan"),
+        float("inf"),
+        "1e999",
+        "abc",
+        "",
+        None,
+        True,
+        [1],
+        {"a": 1},
+        "1" * 100,
+        10**400,
+    ],
+)
 def test_parse_float_refuses_what_is_not_a_finite_number(raw):
     with pytest.raises(P.ProtocolError):
         P.parse_float(raw, "steering")
 
 
 def test_parse_control_clamps_and_makes_bad_values_safe():
-    c, warnings = P.parse_control({"msg_type": "control", "steering": "2.5", "throttle": "-7", "brake": "0,5"})
+    c, warnings = P.parse_control(
+        {"msg_type": "control", "steering": "2.5", "throttle": "-7", "brake": "0,5"}
+    )
     assert (c.steering, c.throttle, c.brake) == (1.0, -1.0, 0.5)
     assert len(warnings) == 2 and all("clamped" in w for w in warnings)
     c, warnings = P.parse_control({"msg_type": "control", "steering": float("nan"), "throttle": "abc"})
     assert (c.steering, c.throttle, c.brake) == (0.0, 0.0, 0.0)
     assert len(warnings) == 2 and all("using 0" in w for w in warnings)
-    c, warnings = P.parse_control({"msg_type": "control", "steering": "-0.3", "throttle": "0.4", "brake": "0.0"})
+    c, warnings = P.parse_control(
+        {"msg_type": "control", "steering": "-0.3", "throttle": "0.4", "brake": "0.0"}
+    )
     assert (c.steering, c.throttle, c.brake) == (-0.3, 0.4, 0.0) and warnings == []
 
 
 def test_parse_step_mode():
     assert P.parse_step_mode({"step_mode": "synchronous", "time_step": "0.1"}, 0.05) == (True, 0.1)
     assert P.parse_step_mode({"step_mode": "Asynchronous"}, 0.05) == (False, 0.05)
-    for bad in ({"step_mode": "fast"}, {"step_mode": 1}, {"step_mode": "synchronous", "time_step": "0"},
-                {"step_mode": "synchronous", "time_step": "-1"}, {"step_mode": "synchronous", "time_step": "nan"},
-                {"step_mode": "synchronous", "time_step": "11"}):
+    for bad in (
+        {"step_mode": "fast"},
+        {"step_mode": 1},
+        {"step_mode": "synchronous", "time_step": "0"},
+        {"step_mode": "synchronous", "time_step": "-1"},
+        {"step_mode": "synchronous", "time_step": "nan"},
+        {"step_mode": "synchronous", "time_step": "11"},
+    ):
         with pytest.raises(P.ProtocolError):
             P.parse_step_mode(bad, 0.05)
 
@@ -145,7 +187,12 @@ def test_unity_yaw_mapping():
 def test_set_position_quaternion_round_trip():
     for yaw in (-2.5, 0.0, 0.4, 1.9):
         q = P.yaw_quaternion(yaw)
-        msg = {"pos_x": "1,5", "pos_y": "0", "pos_z": "-2", **dict(zip(("Qx", "Qy", "Qz", "Qw"), map(str, q), strict=True))}
+        msg = {
+            "pos_x": "1,5",
+            "pos_y": "0",
+            "pos_z": "-2",
+            **dict(zip(("Qx", "Qy", "Qz", "Qw"), map(str, q), strict=True)),
+        }
         x, y, got = P.parse_set_position(msg)
         assert (x, y) == (1.5, -2.0) and got == pytest.approx(yaw)
     assert P.parse_set_position({"pos_x": 1, "pos_z": 2}) == (1.0, 2.0, None)
@@ -156,14 +203,17 @@ def test_set_position_quaternion_round_trip():
 def test_image_format_from_cam_config():
     base = P.ImageFormat()
     assert P.ImageFormat.from_cam_config({"img_enc": "0", "img_d": "0"}, base) == (base, [])  # gym "defaults"
-    assert P.ImageFormat.from_cam_config({"img_enc": "PNG", "img_d": "1"}, base)[0] == P.ImageFormat("PNG", True)
+    assert P.ImageFormat.from_cam_config({"img_enc": "PNG", "img_d": "1"}, base)[0] == P.ImageFormat(
+        "PNG", True
+    )
     fmt, warnings = P.ImageFormat.from_cam_config({"img_enc": "BMP", "img_d": "2"}, base)
     assert fmt == base and len(warnings) == 2
 
 
 def test_normalize_cam_config_reads_strings_and_drops_garbage():
-    values, warnings = P.normalize_cam_config({"msg_type": "cam_config", "fov": "90", "img_w": "0,0",
-                                               "rot_x": "abc", "img_enc": "JPG"})
+    values, warnings = P.normalize_cam_config(
+        {"msg_type": "cam_config", "fov": "90", "img_w": "0,0", "rot_x": "abc", "img_enc": "JPG"}
+    )
     assert values == {"msg_type": "cam_config", "fov": 90.0, "img_w": 0.0, "img_enc": "JPG"}
     assert len(warnings) == 1 and "rot_x" in warnings[0]
 
@@ -201,15 +251,53 @@ def test_jpeg_header_and_grayscale_frames():
 
 # --------------------------------------------------------------------------------------------- telemetry
 
-SPEC_TELEMETRY_KEYS = {"steering_angle", "throttle", "speed", "image", "hit", "time", "accel_x", "accel_y",
-                       "accel_z", "gyro_x", "gyro_y", "gyro_z", "pitch", "yaw", "roll", "activeNode", "totalNodes",
-                       "cte", "pos_x", "pos_y", "pos_z", "vel_x", "vel_y", "vel_z"}
+SPEC_TELEMETRY_KEYS = {
+    "steering_angle",
+    "throttle",
+    "speed",
+    "image",
+    "hit",
+    "time",
+    "accel_x",
+    "accel_y",
+    "accel_z",
+    "gyro_x",
+    "gyro_y",
+    "gyro_z",
+    "pitch",
+    "yaw",
+    "roll",
+    "activeNode",
+    "totalNodes",
+    "cte",
+    "pos_x",
+    "pos_y",
+    "pos_z",
+    "vel_x",
+    "vel_y",
+    "vel_z",
+}
 
 
 def _telemetry(**kw) -> Telemetry:
-    base = dict(time_s=1.0, steering=0.1, throttle=0.5, brake=0.0, speed_mps=2.0, x_m=3.0, y_m=4.0,
-                yaw_rad=math.pi / 2, vel_x=0.0, vel_y=2.0, cte_m=-0.2, active_node=np.int64(7), total_nodes=600,
-                hit="none", laps_completed=0, lap_time_s=None)
+    base = dict(
+        time_s=1.0,
+        steering=0.1,
+        throttle=0.5,
+        brake=0.0,
+        speed_mps=2.0,
+        x_m=3.0,
+        y_m=4.0,
+        yaw_rad=math.pi / 2,
+        vel_x=0.0,
+        vel_y=2.0,
+        cte_m=-0.2,
+        active_node=np.int64(7),
+        total_nodes=600,
+        hit="none",
+        laps_completed=0,
+        lap_time_s=None,
+    )
     base.update(kw)
     return Telemetry(**base)
 
@@ -238,10 +326,16 @@ def test_encode_telemetry_is_the_same_message_as_one_json_line():
 
 
 def test_outbound_json_survives_gym_donkeycars_comma_rewrite():
-    msgs = [P.telemetry_message(_telemetry(active_node=12, total_nodes=300, speed_mps=3, cte_m=-1), "QUJD"),
-            P.scene_names(["a", "b"]),
-            P.node_position(3, 1.0, 2.0, 0.5), P.collision_with_starting_line(12.0), P.cross_start(11.5),
-            P.protocol_version(), P.scene_selection_ready(), P.car_loaded()]
+    msgs = [
+        P.telemetry_message(_telemetry(active_node=12, total_nodes=300, speed_mps=3, cte_m=-1), "QUJD"),
+        P.scene_names(["a", "b"]),
+        P.node_position(3, 1.0, 2.0, 0.5),
+        P.collision_with_starting_line(12.0),
+        P.cross_start(11.5),
+        P.protocol_version(),
+        P.scene_selection_ready(),
+        P.car_loaded(),
+    ]
     for msg in msgs:
         line = P.encode_message(msg).decode().rstrip("\n")
         assert json.loads(replace_float_notation(line)) == msg

@@ -45,7 +45,11 @@ def test_unknown_scene_names_the_known_ones():
 
 
 def test_generated_road_depends_on_rand_seed_only():
-    a, b, c = load_scene("generated_road", 1), load_scene("generated_road", 1), load_scene("generated_road", 2)
+    a, b, c = (
+        load_scene("generated_road", 1),
+        load_scene("generated_road", 1),
+        load_scene("generated_road", 2),
+    )
     np.testing.assert_array_equal(a.centerline, b.centerline)
     assert a.centerline.shape != c.centerline.shape or not np.allclose(a.centerline, c.centerline)
 

@@ -22,9 +22,32 @@ from pitlane.errors import UserError
 from pitlane.twin.scenes import SCENE_NAMES, load_scene
 from pitlane.twin.server import TwinServer
 
-SPEC_TELEMETRY_KEYS = {"steering_angle", "throttle", "speed", "image", "hit", "time", "accel_x", "accel_y",
-                       "accel_z", "gyro_x", "gyro_y", "gyro_z", "pitch", "yaw", "roll", "activeNode", "totalNodes",
-                       "cte", "pos_x", "pos_y", "pos_z", "vel_x", "vel_y", "vel_z"}
+SPEC_TELEMETRY_KEYS = {
+    "steering_angle",
+    "throttle",
+    "speed",
+    "image",
+    "hit",
+    "time",
+    "accel_x",
+    "accel_y",
+    "accel_z",
+    "gyro_x",
+    "gyro_y",
+    "gyro_z",
+    "pitch",
+    "yaw",
+    "roll",
+    "activeNode",
+    "totalNodes",
+    "cte",
+    "pos_x",
+    "pos_y",
+    "pos_z",
+    "vel_x",
+    "vel_y",
+    "vel_z",
+}
 
 
 def image_of(msg: dict) -> np.ndarray:
@@ -36,7 +59,9 @@ def control(steering, throttle, brake="0.0") -> dict:
     return {"msg_type": "control", "steering": str(steering), "throttle": str(throttle), "brake": str(brake)}
 
 
-def in_scene(port: int, scene: str = "generated_track", synchronous: bool = True, time_step="0.05") -> RawClient:
+def in_scene(
+    port: int, scene: str = "generated_track", synchronous: bool = True, time_step="0.05"
+) -> RawClient:
     c = RawClient(port)
     c.expect("scene_selection_ready")
     c.send({"msg_type": "load_scene", "scene_name": scene})
@@ -58,7 +83,9 @@ def test_menu_flow_scene_names_protocol_version_and_car_loaded(server):
     c.send({"msg_type": "get_scene_names"})
     names = c.recv()
     assert names["msg_type"] == "scene_names" and names["scene_names"] == list(SCENE_NAMES)
-    assert {"generated_track", "generated_road", "mini_monaco", "warehouse", "circuit_launch"} <= set(SCENE_NAMES)
+    assert {"generated_track", "generated_road", "mini_monaco", "warehouse", "circuit_launch"} <= set(
+        SCENE_NAMES
+    )
     c.send({"msg_type": "load_scene", "scene_name": "warehouse"})
     assert c.recv() == {"msg_type": "car_loaded"}
     c.close()
@@ -82,9 +109,24 @@ def test_asynchronous_mode_streams_telemetry_with_every_spec_key_at_20_hz(server
 
 def test_cam_config_changes_frame_size_and_encoding(server):
     c = in_scene(server.port)
-    c.send({"msg_type": "cam_config", "fov": "0", "fish_eye_x": "0.0", "fish_eye_y": "0.0", "img_w": "80",
-            "img_h": "60", "img_d": "0", "img_enc": "PNG", "offset_x": "0.0", "offset_y": "0.0",
-            "offset_z": "0.0", "rot_x": "0.0", "rot_y": "0.0", "rot_z": "0.0"})
+    c.send(
+        {
+            "msg_type": "cam_config",
+            "fov": "0",
+            "fish_eye_x": "0.0",
+            "fish_eye_y": "0.0",
+            "img_w": "80",
+            "img_h": "60",
+            "img_d": "0",
+            "img_enc": "PNG",
+            "offset_x": "0.0",
+            "offset_y": "0.0",
+            "offset_z": "0.0",
+            "rot_x": "0.0",
+            "rot_y": "0.0",
+            "rot_z": "0.0",
+        }
+    )
     c.send(control(0, 0))
     msg = c.expect("telemetry")
     assert base64.b64decode(msg["image"])[:4] == b"\x89PNG"
@@ -134,8 +176,15 @@ def test_set_position_and_node_position(server):
     node = c.expect("node_position")
     assert node["index"] == 100
     assert (node["pos_x"], node["pos_z"]) == pytest.approx(tuple(track.centerline[100]))
-    c.send({"msg_type": "set_position", "pos_x": str(node["pos_x"]), "pos_y": "0", "pos_z": str(node["pos_z"]),
-            **{k: str(node[k]) for k in ("Qx", "Qy", "Qz", "Qw")}})
+    c.send(
+        {
+            "msg_type": "set_position",
+            "pos_x": str(node["pos_x"]),
+            "pos_y": "0",
+            "pos_z": str(node["pos_z"]),
+            **{k: str(node[k]) for k in ("Qx", "Qy", "Qz", "Qw")},
+        }
+    )
     c.send(control(0, 0))
     msg = c.expect("telemetry")
     assert abs(msg["activeNode"] - 100) <= 1 and abs(msg["cte"]) < 0.02
@@ -207,8 +256,15 @@ def test_car_placed_before_the_line_reports_its_crossing_only_when_it_gets_there
     index = track.total_nodes - 60  # 3 m before the start line
     c.send({"msg_type": "node_position", "index": str(index)})
     node = c.expect("node_position")
-    c.send({"msg_type": "set_position", "pos_x": str(node["pos_x"]), "pos_y": "0", "pos_z": str(node["pos_z"]),
-            **{k: str(node[k]) for k in ("Qx", "Qy", "Qz", "Qw")}})
+    c.send(
+        {
+            "msg_type": "set_position",
+            "pos_x": str(node["pos_x"]),
+            "pos_y": "0",
+            "pos_z": str(node["pos_z"]),
+            **{k: str(node[k]) for k in ("Qx", "Qy", "Qz", "Qw")},
+        }
+    )
     steering, crossed_at = 0.0, None
     for _ in range(200):
         c.send(control(steering, 0.5))
@@ -235,7 +291,9 @@ def drive(c: RawClient, controls) -> list[dict]:
 def test_each_client_has_its_own_car_and_identical_sessions_are_identical(server):
     a, b, idle = in_scene(server.port), in_scene(server.port), in_scene(server.port)
     rng = np.random.default_rng(1)
-    controls = [(round(float(s), 3), round(float(t), 3)) for s, t in rng.uniform([-0.3, 0.2], [0.3, 0.8], (40, 2))]
+    controls = [
+        (round(float(s), 3), round(float(t), 3)) for s, t in rng.uniform([-0.3, 0.2], [0.3, 0.8], (40, 2))
+    ]
     run_a = drive(a, controls)
     run_b = drive(b, controls)
     assert run_a == run_b  # same seed, same controls: same telemetry and frames, whatever else runs
@@ -282,7 +340,7 @@ class GymDonkeycarWire:
             self.local += self.sock.recv(1024 * 256).decode("utf-8")
             n0, n1 = self.local.find("{"), self.local.rfind("}\n")
             if n1 >= 0 and 0 <= n0 < n1:
-                msgs = self.local[n0:n1 + 1].split("\n")
+                msgs = self.local[n0 : n1 + 1].split("\n")
                 self.local = self.local[n1:]
                 for m in msgs:
                     if len(m) > 2:
@@ -309,11 +367,35 @@ def test_replays_gym_donkeycar_1_3_1_session(server):
     gym.send({"msg_type": "load_scene", "scene_name": "generated_track"})
     gym.wait("car_loaded")
     # on_car_loaded: send_config() blocking sends first, then the queued hand-brake control
-    gym.send({"msg_type": "car_config", "body_style": "donkey", "body_r": "255", "body_g": "72", "body_b": "0",
-              "car_name": "me", "font_size": "100"})
-    gym.send({"msg_type": "cam_config", "fov": "0", "fish_eye_x": "0.0", "fish_eye_y": "0.0", "img_w": "160",
-              "img_h": "120", "img_d": "0", "img_enc": "JPG", "offset_x": "0.0", "offset_y": "0.0",
-              "offset_z": "0.0", "rot_x": "0.0", "rot_y": "0.0", "rot_z": "0.0"})
+    gym.send(
+        {
+            "msg_type": "car_config",
+            "body_style": "donkey",
+            "body_r": "255",
+            "body_g": "72",
+            "body_b": "0",
+            "car_name": "me",
+            "font_size": "100",
+        }
+    )
+    gym.send(
+        {
+            "msg_type": "cam_config",
+            "fov": "0",
+            "fish_eye_x": "0.0",
+            "fish_eye_y": "0.0",
+            "img_w": "160",
+            "img_h": "120",
+            "img_d": "0",
+            "img_enc": "JPG",
+            "offset_x": "0.0",
+            "offset_y": "0.0",
+            "offset_z": "0.0",
+            "rot_x": "0.0",
+            "rot_y": "0.0",
+            "rot_z": "0.0",
+        }
+    )
     gym.send({"msg_type": "control", "steering": "0", "throttle": "0", "brake": "1.0"})
     # DonkeyEnv.reset(): hand brake, reset_car, hand brake, then observe() waits for a telemetry
     gym.send({"msg_type": "control", "steering": "0", "throttle": "0", "brake": "1.0"})
@@ -323,13 +405,17 @@ def test_replays_gym_donkeycar_1_3_1_session(server):
     first = gym.wait("telemetry")
     # DonkeyGymEnv.update(): step(action) = send_control(str(steering), str(throttle)) then observe()
     for steering, throttle in [(np.float32(0.0), np.float32(0.4))] * 10 + [(0.1, 0.4)] * 5:
-        gym.send({"msg_type": "control", "steering": str(steering), "throttle": str(throttle), "brake": "0.0"})
+        gym.send(
+            {"msg_type": "control", "steering": str(steering), "throttle": str(throttle), "brake": "0.0"}
+        )
         msg = gym.wait("telemetry")
         # DonkeyUnitySimHandler.on_telemetry reads these keys as numbers
         obs = np.asarray(Image.open(io.BytesIO(base64.b64decode(msg["image"]))))
         assert obs.shape == (120, 160, 3) and obs.dtype == np.uint8
         x, y, z, speed, cte = msg["pos_x"], msg["pos_y"], msg["pos_z"], msg["speed"], msg["cte"]
-        assert all(isinstance(v, float) for v in (x, y, z, speed, cte, msg["vel_x"], msg["vel_y"], msg["vel_z"]))
+        assert all(
+            isinstance(v, float) for v in (x, y, z, speed, cte, msg["vel_x"], msg["vel_y"], msg["vel_z"])
+        )
         assert {"gyro_x", "accel_x", "roll", "pitch", "yaw"} <= set(msg) and "lidar" not in msg
         assert msg["hit"] == "none" and math.fabs(cte) < 8.0  # max_cte default: not game over
     assert msg["speed"] > 0.3 and math.dist((x, z), (first["pos_x"], first["pos_z"])) > 0.1
@@ -338,8 +424,11 @@ def test_replays_gym_donkeycar_1_3_1_session(server):
 
 def test_serving_process_stops_cleanly_on_sigterm():
     """`python -m pitlane.twin.server` (what `pitlane twin serve` runs) serves until SIGTERM, then exits 0."""
-    proc = subprocess.Popen([sys.executable, "-m", "pitlane.twin.server", "--port", "0", "--quiet"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pitlane.twin.server", "--port", "0", "--quiet"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("listening on 127.0.0.1:"), line

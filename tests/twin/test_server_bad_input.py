@@ -27,8 +27,11 @@ def synchronous_car(port: int) -> RawClient:
 
 def warnings_of(caplog, client_id: int | None = None) -> list[str]:
     prefix = f"client {client_id}:" if client_id else "client"
-    return [r.getMessage() for r in caplog.records
-            if r.name == LOGGER and r.levelno >= logging.WARNING and r.getMessage().startswith(prefix)]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == LOGGER and r.levelno >= logging.WARNING and r.getMessage().startswith(prefix)
+    ]
 
 
 def no_internal_errors(caplog) -> bool:
@@ -71,8 +74,25 @@ def test_unknown_scene_answers_the_valid_names_and_stays_in_the_menu(server, cap
     c.close()
 
 
-@pytest.mark.parametrize("raw_value", ['NaN', '"nan"', '"inf"', '"-Infinity"', '1e999', '"1e999"', '"abc"', 'null',
-                                       '[]', '{}', 'true', '"5"', '-7.5', '"0,9"'])
+@pytest.mark.parametrize(
+    "raw_value",
+    [
+        "NaN",
+        '"nan"',
+        '"inf"',
+        '"-Infinity"',
+        "1e999",
+        '"1e999"',
+        '"abc"',
+        "null",
+        "[]",
+        "{}",
+        "true",
+        '"5"',
+        "-7.5",
+        '"0,9"',
+    ],
+)
 def test_nan_and_out_of_range_controls_are_made_safe(server, caplog, raw_value):
     c = synchronous_car(server.port)
     line = '{"msg_type": "control", "steering": %s, "throttle": %s, "brake": %s}\n' % ((raw_value,) * 3)
@@ -125,20 +145,72 @@ def test_binary_garbage_is_skipped(server, caplog):
 
 
 def _fuzz_message(rng: random.Random) -> bytes:
-    values = [lambda: str(rng.uniform(-5, 5)), lambda: rng.uniform(-1e6, 1e6), lambda: "nan", lambda: None,
-              lambda: [], lambda: {"x": 1}, lambda: "", lambda: rng.choice(["synchronous", "asynchronous"]),
-              lambda: str(rng.randint(-5, 2000)), lambda: rng.choice(["JPG", "PNG", "TGA", "GIF"]),
-              lambda: "x" * rng.randint(0, 300), lambda: True, lambda: 10 ** rng.randint(0, 30)]
-    kinds = ["control", "reset_car", "exit_scene", "load_scene", "get_scene_names", "get_protocol_version",
-             "car_config", "racer_info", "cam_config", "cam_config_b", "lidar_config", "set_position",
-             "node_position", "regen_road", "step_mode", "no_such_type", "", "ping"]
-    keys = ["steering", "throttle", "brake", "scene_name", "step_mode", "time_step", "img_w", "img_h", "fov",
-            "img_enc", "img_d", "offset_y", "rot_x", "pos_x", "pos_z", "Qx", "Qy", "Qz", "Qw", "index", "rand_seed",
-            "body_style", "car_name"]
+    values = [
+        lambda: str(rng.uniform(-5, 5)),
+        lambda: rng.uniform(-1e6, 1e6),
+        lambda: "nan",
+        lambda: None,
+        lambda: [],
+        lambda: {"x": 1},
+        lambda: "",
+        lambda: rng.choice(["synchronous", "asynchronous"]),
+        lambda: str(rng.randint(-5, 2000)),
+        lambda: rng.choice(["JPG", "PNG", "TGA", "GIF"]),
+        lambda: "x" * rng.randint(0, 300),
+        lambda: True,
+        lambda: 10 ** rng.randint(0, 30),
+    ]
+    kinds = [
+        "control",
+        "reset_car",
+        "exit_scene",
+        "load_scene",
+        "get_scene_names",
+        "get_protocol_version",
+        "car_config",
+        "racer_info",
+        "cam_config",
+        "cam_config_b",
+        "lidar_config",
+        "set_position",
+        "node_position",
+        "regen_road",
+        "step_mode",
+        "no_such_type",
+        "",
+        "ping",
+    ]
+    keys = [
+        "steering",
+        "throttle",
+        "brake",
+        "scene_name",
+        "step_mode",
+        "time_step",
+        "img_w",
+        "img_h",
+        "fov",
+        "img_enc",
+        "img_d",
+        "offset_y",
+        "rot_x",
+        "pos_x",
+        "pos_z",
+        "Qx",
+        "Qy",
+        "Qz",
+        "Qw",
+        "index",
+        "rand_seed",
+        "body_style",
+        "car_name",
+    ]
     r = rng.random()
     if r < 0.05:
         return rng.randbytes(rng.randint(1, 200))
-    weights = [30 if k == "control" else 6 if k == "load_scene" else 1 if k == "exit_scene" else 3 for k in kinds]
+    weights = [
+        30 if k == "control" else 6 if k == "load_scene" else 1 if k == "exit_scene" else 3 for k in kinds
+    ]
     msg = {"msg_type": rng.choices(kinds, weights)[0]}
     for key in rng.sample(keys, rng.randint(0, 6)):
         msg[key] = rng.choice(values)()
@@ -190,7 +262,9 @@ def test_fuzz_many_random_messages_never_break_the_server_or_other_clients(serve
     assert newcomer.expect("telemetry")["time"] == pytest.approx(0.05)
     bystander.send({"msg_type": "control", "steering": "0.0", "throttle": "0.3", "brake": "0.0"})
     assert bystander.expect("telemetry")["throttle"] == 0.3
-    assert no_internal_errors(caplog), [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR][:5]
+    assert no_internal_errors(caplog), [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR][
+        :5
+    ]
     assert len(warnings_of(caplog)) > 500  # the bad ones were all reported
     for c in [bystander, newcomer, *fuzzers]:
         c.close()

@@ -50,8 +50,12 @@ def test_set_pose_teleports_and_reports_cte():
 
 def test_same_seed_same_run_with_randomisation():
     def run(seed):
-        sim = Sim("mini_monaco", seed=seed, randomize=DomainRandomization(),
-                  params=WorldParams(random_start=True, start_lateral_std_m=0.1))
+        sim = Sim(
+            "mini_monaco",
+            seed=seed,
+            randomize=DomainRandomization(),
+            params=WorldParams(random_start=True, start_lateral_std_m=0.1),
+        )
         frames = []
         for i in range(10):
             sim.step(Control(steering=0.1 * (i % 3 - 1), throttle=0.4))

@@ -29,8 +29,11 @@ def test_snapshot_writes_camera_map_and_strip(tmp_path, capsys):
 
 def test_snapshot_of_a_track_file(tmp_path):
     track = tmp_path / "t.json"
-    track.write_text(json.dumps({"name": "oval", "width_m": 1.0,
-                                 "centerline": [[0, 0], [8, 0], [10, 3], [8, 6], [0, 6], [-2, 3]]}))
+    track.write_text(
+        json.dumps(
+            {"name": "oval", "width_m": 1.0, "centerline": [[0, 0], [8, 0], [10, 3], [8, 6], [0, 6], [-2, 3]]}
+        )
+    )
     out = tmp_path / "o"
     assert main(["twin", "snapshot", "--track", str(track), "--out", str(out), "--frames", "0"]) == 0
     assert (out / "camera.png").exists() and not (out / "strip.png").exists()

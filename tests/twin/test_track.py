@@ -86,8 +86,12 @@ def test_json_round_trip_is_exact(tmp_path):
 
 
 def test_hand_written_file_with_few_points_is_smoothed(tmp_path):
-    doc = {"name": "mine", "width_m": 0.9, "centerline": [[0, 0], [6, 0], [6, 4], [0, 4]],
-           "style": {"ground_rgb": [10, 20, 30]}}
+    doc = {
+        "name": "mine",
+        "width_m": 0.9,
+        "centerline": [[0, 0], [6, 0], [6, 4], [0, 4]],
+        "style": {"ground_rgb": [10, 20, 30]},
+    }
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(doc))
     t = Track.load(path)
@@ -98,15 +102,18 @@ def test_hand_written_file_with_few_points_is_smoothed(tmp_path):
     assert min(np.hypot(*(t.centerline - (6, 0)).T)) < 0.03
 
 
-@pytest.mark.parametrize("doc, words", [
-    ({"name": "x", "width_m": 1.0}, "centerline"),
-    ({"name": "x", "width_m": "wide", "centerline": [[0, 0], [1, 0], [1, 1]]}, "width_m"),
-    ({"name": "x", "width_m": 1.0, "centerline": [[0, 0], [1, 0]]}, "at least 3"),
-    ({"name": "x", "width_m": 1.0, "centerline": [[0, 0], [1, "a"], [1, 1]]}, "centerline"),
-    ({"name": "x", "width_m": 50.0, "centerline": [[0, 0], [5, 0], [5, 5]]}, "width_m"),
-    ({"name": "x", "width_m": 1.0, "centerline": [[0, 0], [5, 0], [5, 5]], "style": {"sky": 1}}, "style"),
-    ([1, 2], "object"),
-])
+@pytest.mark.parametrize(
+    "doc, words",
+    [
+        ({"name": "x", "width_m": 1.0}, "centerline"),
+        ({"name": "x", "width_m": "wide", "centerline": [[0, 0], [1, 0], [1, 1]]}, "width_m"),
+        ({"name": "x", "width_m": 1.0, "centerline": [[0, 0], [1, 0]]}, "at least 3"),
+        ({"name": "x", "width_m": 1.0, "centerline": [[0, 0], [1, "a"], [1, 1]]}, "centerline"),
+        ({"name": "x", "width_m": 50.0, "centerline": [[0, 0], [5, 0], [5, 5]]}, "width_m"),
+        ({"name": "x", "width_m": 1.0, "centerline": [[0, 0], [5, 0], [5, 5]], "style": {"sky": 1}}, "style"),
+        ([1, 2], "object"),
+    ],
+)
 def test_bad_track_documents_raise_clear_errors(doc, words):
     with pytest.raises(ValueError, match=words):
         Track.from_json(doc)

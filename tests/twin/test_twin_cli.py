@@ -14,8 +14,11 @@ from pitlane.cli import main
 
 def test_serve_answers_a_client():
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pitlane.cli", "twin", "serve", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pitlane.cli", "twin", "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -34,7 +37,9 @@ def test_serve_answers_a_client():
         proc.wait(timeout=10)
 
 
-@pytest.mark.parametrize("argv", [["twin", "--help"], ["twin", "snapshot", "--help"], ["twin", "serve", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["twin", "--help"], ["twin", "snapshot", "--help"], ["twin", "serve", "--help"]]
+)
 def test_help_texts(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)

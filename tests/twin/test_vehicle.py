@@ -75,12 +75,15 @@ def test_coasting_slows_down():
     assert 0 < coast.speed_mps < moving.speed_mps
 
 
-@pytest.mark.parametrize("raw, expected", [
-    (Control(float("nan"), float("nan"), float("nan")), Control(0.0, 0.0, 0.0)),
-    (Control(5.0, -3.0, 2.0), Control(1.0, -1.0, 1.0)),
-    (Control(float("inf"), float("-inf"), -1.0), Control(1.0, -1.0, 0.0)),
-    (Control("0.5", "0,25", None), Control(0.5, 0.0, 0.0)),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (Control(float("nan"), float("nan"), float("nan")), Control(0.0, 0.0, 0.0)),
+        (Control(5.0, -3.0, 2.0), Control(1.0, -1.0, 1.0)),
+        (Control(float("inf"), float("-inf"), -1.0), Control(1.0, -1.0, 0.0)),
+        (Control("0.5", "0,25", None), Control(0.5, 0.0, 0.0)),
+    ],
+)
 def test_controls_are_clamped(raw, expected):
     assert raw.clamped() == expected
 

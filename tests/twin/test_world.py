@@ -106,7 +106,7 @@ def test_leaving_the_road_sets_hit():
         hits.append(state.hit)
     assert hits[0] == HIT_NONE and hits[-1] == HIT_OFF_TRACK
     first = hits.index(HIT_OFF_TRACK)
-    assert all(h == HIT_OFF_TRACK for h in hits[first:first + 5])
+    assert all(h == HIT_OFF_TRACK for h in hits[first : first + 5])
 
 
 def test_deterministic_for_a_seed():

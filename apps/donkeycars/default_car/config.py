@@ -66,8 +66,15 @@ SIM_ARTIFICIAL_LATENCY = 0  # [ms] (DONKEY_GYM only)
 DONKEY_GYM = False  # True: use donkeycar's DonkeyGymEnv part instead of pitlane's twin part
 DONKEY_SIM_PATH = "remote"  # the twin is a server: always "remote"
 DONKEY_GYM_ENV_NAME = "donkey-generated-track-v0"
-GYM_CONF = {"body_style": "donkey", "body_rgb": (128, 128, 128), "car_name": "pitlane", "font_size": 100,
-            "racer_name": "pitlane", "country": "Place", "bio": "I race robots."}
+GYM_CONF = {
+    "body_style": "donkey",
+    "body_rgb": (128, 128, 128),
+    "car_name": "pitlane",
+    "font_size": 100,
+    "racer_name": "pitlane",
+    "country": "Place",
+    "bio": "I race robots.",
+}
 
 # AUTOPILOT
 DEFAULT_MODEL_TYPE = "linear"  # linear | categorical | inferred (a .tflite model uses donkeycar's TfLite)

@@ -23,6 +23,7 @@ Then open http://<car>:8887/drive (WEB_CONTROL_PORT) to drive by hand, record, a
 (throttle 0) on non-finite pilot outputs, stale camera frames, repeated loop overruns, and the web page's
 w1 button (w2 resumes).
 """
+
 import logging
 import os
 
@@ -62,8 +63,10 @@ def drive(cfg, model_path=None, model_type=None, meta=()):
 def main(argv=None):
     args = docopt(__doc__, argv=argv)
     if args["train"]:
-        print("Train with `pitlane train` (donkeycar's pipeline with pitlane's data checks), "
-              "or `donkey train --tub <tub> --model <model>`.")
+        print(
+            "Train with `pitlane train` (donkeycar's pipeline with pitlane's data checks), "
+            "or `donkey train --tub <tub> --model <model>`."
+        )
         return 0
     cfg = load_car_config(CAR_DIR, myconfig=args["--myconfig"], profile=args["--profile"])
     drive(cfg, model_path=args["--model"], model_type=args["--type"], meta=args["--meta"])
