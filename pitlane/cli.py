@@ -21,6 +21,7 @@ DOMAINS: tuple[str, ...] = (
     "pitlane.train.cli",
     "pitlane.evaluate.cli",
     "pitlane.car.cli",
+    "pitlane.deploy.cli",
     "pitlane.demo",
 )
 

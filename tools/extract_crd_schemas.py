@@ -78,6 +78,8 @@ def extract(crd: dict[str, Any]) -> dict[str, dict[str, Any]]:
         props = schema.setdefault("properties", {})
         props["apiVersion"] = {"const": f"{group}/{version['name']}"}
         props["kind"] = {"const": kind}
+        # the API server gives every object ObjectMeta, even where a CRD's schema leaves it out (policy-controller)
+        props.setdefault("metadata", {"type": "object"})
         schema["required"] = sorted(set(schema.get("required", [])) | {"apiVersion", "kind"})
         schemas[f"{kind}.{version['name']}"] = schema
     return schemas
