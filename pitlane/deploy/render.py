@@ -26,6 +26,8 @@ ARGOCD_NAMESPACE = "argocd"
 _IF_EQ = re.compile(
     r'\{\{-?\s*if eq \.(\w+) "([^"]*)"\s*-?\}\}(.*?)\{\{-?\s*else\s*-?\}\}(.*?)\{\{-?\s*end\s*-?\}\}'
 )
+_ERR_BLOCK = re.compile(r"err=<\n(.*?)\n >", re.DOTALL)
+_ERR_QUOTED = re.compile(r'err="((?:[^"\\]|\\.)*)"')
 _FIELD = re.compile(r"\{\{-?\s*\.(\w+)\s*-?\}\}")
 
 
@@ -46,9 +48,18 @@ def kustomize(folder: Path) -> str:
         raise UserError("kubectl not found: pitlane deploy renders with `kubectl kustomize` (kustomize v5)")
     proc = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-        raise UserError(f"{folder}: kustomize failed: {reason}")
+        raise UserError(f"{folder}: kustomize failed: {kubectl_reason(proc.stderr) or f'exit {proc.returncode}'}")
     return proc.stdout
+
+
+def kubectl_reason(stderr: str) -> str:
+    """kubectl's error as one line: its klog record holds it as err="..." or as an indented err=< block."""
+    if block := _ERR_BLOCK.search(stderr):
+        return " ".join(line.strip() for line in block[1].splitlines() if line.strip())
+    if quoted := _ERR_QUOTED.search(stderr):
+        return quoted[1].replace('\\"', '"')
+    lines = stderr.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def render_overlay(argocd: Path, overlay: str) -> Rendered:
