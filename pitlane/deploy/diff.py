@@ -80,7 +80,8 @@ def diff_renders(
             after = _lines(b[name]) if name in b else []
             if before == after:
                 continue
-            removed, added = [], []
+            removed: list[str] = []
+            added: list[str] = []
             for line in difflib.unified_diff(before, after, n=0, lineterm=""):
                 if line.startswith(("---", "+++", "@@")):
                     continue

@@ -48,7 +48,9 @@ def kustomize(folder: Path) -> str:
         raise UserError("kubectl not found: pitlane deploy renders with `kubectl kustomize` (kustomize v5)")
     proc = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise UserError(f"{folder}: kustomize failed: {kubectl_reason(proc.stderr) or f'exit {proc.returncode}'}")
+        raise UserError(
+            f"{folder}: kustomize failed: {kubectl_reason(proc.stderr) or f'exit {proc.returncode}'}"
+        )
     return proc.stdout
 
 

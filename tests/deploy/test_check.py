@@ -46,16 +46,27 @@ def test_kind_outside_the_appproject_and_a_foreign_repo_are_named(argocd):
     kust = argocd / "base" / "kustomization.yaml"
     kust.write_text(kust.read_text().replace("  - namespace.yaml\n", "  - namespace.yaml\n  - secret.yaml\n"))
     appset = argocd / "bootstrap" / "applicationset.yaml"
-    appset.write_text(appset.read_text().replace("repoURL: https://github.com/pitlane-dev/pitlane.git", "repoURL: https://elsewhere.example/x.git", 1))
+    appset.write_text(
+        appset.read_text().replace(
+            "repoURL: https://github.com/pitlane-dev/pitlane.git",
+            "repoURL: https://elsewhere.example/x.git",
+            1,
+        )
+    )
     problems = check(argocd)
     assert "target car-1: Secret pitlane/s: kind not allowed by AppProject pitlane" in problems
-    assert any("repoURL https://elsewhere.example/x.git is not in AppProject sourceRepos" in p for p in problems)
+    assert any(
+        "repoURL https://elsewhere.example/x.git is not in AppProject sourceRepos" in p for p in problems
+    )
 
 
 @pytest.mark.slow
 def test_a_release_bump_still_passes_everything(argocd, capsys):
     root = ["--root", str(argocd)]
-    assert main(["deploy", "pin", *root, "--image", f"sim={SIM}", "--image", f"car={CAR}", "--model", MODEL]) == 0
+    assert (
+        main(["deploy", "pin", *root, "--image", f"sim={SIM}", "--image", f"car={CAR}", "--model", MODEL])
+        == 0
+    )
     key = argocd.parent / "release.pub"
     key.write_bytes(
         ec.generate_private_key(ec.SECP256R1())

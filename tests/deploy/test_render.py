@@ -9,7 +9,15 @@ import pytest
 
 from pitlane.cli import main
 from pitlane.deploy.fleet import load_fleet
-from pitlane.deploy.render import docs, fill_template, kustomize, overlays, render, render_overlay, render_target
+from pitlane.deploy.render import (
+    docs,
+    fill_template,
+    kustomize,
+    overlays,
+    render,
+    render_overlay,
+    render_target,
+)
 from pitlane.deploy.validate import DIGEST_PINNED
 from pitlane.errors import UserError
 
@@ -49,7 +57,9 @@ def test_nuc_sim_runs_the_twin_and_points_the_car_at_it():
     assert env["PITLANE_PROFILE"] == "twin"
     assert twin["nodeSelector"] == car["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
     # both run the sim image (the overlay switched the car's image before the pins applied)
-    assert "/pitlane/sim@" in car["containers"][0]["image"] and "/pitlane/sim@" in twin["containers"][0]["image"]
+    assert (
+        "/pitlane/sim@" in car["containers"][0]["image"] and "/pitlane/sim@" in twin["containers"][0]["image"]
+    )
 
 
 def test_pi_car_gets_devices_arm64_and_no_privilege():
@@ -60,7 +70,9 @@ def test_pi_car_gets_devices_arm64_and_no_privilege():
     assert "/pitlane/car@" in car["image"]
     assert "/dev/video0" in pod["metadata"]["annotations"]["io.kubernetes.cri-o.Devices"]
     assert "/dev/i2c-1" in pod["metadata"]["annotations"]["io.kubernetes.cri-o.Devices"]
-    assert not car["securityContext"]["privileged"] and car["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert not car["securityContext"]["privileged"] and car["securityContext"]["capabilities"]["drop"] == [
+        "ALL"
+    ]
     assert not [v for v in spec["volumes"] if "hostPath" in v]
     assert car["resources"]["limits"] == {"cpu": "3", "memory": "1Gi"}
     mounts = {m["mountPath"]: m for m in car["volumeMounts"]}
@@ -100,7 +112,10 @@ def test_render_cli_prints_yaml_and_names_unknown_targets(capsys):
     objects = docs(capsys.readouterr().out)
     assert {o["kind"] for o in objects} >= {"Namespace", "Deployment", "ConfigMap", "ClusterImagePolicy"}
     assert main(["deploy", "render", "car-99", "--root", str(ARGOCD.parent)]) == 2
-    assert "unknown target 'car-99': fleet targets car-1, nuc; overlays nuc-sim, pi-car" in capsys.readouterr().err
+    assert (
+        "unknown target 'car-99': fleet targets car-1, nuc; overlays nuc-sim, pi-car"
+        in capsys.readouterr().err
+    )
 
 
 def test_kustomize_failure_is_one_line(argocd):

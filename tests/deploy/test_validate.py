@@ -47,7 +47,11 @@ def test_misspelt_policy_field_fails(pi_car, kind, path, bad_key):
 @pytest.mark.parametrize(
     ("kind", "mutate", "where"),
     [
-        ("ApplicationSet", lambda o: o["spec"]["template"]["spec"]["syncPolicy"]["automated"].update(prunee=True), "prunee"),
+        (
+            "ApplicationSet",
+            lambda o: o["spec"]["template"]["spec"]["syncPolicy"]["automated"].update(prunee=True),
+            "prunee",
+        ),
         ("ApplicationSet", lambda o: o["spec"]["generators"][0]["git"].update(file=[]), "file"),
         ("AppProject", lambda o: o["spec"].update(sourceRepo=["x"]), "sourceRepo"),
         ("ApplicationSet", lambda o: o["spec"].update(goTemplate="yes"), "goTemplate"),
