@@ -56,6 +56,14 @@ def test_nuc_sim_runs_the_twin_and_points_the_car_at_it():
     assert env["SIM_HOST"] == "pitlane-twin.pitlane.svc" and env["SIM_PORT"] == "9091"
     assert env["PITLANE_PROFILE"] == "twin"
     assert twin["nodeSelector"] == car["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+    # sync waves: namespace, then the image policy, then the twin, then the car that connects to it
+    wave = {k: int(o["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) for k, o in objs.items()}
+    assert (
+        wave[("Namespace", "pitlane")]
+        < wave[("ClusterImagePolicy", "pitlane-signed-images")]
+        < wave[("Deployment", "pitlane-twin")]
+        < wave[("Deployment", "pitlane-car")]
+    )
     # both run the sim image (the overlay switched the car's image before the pins applied)
     assert (
         "/pitlane/sim@" in car["containers"][0]["image"] and "/pitlane/sim@" in twin["containers"][0]["image"]
