@@ -32,7 +32,7 @@ PLACEHOLDER_KEY_SHA256 = "0c717f81da292bec25043bf0fcc18fd7bdc48c593765f4d77ed152
 _REF = re.compile(
     r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+)@(?P<digest>sha256:[0-9a-f]{64})$"
 )
-_MODEL_LINE = re.compile(r"^(?P<head>\s*-\s*model-ref=)(?P<ref>\S*)\s*$", re.MULTILINE)
+_MODEL_LINE = re.compile(r"^(?P<head>[ \t]*-[ \t]*model-ref=)(?P<ref>\S*)[ \t]*$", re.MULTILINE)
 _IMAGE_DOC_NAME = re.compile(r"^  name: (pitlane-[a-z]+)\s*$")
 _NEW_NAME = re.compile(r"^(?P<head>  newName: )(?P<value>\S+)\s*$")
 _DIGEST = re.compile(r"^(?P<head>  digest: )(?P<value>\S+)\s*$")

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from pitlane.deploy.fleet import KINDS, Target, load_fleet
+from pitlane.deploy.fleet import FIELDS, Target, load_fleet
 from pitlane.errors import UserError
 
 APPLICATIONSET_FILE = Path("bootstrap/applicationset.yaml")
@@ -101,7 +101,7 @@ def application_for(argocd: Path, target: Target) -> dict[str, Any]:
     """The Application the ApplicationSet generates for one fleet target."""
     path = argocd / APPLICATIONSET_FILE
     appset = yaml.safe_load(path.read_text())
-    params = {"name": target.name, "kind": target.kind, "cluster": target.cluster, "arch": target.arch}
+    params = {field: getattr(target, field) for field in FIELDS}
     template = fill_template(appset["spec"]["template"], params)
     metadata = dict(template.get("metadata", {}), namespace=ARGOCD_NAMESPACE)
     return {
@@ -116,15 +116,12 @@ def render_target(argocd: Path, target: Target) -> Rendered:
     """Kustomize the Application's source path with the Application's kustomize options, as Argo CD does."""
     app = application_for(argocd, target)
     source = app["spec"]["source"]
-    # the path is relative to the repository; argocd/ may be a checkout's copy under another name
-    folder = (
-        argocd / Path(source["path"]).relative_to(REPO_DIR) if source["path"].startswith("argocd/") else None
-    )
-    expected = argocd / OVERLAYS_DIR / KINDS[target.kind][0]
-    if folder is None or folder.resolve() != expected.resolve():
+    expected = f"{REPO_DIR}/{OVERLAYS_DIR}/{target.overlay}"
+    if source["path"] != expected:
         raise UserError(
             f"{target.file}: the ApplicationSet sends kind {target.kind} to {source['path']}, not {expected}"
         )
+    folder = argocd / OVERLAYS_DIR / target.overlay
     options = source.get("kustomize", {})
     unsupported = sorted(set(options) - {"commonAnnotations", "commonLabels", "patches", "images"})
     if unsupported:
