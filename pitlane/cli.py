@@ -22,7 +22,7 @@ DOMAINS: tuple[str, ...] = (
     "pitlane.evaluate.cli",
     "pitlane.car.cli",
     "pitlane.deploy.cli",
-    "pitlane.demo",
+    "pitlane.orchestration.demo",
 )
 
 

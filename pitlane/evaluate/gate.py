@@ -175,7 +175,7 @@ def run_gate(
 
     from pitlane.evaluate.run import evaluate
     from pitlane.pilots.model import ModelPilot
-    from pitlane.train.runrecord import file_digest
+    from pitlane.provenance import file_digest
 
     t0 = time.perf_counter()
     pilot = ModelPilot(model_path)

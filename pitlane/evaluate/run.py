@@ -146,7 +146,7 @@ def evaluate(
     `pilot` may be an already loaded ModelPilot (the gate loads a model once for several scenes).
     """
     from pitlane.pilots.model import ModelPilot
-    from pitlane.train.runrecord import file_digest
+    from pitlane.provenance import file_digest
     from pitlane.twin.sim import Sim
 
     params = EvalParams(

@@ -34,7 +34,7 @@ def model_type_from_outputs(widths: tuple[int, ...]) -> str | None:
 
 def _run_record(path: Path) -> dict[str, Any]:
     """The run record saved beside the model by `pitlane train`, or {} (models may come from elsewhere)."""
-    from pitlane.train.runrecord import run_record_path
+    from pitlane.provenance import run_record_path
 
     rec = run_record_path(path)
     try:

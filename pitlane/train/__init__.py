@@ -1,6 +1,6 @@
 """Training donkeycar models on tubs through donkeycar's own pipeline, with a run record per model."""
 
-from pitlane.train.runrecord import RunRecord, TubDigest, run_record_path
+from pitlane.provenance import RunRecord, TubDigest, run_record_path
 from pitlane.train.train import MODEL_TYPES, TrainParams, check_tubs, train_model
 
 __all__ = [

@@ -60,7 +60,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pitlane.train.runrecord import run_record_path
+    from pitlane.provenance import run_record_path
     from pitlane.train.train import TrainParams, train_model
 
     if args.threads is not None and args.threads < 1:

@@ -21,7 +21,7 @@ from typing import Any
 
 from pitlane.data.tub import ANGLE_KEY, CAMERA_KEY, IMAGES, THROTTLE_KEY, is_tub
 from pitlane.errors import UserError
-from pitlane.train.runrecord import (
+from pitlane.provenance import (
     RunRecord,
     TubDigest,
     data_digest,

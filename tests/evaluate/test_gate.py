@@ -45,7 +45,7 @@ def test_default_policy_is_shipped_and_valid():
 
 
 def test_default_policy_scenes_are_the_recipes_training_scenes():
-    from pitlane.train.recipe import DEFAULT_SCENES
+    from pitlane.orchestration.recipe import DEFAULT_SCENES
 
     assert load_policy().scenes == tuple(DEFAULT_SCENES)
 

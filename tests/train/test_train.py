@@ -10,7 +10,7 @@ import pytest
 from pitlane.cli import main
 from pitlane.errors import UserError
 from pitlane.train import RunRecord, TrainParams, check_tubs, run_record_path, train_model
-from pitlane.train.runrecord import tub_digest
+from pitlane.provenance import tub_digest
 
 TINY = dict(epochs=2, batch_size=16, threads=1)
 

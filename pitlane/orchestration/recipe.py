@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pitlane.errors import UserError
-from pitlane.train.runrecord import RunRecord
+from pitlane.provenance import RunRecord
 from pitlane.train.train import TrainParams, train_model
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ def run_demo(opts: DemoOptions) -> int:
     """Run every stage; returns the process exit code (1 when the gate refuses the model)."""
     from pitlane.car.run import RunOptions, run_car
     from pitlane.evaluate.gate import format_table
-    from pitlane.train.recipe import UNSEEN_SCENE, Recipe, default_recipe
+    from pitlane.orchestration.recipe import UNSEEN_SCENE, Recipe, default_recipe
     from pitlane.twin.sim import Sim
     from pitlane.twin.snapshot import write_snapshot
 
