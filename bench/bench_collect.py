@@ -20,12 +20,13 @@ from pathlib import Path
 
 from pitlane.data.collect import collect
 from pitlane.data.stats import format_stats, plot_stats, tub_stats
+from pitlane.twin.scenes import DEFAULT_SCENE
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--laps", type=int, default=10)
-    parser.add_argument("--scene", default="generated_track")
+    parser.add_argument("--scene", default=DEFAULT_SCENE)
     parser.add_argument("--modes", default="process,thread,inline")
     parser.add_argument("--png-dir", type=Path, default=Path("out/bench/collect"))
     parser.add_argument(

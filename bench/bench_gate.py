@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pitlane.twin.scenes import DEFAULT_SCENE
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 DEMO_MODEL = Path("out/demo/recipe/model/pilot.tflite")
 
@@ -26,7 +28,7 @@ def main() -> int:
         default=DEMO_MODEL,
         help=f"a trained .tflite linear model (default: {DEMO_MODEL}, from `make demo`)",
     )
-    ap.add_argument("--scene", default="generated_track")
+    ap.add_argument("--scene", default=DEFAULT_SCENE)
     ap.add_argument("--laps", type=int, default=3)
     args = ap.parse_args()
     if not args.model.is_file():

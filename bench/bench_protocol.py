@@ -3,8 +3,9 @@
 Starts the twin server as a subprocess (server and client each get a core, as with a real simulator), loads a
 scene, switches to synchronous mode and drives a car along the centerline (pure pursuit from the telemetry, so
 the frames show road). Measures, over several rounds:
-  (1) raw: a socket client that sends a control line and reads one telemetry line (JSON parsed, frame left
-      encoded) -- the protocol's own cost; the issue's goal is >= 1,000/s;
+  (1) raw: pitlane's protocol client (pitlane.twin.client, shared with the car app's TwinPart) sending a
+      control and reading one telemetry message (JSON parsed, frame left encoded) -- the protocol's own
+      cost; the issue's goal is >= 1,000/s;
   (2) TwinClient.step: the same plus base64 + JPEG decode of every frame to an RGB array.
 Wall-clock rates swing with other load on a shared machine, so it also prints the CPU time the server and
 the client spend per round trip (from /proc and time.process_time): on two idle cores a ping-pong round trip
@@ -15,7 +16,6 @@ Run: python bench/bench_protocol.py [--steps N] [--rounds R] [--scene NAME]
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -25,8 +25,10 @@ import time
 
 import cv2
 
+from pitlane.twin import protocol as P
 from pitlane.twin.client import TwinClient
-from pitlane.twin.scenes import load_scene
+from pitlane.twin.scenes import DEFAULT_SCENE, load_scene
+from pitlane.twin.world import HIT_NONE
 
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
@@ -66,51 +68,32 @@ class ServerProcess:
         self.proc.wait(10)
 
 
-def read_telemetry(sock, buf: bytes) -> tuple[dict, bytes, int]:
-    """The next telemetry message, the remaining buffer and the bytes read (other messages skipped)."""
-    size = 0
-    while True:
-        j = buf.find(b"\n")
-        if j >= 0:
-            line, buf = buf[:j], buf[j + 1 :]
-            size += len(line) + 1
-            msg = json.loads(line)
-            if msg["msg_type"] == "telemetry":
-                return msg, buf, size
-            continue
-        buf += sock.recv(1 << 18)
-
-
 def raw_round(server: ServerProcess, scene: str, steps: int) -> dict:
+    """The shared protocol client without frame decoding: `control` out, one telemetry message in."""
     track = load_scene(scene)
-    with TwinClient.session(server.host, server.port, scene, synchronous=True, time_step_s=0.05) as setup:
-        sock, buf = setup._sock, setup._buf  # the configured connection; from here on plain socket I/O
-        sock.settimeout(10)
-        total_bytes, resets, steering = 0, 0, "0.0"
+    with TwinClient.session(server.host, server.port, scene, synchronous=True) as sim:
+        total_bytes, resets, steering = 0, 0, 0.0
         t0, c0, s0 = time.perf_counter(), time.process_time(), server.cpu_s()
         for _ in range(steps):
-            sock.sendall(
-                b'{"msg_type": "control", "steering": "%s", "throttle": "0.4", "brake": "0.0"}\n'
-                % steering.encode()
-            )
-            msg, buf, size = read_telemetry(sock, buf)
-            total_bytes += size
-            steering = steer(track, msg)
-            if msg["hit"] != "none":
-                resets, steering = resets + 1, "0.0"
-                sock.sendall(b'{"msg_type": "reset_car"}\n')  # answered by one telemetry
-                msg, buf, _ = read_telemetry(sock, buf)
-        return _figures(steps, t0, c0, s0, server) | {"bytes": total_bytes // steps, "resets": resets}
+            sim.control(steering, 0.4)
+            msg = sim.wait_for("telemetry")
+            total_bytes += len(P.encode_message(msg)) if _ == 0 else 0
+            steering = float(steer(track, msg))
+            if msg["hit"] != HIT_NONE:
+                resets, steering = resets + 1, 0.0
+                sim.send({"msg_type": "reset_car"})  # answered by one telemetry
+                sim.wait_for("telemetry")
+        return _figures(steps, t0, c0, s0, server) | {"bytes": total_bytes, "resets": resets}
 
 
 def client_round(server: ServerProcess, scene: str, steps: int) -> dict:
     track = load_scene(scene)
-    with TwinClient.session(server.host, server.port, scene, synchronous=True, time_step_s=0.05) as sim:
+    with TwinClient.session(server.host, server.port, scene, synchronous=True) as sim:
         frame = sim.step(0.0, 0.4)
         t0, c0, s0 = time.perf_counter(), time.process_time(), server.cpu_s()
         for _ in range(steps):
             frame = sim.step(float(steer(track, frame.data)), 0.4)
-            if frame.hit != "none":
+            if frame.hit != HIT_NONE:
                 frame = sim.reset_car()
         return _figures(steps, t0, c0, s0, server)
 
@@ -139,7 +122,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2000, help="round trips per round")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--scene", default="generated_track")
+    ap.add_argument("--scene", default=DEFAULT_SCENE)
     args = ap.parse_args()
     cv2.setNumThreads(1)  # the client decodes on its own core, as the server renders on its own
     server = ServerProcess()
@@ -154,7 +137,7 @@ def main() -> None:
         f"protocol round trips: synchronous mode, 160x120 JPEG frames, loopback, server subprocess; "
         f"{os.cpu_count()} CPUs, load average {load:.1f}; {args.rounds} rounds x {args.steps}:"
     )
-    report("raw socket client (JSON parsed)", raw)
+    report("protocol client (JSON parsed)", raw)
     report("TwinClient.step (frame decoded)", full)
     print(
         f"  telemetry line {raw[0]['bytes']} bytes; goal >= 1,000 round trips/s (raw); "

@@ -18,6 +18,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import cv2  # noqa: E402
 
 from pitlane.twin import Control, DomainRandomization, Sim  # noqa: E402
+from pitlane.twin.scenes import DEFAULT_SCENE
+from pitlane.twin.world import CONTROL_PERIOD_S, HIT_NONE
 
 
 def drive(sim: Sim, steps: int, render: bool) -> tuple[float, float]:
@@ -27,17 +29,17 @@ def drive(sim: Sim, steps: int, render: bool) -> tuple[float, float]:
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(steps):
         # a gentle sinusoidal weave at moderate throttle keeps the car moving over changing ground
-        tel = sim.step(Control(steering=0.3 * ((i // 20) % 3 - 1), throttle=0.4), 0.05)
+        tel = sim.step(Control(steering=0.3 * ((i // 20) % 3 - 1), throttle=0.4), CONTROL_PERIOD_S)
         if render:
             sim.render()
-        if tel.hit != "none":
+        if tel.hit != HIT_NONE:
             sim.reset()
     return steps / (time.perf_counter() - t0), steps / (time.process_time() - c0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scene", default="generated_track")
+    ap.add_argument("--scene", default=DEFAULT_SCENE)
     ap.add_argument("--steps", type=int, default=20000)
     args = ap.parse_args()
     cv2.setNumThreads(1)
@@ -49,7 +51,9 @@ def main() -> None:
     rsim = Sim(args.scene, randomize=DomainRandomization())
     drive(rsim, 500, True)
     randomized = drive(rsim, args.steps // 2, render=True)
-    print(f"scene {args.scene}, dt 0.05 s (10 physics sub-steps of 5 ms), one thread; steps/s per")
+    print(
+        f"scene {args.scene}, dt {CONTROL_PERIOD_S:g} s (10 physics sub-steps of 5 ms), one thread; steps/s per"
+    )
     print(f"{'':34}{'wall s':>10}{'CPU s':>10}")
     print(f"{'physics only':34}{physics[0]:10.0f}{physics[1]:10.0f}")
     print(f"{'physics + 160x120 render':34}{full[0]:10.0f}{full[1]:10.0f}   (goal >= 5000)")

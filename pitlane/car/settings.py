@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pitlane.errors import UserError
 from pitlane.pilots.watchdog import WatchdogParams
+from pitlane.twin.world import CONTROL_HZ
 
 PROFILES: tuple[str, ...] = ("twin", "pi")
 DRIVE_MODES: tuple[str, ...] = ("user", "local_angle", "local")
@@ -169,7 +170,7 @@ def check_config(cfg) -> None:
 
 def watchdog_params(cfg) -> WatchdogParams:
     """The watchdog's limits from the WATCHDOG_* / AI_MAX_THROTTLE keys (loop period from DRIVE_LOOP_HZ)."""
-    hz = getattr(cfg, "DRIVE_LOOP_HZ", 20)
+    hz = getattr(cfg, "DRIVE_LOOP_HZ", CONTROL_HZ)
     return WatchdogParams(
         loop_period_s=1.0 / hz if isinstance(hz, int | float) and hz > 0 else float("nan"),
         max_frame_age_s=getattr(cfg, "WATCHDOG_MAX_FRAME_AGE_S", 0.25),

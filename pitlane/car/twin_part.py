@@ -4,7 +4,8 @@
 frame, then with SIM_RECORD_LOCATION pos/pos_x, pos/pos_y, pos/pos_z, pos/speed, pos/cte, with
 SIM_RECORD_GYROACCEL gyro/* and accel/*, with SIM_RECORD_VELOCITY vel/*; so a car app (and its tubs) look
 the same whether frames come from gym-donkeycar or from pitlane. It needs no gym-donkeycar: it speaks the
-protocol with `pitlane.twin.protocol` and works against the Unity simulator too.
+protocol through pitlane's one protocol client (`pitlane.twin.client`: `Wire`, `control_message`) and works
+against the Unity simulator too.
 
 A background thread (donkeycar's threaded part `update`) connects, loads the scene, configures the camera
 and reads telemetry; `controls_part()` sends the loop's controls in the same loop. When the twin is not
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,10 +25,13 @@ import numpy as np
 
 from pitlane.errors import UserError
 from pitlane.twin import protocol as P
+from pitlane.twin.client import Wire, WireClosed, connect, control_message
+from pitlane.twin.scenes import DEFAULT_SCENE
+from pitlane.twin.world import HIT_NONE
 
 logger = logging.getLogger(__name__)
 
-READ_CHUNK = 1 << 16  # [bytes]
+READ_WAKE_S = 0.5  # [s] the reader wakes up this often to notice shutdown and silence
 
 
 class TwinGone(ConnectionError):
@@ -46,7 +49,7 @@ class TwinPart:
         self,
         host: str = "127.0.0.1",
         port: int = 9091,
-        scene: str = "generated_track",
+        scene: str = DEFAULT_SCENE,
         *,
         image_w: int = 160,
         image_h: int = 120,
@@ -81,8 +84,7 @@ class TwinPart:
         self.off_track_events = 0  # telemetry `hit` turning from "none" to something (off the road, a wall)
         self.last_control: tuple[float, float, float] | None = None  # (steering, throttle, brake) last sent
         self.running = True
-        self._sock: socket.socket | None = None
-        self._send_lock = threading.Lock()
+        self._wire: Wire | None = None
         self._connected = threading.Event()
         try:
             self._connect(connect_timeout_s)
@@ -125,21 +127,19 @@ class TwinPart:
     def _connect(self, timeout_s: float) -> None:
         """Connect, load the scene, configure car and camera, and wait for the first frame."""
         deadline = time.monotonic() + timeout_s
-        sock = socket.create_connection((self.host, self.port), timeout=max(0.1, timeout_s))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        splitter = P.MessageSplitter()
+        wire = Wire(connect(self.host, self.port, max(0.1, timeout_s)))
         try:
-            sock.sendall(P.encode_message({"msg_type": "load_scene", "scene_name": self.scene}))
+            wire.send({"msg_type": "load_scene", "scene_name": self.scene})
             loaded = False
             while self.frame_time_s is None or not loaded:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TwinGone(f"no {'telemetry' if loaded else 'car_loaded'} within {timeout_s:.0f} s")
-                sock.settimeout(left)
-                data = sock.recv(READ_CHUNK)
-                if not data:
-                    raise TwinGone("connection closed during the handshake")
-                for msg in splitter.feed(data):
+                try:
+                    messages = wire.read(left)
+                except WireClosed:
+                    raise TwinGone("connection closed during the handshake") from None
+                for msg in messages:
                     if isinstance(msg, P.ProtocolError):
                         continue
                     kind = msg["msg_type"]
@@ -151,25 +151,24 @@ class TwinPart:
                         )
                     if kind == "car_loaded" and not loaded:  # gym-donkeycar configures the car here too
                         loaded = True
-                        sock.sendall(P.encode_message(self.car_config) + P.encode_message(self.cam_config))
+                        wire.send(self.car_config)
+                        wire.send(self.cam_config)
                     elif loaded:
                         self._handle(msg)
         except BaseException:
-            sock.close()
+            wire.close()
             raise
-        sock.settimeout(0.5)  # the reader wakes up to notice shutdown and silence
-        self._splitter = splitter
-        self._sock = sock
+        self._wire = wire
         self._connected.set()
         logger.info("twin connected at %s:%d, scene %s", self.host, self.port, self.scene)
 
     def _disconnect(self, why: str) -> None:
         was = self._connected.is_set()
         self._connected.clear()
-        sock, self._sock = self._sock, None
-        if sock is not None:
+        wire, self._wire = self._wire, None
+        if wire is not None:
             with contextlib.suppress(OSError):
-                sock.close()
+                wire.close()
         if was and self.running:
             logger.warning(
                 "twin at %s:%d went away (%s): car stopped (throttle 0, no fresh frames); "
@@ -205,8 +204,8 @@ class TwinPart:
                     self._wrong_size = 0
                     self.frame = frame
                     self.frame_time_s = self.clock()
-            hit = str(msg.get("hit", "none"))
-            if hit != "none" and str(self.telemetry.get("hit", "none")) == "none":
+            hit = str(msg.get("hit", HIT_NONE))
+            if hit != HIT_NONE and str(self.telemetry.get("hit", HIT_NONE)) == HIT_NONE:
                 self.off_track_events += 1
                 logger.warning("the car left the road (hit: %s)", hit)
             self.telemetry = msg
@@ -220,19 +219,19 @@ class TwinPart:
     def _read_until_gone(self) -> None:
         last_data = time.monotonic()
         while self.running:
-            sock = self._sock
-            if sock is None:
+            wire = self._wire
+            if wire is None:
                 raise TwinGone("not connected")
             try:
-                data = sock.recv(READ_CHUNK)
+                messages = wire.read(READ_WAKE_S)
             except TimeoutError:
                 if time.monotonic() - last_data > self.silence_timeout_s:
                     raise TwinGone(f"no data for {self.silence_timeout_s:.0f} s") from None
                 continue
-            if not data:
-                raise TwinGone("connection closed by the twin")
+            except WireClosed:
+                raise TwinGone("connection closed by the twin") from None
             last_data = time.monotonic()
-            for msg in self._splitter.feed(data):
+            for msg in messages:
                 if not isinstance(msg, P.ProtocolError):
                     self._handle(msg)
 
@@ -291,20 +290,13 @@ class TwinPart:
 
     def send_control(self, steering, throttle, brake=0.0) -> bool:
         """Send one control message; False when not connected (the twin's car is gone anyway)."""
-        sock = self._sock
-        if sock is None:
+        wire = self._wire
+        if wire is None:
             return False
         control = (float(steering or 0.0), float(throttle or 0.0), float(brake or 0.0))
-        msg = {
-            "msg_type": "control",
-            "steering": str(control[0]),
-            "throttle": str(control[1]),
-            "brake": str(control[2]),
-        }
         try:
-            with self._send_lock:
-                sock.sendall(P.encode_message(msg))
-                self.last_control = control
+            wire.send(control_message(*control))
+            self.last_control = control
         except OSError as exc:
             self._disconnect(f"send failed: {exc}")
             return False
@@ -315,7 +307,7 @@ class TwinPart:
 
     def shutdown(self) -> None:
         self.running = False
-        if self._sock is not None:
+        if self._wire is not None:
             self.send_control(0.0, 0.0, 1.0)
         self._disconnect("shutdown")
 

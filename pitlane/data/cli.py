@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from pitlane.errors import UserError
+from pitlane.twin.world import CONTROL_HZ
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -48,7 +49,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--drift-per-s", type=float, help="override: rate of deliberate drifts off the line [1/s]"
     )
     collect.add_argument("--speed-var", type=float, help="override: relative speed variation (0.2 = +-20%%)")
-    collect.add_argument("--hz", type=float, default=20.0, help="records per simulated second (default 20)")
+    collect.add_argument(
+        "--hz", type=float, default=CONTROL_HZ, help=f"records per simulated second (default {CONTROL_HZ:g})"
+    )
     collect.add_argument(
         "--writer",
         choices=("process", "thread", "inline"),

@@ -36,6 +36,8 @@ from pitlane.data.tub import (
 )
 from pitlane.errors import UserError
 from pitlane.pilots.expert import NOISE_PRESETS, ExpertDriver, NoiseParams
+from pitlane.twin.scenes import DEFAULT_SCENE
+from pitlane.twin.world import CONTROL_HZ, HIT_NONE
 
 log = logging.getLogger(__name__)
 _MIN_PLAN_SPEED_MPS = 0.4  # [m/s] a lap slower than this on average means the car is stuck: stop the scene
@@ -106,7 +108,7 @@ def noise_from_flags(
     overrides = {"steer_std": steer_std, "drift_per_s": drift_per_s, "speed_var": speed_var}
     for name, value in overrides.items():
         if value is not None and not (value >= 0.0 and np.isfinite(value)):
-            raise UserError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
+            raise UserError(f"noise {name} must be a finite number >= 0, got {value}")
     return replace(base, **{k: float(v) for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
 
@@ -245,7 +247,7 @@ def _drive_scene(
             }
         )
         cte[n], n = abs(t.cte_m), n + 1
-        off += t.hit != "none"
+        off += t.hit != HIT_NONE
         t = sim.step(executed, dt_s)
         if bar is not None and n % 20 == 0:
             done = min(
@@ -272,12 +274,12 @@ def _drive_scene(
 
 
 def collect(
-    scenes: str | Sequence[str] = "generated_track",
+    scenes: str | Sequence[str] = DEFAULT_SCENE,
     laps: int = 2,
     out: Path | str = "data/tub",
     seed: int = 0,
     noise: str | NoiseParams = "light",
-    record_hz: float = 20.0,
+    record_hz: float = CONTROL_HZ,
     camera=None,
     progress: bool = True,
     writer: str = "thread",
@@ -301,7 +303,7 @@ def collect(
     if laps < 1:
         raise UserError(f"--laps must be at least 1, got {laps}")
     if not (record_hz > 0 and np.isfinite(record_hz)):
-        raise UserError(f"--hz must be a positive number, got {record_hz}")
+        raise UserError(f"record rate must be a positive number of Hz, got {record_hz}")
     noise_params = noise_from_flags(noise)
     out = Path(out)
     _check_out(out)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pitlane.twin.scenes import DEFAULT_SCENE
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -16,7 +18,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "thresholds and exit 1 if it fails.",
     )
     p.add_argument("model", metavar="MODEL", help="model file (.tflite, .keras or .h5)")
-    p.add_argument("--scene", default="generated_track", help="twin scene (default: generated_track)")
+    p.add_argument("--scene", default=DEFAULT_SCENE, help=f"twin scene (default: {DEFAULT_SCENE})")
     p.add_argument("--laps", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", required=True, metavar="DIR", help="directory for report.json and plots")

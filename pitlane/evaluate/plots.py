@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pitlane.evaluate.report import Report, Trace
+from pitlane.evaluate.report import END_OFF_TRACK, Report, Trace
 
 TRAJECTORY_PNG = "trajectory.png"
 TIMESERIES_PNG = "cte_speed.png"
@@ -55,7 +55,7 @@ def plot_trajectory(track, trace: Trace, report: Report, path: str | Path) -> Pa
         cbar = fig.colorbar(lc, ax=ax, shrink=0.8)
         cbar.set_label(f"|CTE| [m] (road edge at {half_width:.2f} m)")
         ax.plot(pts[0, 0], pts[0, 1], "o", color="lime", ms=9, mec="black", label="start")
-        end_style = "X" if report.end_reason == "off_track" else "s"
+        end_style = "X" if report.end_reason == END_OFF_TRACK else "s"
         ax.plot(
             pts[-1, 0],
             pts[-1, 1],

@@ -25,6 +25,8 @@ from pitlane.evaluate.report import (
     summarize,
     write_report,
 )
+from pitlane.twin.scenes import DEFAULT_SCENE
+from pitlane.twin.world import CONTROL_HZ, HIT_OFF_TRACK
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ PilotFn = Callable[[np.ndarray], tuple[float, float]]
 class EvalParams:
     laps: int = 3
     seed: int = 0  # twin seed (start pose noise, randomisation); the track is the scene's
-    control_hz: float = 20.0  # [Hz] pilot rate, donkeycar's DRIVE_LOOP_HZ
+    control_hz: float = CONTROL_HZ  # [Hz] pilot rate, donkeycar's DRIVE_LOOP_HZ
     max_seconds: float | None = None  # [s] simulated time limit; None = derived from the track length
     min_avg_speed_mps: float = 0.4  # [m/s] the derived limit allows the laps at this average speed
     plots: bool = True
@@ -111,7 +113,7 @@ def _loop(pilot: PilotFn, sim, params: EvalParams, dt: float, limit: float, trac
             bar.update(min(params.laps, max(0.0, tel.progress_m / length)) - bar.n)  # tqdm throttles redraws
         if tel.laps_completed >= params.laps:
             return END_LAPS
-        if tel.hit == "off_track":
+        if tel.hit == HIT_OFF_TRACK:
             trace.off_track_s.append(float(tel.time_s))
             return END_OFF_TRACK
         if tel.time_s >= limit - 1e-9:
@@ -129,7 +131,7 @@ def _scene_track(scene: str, seed: int):
 
 def evaluate(
     model_path: str | Path,
-    scene: str = "generated_track",
+    scene: str = DEFAULT_SCENE,
     laps: int = 3,
     seed: int = 0,
     report_dir: str | Path | None = None,

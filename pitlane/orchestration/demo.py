@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pitlane.twin.scenes import DEFAULT_SCENE
+
 log = logging.getLogger(__name__)
 
 
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 class DemoOptions:
     out: Path = Path("out/demo")
     drive_seconds: float = 60.0  # [s] wall-clock time the car app drives the twin (real time, 20 Hz loop)
-    drive_scene: str = "generated_track"
+    drive_scene: str = DEFAULT_SCENE
     seed: int = 0
     threads: int | None = None  # TensorFlow threads while training; None: all cores
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from pitlane.twin.track import Track
 from pitlane.twin.vehicle import Control, VehicleParams
-from pitlane.twin.world import Telemetry
+from pitlane.twin.world import CONTROL_PERIOD_S, Telemetry
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class ExpertDriver:
         noise: NoiseParams | None = None,
         vehicle: VehicleParams | None = None,
         seed: int = 0,
-        dt_s: float = 0.05,
+        dt_s: float = CONTROL_PERIOD_S,
     ):
         self.track = track
         self.params = params or ExpertParams()

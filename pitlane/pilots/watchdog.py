@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pitlane.twin.world import CONTROL_PERIOD_S
+
 logger = logging.getLogger(__name__)
 
 PILOT_NONFINITE = "pilot_nonfinite"
@@ -40,7 +42,7 @@ AUTOPILOT_MODES: frozenset[str] = frozenset({"local_angle", "local"})
 class WatchdogParams:
     """Limits of the watchdog; defaults suit a 20 Hz donkeycar loop."""
 
-    loop_period_s: float = 0.05  # [s] 1 / DRIVE_LOOP_HZ
+    loop_period_s: float = CONTROL_PERIOD_S  # [s] 1 / DRIVE_LOOP_HZ
     max_frame_age_s: float = 0.25  # [s] newest camera frame older than this stops the car
     overrun_factor: float = 2.0  # a loop longer than this x loop_period_s counts as an overrun
     max_overruns: int = 5  # consecutive overruns that stop the car (and on-time loops that clear it)

@@ -6,12 +6,16 @@ import argparse
 import json
 import math
 import sys
-from typing import TYPE_CHECKING
 
 from pitlane.errors import UserError
-
-if TYPE_CHECKING:
-    from pitlane.twin.track import Track
+from pitlane.twin.conformance import conformant, format_table, results_json, run_checks
+from pitlane.twin.randomization import DomainRandomization
+from pitlane.twin.scenes import DEFAULT_SCENE, SCENE_NAMES, load_scene
+from pitlane.twin.server import serve
+from pitlane.twin.sim import Sim
+from pitlane.twin.snapshot import write_snapshot
+from pitlane.twin.track import Track
+from pitlane.twin.world import CONTROL_HZ
 
 
 def add_commands(subparsers) -> None:
@@ -40,7 +44,7 @@ def add_commands(subparsers) -> None:
         "(camera frames at evenly spaced points of one lap) into --out.",
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--scene", default="generated_track", help="scene name (see `pitlane twin scenes`)")
+    src.add_argument("--scene", default=DEFAULT_SCENE, help="scene name (see `pitlane twin scenes`)")
     src.add_argument("--track", metavar="FILE", help="a track JSON file instead of a scene")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs (created if missing)")
     p.add_argument(
@@ -68,7 +72,7 @@ def add_commands(subparsers) -> None:
         "[[x, y], ...]}. Edit it (a few points are enough; they are smoothed) "
         "and use it with `snapshot --track FILE`.",
     )
-    p.add_argument("--scene", default="generated_track", help="scene name")
+    p.add_argument("--scene", default=DEFAULT_SCENE, help="scene name")
     p.add_argument("--seed", type=int, default=0, help="rand_seed for generated_road")
     p.add_argument("--out", required=True, metavar="FILE", help="JSON file to write")
     p.set_defaults(func=_export)
@@ -83,11 +87,13 @@ def add_commands(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9091, help="TCP port (default 9091, like the Unity sim)")
     p.add_argument(
-        "--stream-hz",
+        "--hz",
         type=float,
-        default=20.0,
-        help="telemetry rate in asynchronous mode [Hz] (default 20, like the Unity sim)",
+        default=CONTROL_HZ,
+        help=f"telemetry rate in asynchronous mode [Hz] (default {CONTROL_HZ:g}, like the Unity sim)",
     )
+    # the old name, kept working but hidden: one name (--hz) for a rate across commands
+    p.add_argument("--stream-hz", dest="hz", type=float, help=argparse.SUPPRESS)
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the cars' start draws and of generated_road (default 0)"
     )
@@ -104,7 +110,7 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="simulator address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9091, help="simulator TCP port (default 9091)")
-    p.add_argument("--scene", default="generated_track", help="scene to load (default generated_track)")
+    p.add_argument("--scene", default=DEFAULT_SCENE, help=f"scene to load (default {DEFAULT_SCENE})")
     p.add_argument(
         "--timeout",
         type=float,
@@ -117,9 +123,6 @@ def add_commands(subparsers) -> None:
 
 
 def _load(args: argparse.Namespace) -> Track:
-    from pitlane.twin.scenes import load_scene
-    from pitlane.twin.track import Track  # noqa: F811  (the runtime import of the type-checking name)
-
     if getattr(args, "track", None):
         try:
             return Track.load(args.track)
@@ -132,8 +135,6 @@ def _load(args: argparse.Namespace) -> Track:
 
 
 def _scenes(args: argparse.Namespace) -> int:
-    from pitlane.twin.scenes import SCENE_NAMES, load_scene
-
     rows = []
     for name in SCENE_NAMES:
         t = load_scene(name)
@@ -157,10 +158,6 @@ def _scenes(args: argparse.Namespace) -> int:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
-    from pitlane.twin.randomization import DomainRandomization
-    from pitlane.twin.sim import Sim
-    from pitlane.twin.snapshot import write_snapshot
-
     if not math.isfinite(args.at):
         raise UserError("--at must be a number of meters")
     if args.frames < 0 or args.scale < 1 or args.scale > 16:
@@ -196,19 +193,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pitlane.twin.server import serve  # the TCP adapter; imported only when serving
-
     if not (0 <= args.port <= 65535):
         raise UserError(f"--port {args.port} outside 0..65535")
-    if not (0.1 <= args.stream_hz <= 1000):
-        raise UserError(f"--stream-hz {args.stream_hz} outside 0.1..1000")
-    serve(host=args.host, port=args.port, stream_hz=args.stream_hz, seed=args.seed)
+    if not (0.1 <= args.hz <= 1000):
+        raise UserError(f"--hz {args.hz} outside 0.1..1000")
+    serve(host=args.host, port=args.port, stream_hz=args.hz, seed=args.seed)
     return 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    from pitlane.twin.conformance import conformant, format_table, results_json, run_checks
-
     if not (0 < args.port <= 65535):
         raise UserError(f"--port {args.port} outside 1..65535")
     if not (0 < args.timeout <= 600):

@@ -1,24 +1,79 @@
-"""A small blocking client for a DonkeyCar simulator (the twin or the Unity sim): tests, benchmarks, parts.
+"""The simulator protocol's client side, in one place: the connection (`Wire`), the `control` message, and a
+small blocking client (`TwinClient`) for a DonkeyCar simulator (the twin or the Unity sim).
 
-It sends what gym-donkeycar sends (string values), reads newline-terminated JSON, and decodes camera frames
+`Wire` and `control_message` are shared by the blocking client, the car app's threaded `TwinPart` and the
+protocol benchmark, so a protocol change is one edit here. (The conformance checker in `conformance.py`
+stays a separate client on purpose: it is written from docs/sim-protocol.md, not from this code, so it can
+catch a mistake shared by the twin and this client. So does tests/spec_client.py.)
+
+The blocking client sends what gym-donkeycar sends (string values), reads newline-terminated JSON, and decodes camera frames
 to RGB arrays. Every wait has a timeout and fails with a TwinClientError that says what did not arrive.
 
-    with TwinClient.session(port=9091, scene="generated_track", synchronous=True) as sim:
+    with TwinClient.session(port=9091, synchronous=True) as sim:
         frame = sim.step(steering=0.0, throttle=0.3)
         frame.image.shape, frame.cte, frame.speed
 """
 
 from __future__ import annotations
 
-import json
 import socket
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from pitlane.errors import UserError
-from pitlane.twin.protocol import decode_image
+from pitlane.twin import protocol as P
+from pitlane.twin.scenes import DEFAULT_SCENE
+from pitlane.twin.world import CONTROL_PERIOD_S, HIT_NONE
+
+READ_CHUNK = 1 << 18  # [bytes] one recv
+
+
+def control_message(steering: float, throttle: float, brake: float = 0.0) -> dict:
+    """The `control` message as gym-donkeycar sends it (string values): the one spelling of it in pitlane."""
+    return {"msg_type": "control", "steering": str(steering), "throttle": str(throttle), "brake": str(brake)}
+
+
+def connect(host: str, port: int, timeout_s: float) -> socket.socket:
+    """A TCP connection to the simulator, Nagle off (every control is one small message); OSError if none."""
+    sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class WireClosed(ConnectionError):
+    """The simulator closed the connection (an orderly end of stream)."""
+
+
+class Wire:
+    """One connection's bytes: JSON-line sends (thread-safe) and reads cut into messages by the protocol's
+    `MessageSplitter` (bad messages come back as `ProtocolError`s for the caller to judge)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.splitter = P.MessageSplitter()
+        self._send_lock = threading.Lock()
+
+    def send(self, msg: dict) -> None:
+        """Raises OSError when the connection is gone."""
+        data = P.encode_message(msg)
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def read(self, timeout_s: float | None) -> list[dict | P.ProtocolError]:
+        """What one recv brings (possibly nothing yet); TimeoutError when nothing arrives in time,
+        WireClosed when the simulator closed the connection, OSError when it was lost."""
+        self.sock.settimeout(timeout_s)
+        data = self.sock.recv(READ_CHUNK)
+        if not data:
+            raise WireClosed("the simulator closed the connection")
+        return self.splitter.feed(data)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class TwinClientError(UserError):
@@ -42,7 +97,7 @@ class TelemetryFrame:
 
     @property
     def hit(self) -> str:
-        return str(self.data.get("hit", "none"))
+        return str(self.data.get("hit", HIT_NONE))
 
     @property
     def time(self) -> float:
@@ -61,21 +116,20 @@ class TwinClient:
         self.host, self.port, self.timeout_s = host, int(port), float(timeout_s)
         self.events: list[dict] = []  # non-telemetry messages that arrived while waiting for something else
         self.synchronous = False
-        self._buf = b""
+        self._pending: deque[dict | P.ProtocolError] = deque()  # messages read but not yet returned
         try:
-            self._sock = socket.create_connection((host, self.port), timeout=self.timeout_s)
+            self.wire = Wire(connect(host, self.port, self.timeout_s))
         except OSError as e:
             raise TwinClientError(
                 f"cannot connect to the simulator at {host}:{port}: {e.strerror or e} "
                 "(is `pitlane twin serve` running?)"
             ) from None
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.wait_for("scene_selection_ready")
 
     # ---- plumbing ----------------------------------------------------------------------------------
     def send(self, msg: dict) -> None:
         try:
-            self._sock.sendall((json.dumps(msg) + "\n").encode())
+            self.wire.send(msg)
         except OSError as e:
             raise TwinClientError(f"simulator at {self.host}:{self.port} went away: {e}") from None
 
@@ -83,31 +137,22 @@ class TwinClient:
         """The next message (any type); TimeoutError when none arrives in time (`wait_for` words it)."""
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         while True:
-            i = self._buf.find(b"\n")
-            if i >= 0:
-                line, self._buf = self._buf[:i], self._buf[i + 1 :]
-                if not line.strip():
-                    continue
-                try:
-                    msg = json.loads(line)
-                except ValueError as e:
-                    raise TwinClientError(f"simulator sent malformed JSON ({e}): {line[:80]!r}") from None
-                if not isinstance(msg, dict) or "msg_type" not in msg:
-                    raise TwinClientError(f"simulator sent a message without msg_type: {line[:80]!r}")
+            while self._pending:
+                msg = self._pending.popleft()
+                if isinstance(msg, P.ProtocolError):
+                    raise TwinClientError(f"simulator sent malformed JSON ({msg})") from None
                 return msg
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            self._sock.settimeout(left)
             try:
-                chunk = self._sock.recv(1 << 18)
+                self._pending.extend(self.wire.read(left))
             except TimeoutError:
                 raise
-            except OSError as e:  # reset, aborted, closed
+            except WireClosed:
+                raise TwinClientError(f"simulator at {self.host}:{self.port} closed the connection") from None
+            except OSError as e:  # reset, aborted
                 raise TwinClientError(f"simulator at {self.host}:{self.port} went away: {e}") from None
-            if not chunk:
-                raise TwinClientError(f"simulator at {self.host}:{self.port} closed the connection")
-            self._buf += chunk
 
     def wait_for(self, *msg_types: str, timeout_s: float | None = None) -> dict:
         """Read until a message of one of `msg_types` arrives; telemetry in between is dropped, other
@@ -128,7 +173,7 @@ class TwinClient:
                 self.events.append(msg)
 
     def close(self) -> None:
-        self._sock.close()
+        self.wire.close()
 
     def __enter__(self) -> TwinClient:
         return self
@@ -195,7 +240,7 @@ class TwinClient:
         telemetry that was in flight is dropped."""
         self.protocol_version()
 
-    def step_mode(self, synchronous: bool = True, time_step_s: float = 0.05) -> None:
+    def step_mode(self, synchronous: bool = True, time_step_s: float = CONTROL_PERIOD_S) -> None:
         self.send(
             {
                 "msg_type": "step_mode",
@@ -208,14 +253,12 @@ class TwinClient:
 
     def control(self, steering: float, throttle: float, brake: float = 0.0) -> None:
         """Send a control without waiting (asynchronous mode)."""
-        self.send(
-            {"msg_type": "control", "steering": str(steering), "throttle": str(throttle), "brake": str(brake)}
-        )
+        self.send(control_message(steering, throttle, brake))
 
     def telemetry(self, timeout_s: float | None = None) -> TelemetryFrame:
         """The next telemetry message, image decoded."""
         msg = self.wait_for("telemetry", timeout_s=timeout_s)
-        image = decode_image(msg.pop("image"))
+        image = P.decode_image(msg.pop("image"))
         return TelemetryFrame(image, msg)
 
     def step(self, steering: float, throttle: float, brake: float = 0.0) -> TelemetryFrame:
@@ -245,10 +288,10 @@ class TwinClient:
         cls,
         host: str = "127.0.0.1",
         port: int = 9091,
-        scene: str = "generated_track",
+        scene: str = DEFAULT_SCENE,
         *,
         synchronous: bool = True,
-        time_step_s: float = 0.05,
+        time_step_s: float = CONTROL_PERIOD_S,
         cam_config: dict | None = None,
         timeout_s: float = 10.0,
     ) -> TwinClient:

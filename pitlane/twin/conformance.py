@@ -26,6 +26,8 @@ import numpy as np
 
 from pitlane.errors import UserError
 from pitlane.twin import protocol as P
+from pitlane.twin.scenes import DEFAULT_SCENE
+from pitlane.twin.world import CONTROL_HZ, CONTROL_PERIOD_S
 
 PASS, FAIL, WARN, SKIP = "PASS", "FAIL", "WARN", "SKIP"
 
@@ -68,17 +70,16 @@ INT_KEYS = ("activeNode", "totalNodes")
 STRING_KEYS = ("hit",)
 EXTENDED_KEYS = ("cte", "pos_x", "pos_y", "pos_z", "vel_x", "vel_y", "vel_z")
 
-UNITY_RATE_HZ = 20.0  # [Hz] the Unity sim's telemetry cap (limitFPS)
+UNITY_RATE_HZ = CONTROL_HZ  # [Hz] the Unity sim's telemetry cap (limitFPS)
 MIN_RATE_HZ = 10.0  # [Hz] below this a 20 Hz donkeycar drive loop sees repeated frames: WARN
 SEND_GAP_S = 0.01  # [s] least pause between two sends (gym-donkeycar sends one message per socket poll)
 CONFIG_SETTLE_S = 0.2  # [s] pause after configs when the sim cannot be pinged (gym-donkeycar sleeps 0.1 s)
 DRIVE_THROTTLE = 0.5
 DRIVE_DISTANCE_M = 0.5  # [m] drive until the car has moved this far ...
 DRIVE_MAX_S = 2.0  # [s] ... or for this long
-CONTROL_PERIOD_S = 0.05  # [s] control rate while driving (donkeycar's 20 Hz loop)
 AT_REST_MPS = 0.2  # [m/s] "at rest" after reset_car
 SYNC_STEPS = 5  # controls sent in synchronous mode
-TIME_STEP_S = 0.05  # [s] the step_mode time_step asked for
+TIME_STEP_S = CONTROL_PERIOD_S  # [s] the step_mode time_step asked for
 QUIET_S = 0.25  # [s] silence expected after the last synchronous step and after exit_scene
 OPTIONAL_WAIT_S = 2.0  # [s] longest wait for an answer the Unity sim may never give
 MAX_MESSAGE_BYTES = 1 << 26  # [bytes] a telemetry line may carry a large PNG frame
@@ -614,7 +615,7 @@ class _Session:
 def run_checks(
     host: str = "127.0.0.1",
     port: int = 9091,
-    scene: str = "generated_track",
+    scene: str = DEFAULT_SCENE,
     timeout: float = 10.0,
     *,
     img_w: int = 160,

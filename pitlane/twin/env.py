@@ -21,10 +21,11 @@ from gymnasium import spaces
 
 from pitlane.twin.camera import CameraParams
 from pitlane.twin.randomization import DomainRandomization
+from pitlane.twin.scenes import DEFAULT_SCENE
 from pitlane.twin.sim import Sim
 from pitlane.twin.track import Track
 from pitlane.twin.vehicle import Control
-from pitlane.twin.world import HIT_NONE, Telemetry, WorldParams
+from pitlane.twin.world import CONTROL_PERIOD_S, HIT_NONE, Telemetry, WorldParams
 
 ENV_ID = "pitlane/Twin-v0"
 
@@ -36,11 +37,11 @@ class TwinEnv(gym.Env):
 
     def __init__(
         self,
-        scene: str | Track = "generated_track",
+        scene: str | Track = DEFAULT_SCENE,
         *,
         render_mode: str | None = None,
         max_episode_steps: int = 2000,
-        step_s: float = 0.05,
+        step_s: float = CONTROL_PERIOD_S,
         camera: CameraParams | None = None,
         params: WorldParams | None = None,
         randomize: DomainRandomization | None = None,

@@ -15,6 +15,7 @@ from pitlane.twin.track import SPACING_M, Track, TrackStyle, min_clearance_m, re
 
 MIN_RADIUS_M = 1.0  # [m] tightest corner any built-in or generated track has
 DEFAULT_WIDTH_M = 1.0  # [m]
+DEFAULT_SCENE = "generated_track"  # the scene every command drives when told none
 
 
 def rounded_polygon(corners, radii, start_on_longest: bool = False) -> np.ndarray:

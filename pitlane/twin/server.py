@@ -26,6 +26,7 @@ from pitlane.twin.camera import CameraParams
 from pitlane.twin.scenes import SCENE_NAMES, load_scene
 from pitlane.twin.sim import Sim
 from pitlane.twin.vehicle import Control
+from pitlane.twin.world import CONTROL_HZ
 
 LOG = logging.getLogger("pitlane.twin.server")
 MAX_WRITE_BUFFER = (
@@ -309,7 +310,7 @@ class TwinServer:
         host: str = "127.0.0.1",
         port: int = 9091,
         *,
-        stream_hz: float = 20.0,
+        stream_hz: float = CONTROL_HZ,
         seed: int = 0,
         log: logging.Logger | None = None,
     ):
@@ -486,7 +487,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 9091,
     *,
-    stream_hz: float = 20.0,
+    stream_hz: float = CONTROL_HZ,
     seed: int = 0,
     log: logging.Logger | None = None,
     on_ready=None,
@@ -509,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=9091)
-    ap.add_argument("--hz", type=float, default=20.0, help="telemetry rate in asynchronous mode [Hz]")
+    ap.add_argument("--hz", type=float, default=CONTROL_HZ, help="telemetry rate in asynchronous mode [Hz]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true", help="log warnings only")
     args = ap.parse_args(argv)

@@ -12,10 +12,11 @@ import numpy as np
 
 from pitlane.twin.camera import Camera, CameraParams
 from pitlane.twin.randomization import DomainRandomization
-from pitlane.twin.scenes import load_scene
+from pitlane.twin.scenes import DEFAULT_SCENE, load_scene
 from pitlane.twin.track import Track
 from pitlane.twin.vehicle import Control, VehicleState
 from pitlane.twin.world import (
+    CONTROL_PERIOD_S,
     Telemetry,
     WorldParams,
     WorldState,
@@ -36,7 +37,7 @@ class Sim:
 
     def __init__(
         self,
-        scene: str | Track = "generated_track",
+        scene: str | Track = DEFAULT_SCENE,
         *,
         camera: CameraParams | None = None,
         params: WorldParams | None = None,
@@ -62,7 +63,7 @@ class Sim:
         self.state = initial_state(self.track, self.params, self.rng)
         return self.telemetry
 
-    def step(self, control: Control, dt_s: float = 0.05) -> Telemetry:
+    def step(self, control: Control, dt_s: float = CONTROL_PERIOD_S) -> Telemetry:
         """Hold `control` for `dt_s` seconds of simulated time (physics in sub-steps) and report."""
         self.control = control.clamped()
         self.state = step(self.state, self.control, self.track, self.params, dt_s)

@@ -19,6 +19,10 @@ import numpy as np
 from pitlane.twin.track import Track
 from pitlane.twin.vehicle import Control, VehicleParams, VehicleState, step_vehicle
 
+# The control period: donkeycar's DRIVE_LOOP_HZ and the Unity simulator's telemetry rate. One home for it.
+CONTROL_HZ = 20.0  # [Hz]
+CONTROL_PERIOD_S = 1.0 / CONTROL_HZ  # [s]
+
 HIT_NONE = "none"
 HIT_OFF_TRACK = "off_track"
 _ON_START_LINE_M = 0.5  # [m] a car placed up to this far past the start line starts its first lap at once

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from pitlane.evaluate.gate import GatePolicy, load_policy
-from pitlane.train import TrainParams
 from pitlane.orchestration.recipe import DEFAULT_SCENES, Recipe, default_recipe
+from pitlane.train import TrainParams
 
 
 def test_default_recipe_trains_on_the_default_gates_scenes():

@@ -9,8 +9,8 @@ import pytest
 
 from pitlane.cli import main
 from pitlane.errors import UserError
-from pitlane.train import RunRecord, TrainParams, check_tubs, run_record_path, train_model
 from pitlane.provenance import tub_digest
+from pitlane.train import RunRecord, TrainParams, check_tubs, run_record_path, train_model
 
 TINY = dict(epochs=2, batch_size=16, threads=1)
 
