@@ -12,7 +12,8 @@ pitlane adds PITLANE_PROFILE, SIM_PORT, SIM_SCENE, SIM_CONNECT_TIMEOUT_S, AI_MAX
 import os
 
 # PATHS
-CAR_PATH = PACKAGE_PATH = os.path.dirname(os.path.realpath(__file__))
+# abspath, not realpath: apps/donkeycars/default_car is a link to this folder, and tubs go beside the link
+CAR_PATH = PACKAGE_PATH = os.path.dirname(os.path.abspath(__file__))
 DATA_PATH = os.path.join(CAR_PATH, "data")  # tubs are recorded here
 MODELS_PATH = os.path.join(CAR_PATH, "models")
 

@@ -41,7 +41,7 @@ from pitlane.errors import UserError
 logger = logging.getLogger(__name__)
 logging.basicConfig(level=logging.INFO)
 
-CAR_DIR = os.path.dirname(os.path.realpath(__file__))
+CAR_DIR = os.path.dirname(os.path.abspath(__file__))  # the folder run from (apps/... links here)
 
 
 def drive(cfg, model_path=None, model_type=None, meta=()):
