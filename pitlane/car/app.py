@@ -22,8 +22,10 @@ from typing import Any
 
 from pitlane.car import parts as car_parts
 from pitlane.car.settings import check_config, watchdog_params
-from pitlane.data.tub import POSITION_KEYS
+from pitlane.car.twin_part import TwinPart
+from pitlane.data.tub import POSITION_KEYS, tub_metadata
 from pitlane.errors import UserError
+from pitlane.pilots.model import ModelPilot
 from pitlane.pilots.watchdog import WatchdogPart
 
 logger = logging.getLogger(__name__)
@@ -129,7 +131,6 @@ def load_pilot(
     """(pilot part, None) or (None, why autopilot is refused). A bad model never stops the car app."""
     if not model_path:
         return None, "no model given (--model)"
-    from pitlane.pilots.model import ModelPilot
 
     shape = (cfg.IMAGE_H, cfg.IMAGE_W, cfg.IMAGE_DEPTH)
     start = time.monotonic()
@@ -198,7 +199,6 @@ def _add_source(V, cfg, clock) -> Any | None:
         )
         V.add(gym, inputs=["steering", "throttle", "brake"], outputs=sim_outputs(cfg), threaded=True)
         return None
-    from pitlane.car.twin_part import TwinPart
 
     twin = TwinPart.from_config(cfg, clock=clock)
     V.add(twin, outputs=sim_outputs(cfg), threaded=True)
@@ -305,7 +305,6 @@ def build_car(
         tub_path = (
             TubHandler(path=cfg.DATA_PATH).create_tub_path() if cfg.AUTO_CREATE_NEW_TUB else cfg.DATA_PATH
         )
-    from pitlane.data.tub import tub_metadata
 
     meta = list(meta or []) + list(getattr(cfg, "METADATA", []))
     model_name = Path(model_path).name if model_path and pilot else "none"

@@ -9,7 +9,7 @@ from pitlane.car.settings import DEFAULT_CAR_DIR, DRIVE_MODES, PROFILES
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pitlane.car.run import RunOptions, run_car
+    from pitlane.car.run import RunOptions, run_car  # lazy: pitlane.car loads donkeycar at import time
 
     report = run_car(
         RunOptions(

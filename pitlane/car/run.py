@@ -1,6 +1,6 @@
 """`pitlane car run`: the car app headless for a bounded time, against the twin, with a report.
 
-It reads the car app's config (apps/donkeycars/default_car by default), starts the twin server in this
+It reads the car app's config (the default car app shipped in pitlane/car/default_car by default), starts the twin server in this
 process when none answers at SIM_HOST:SIM_PORT, builds the car (`pitlane.car.app.build_car`), drives for
 `duration_s` and writes DIR/report.json: laps, |CTE|, the loop rate achieved and every watchdog stop.
 """
@@ -19,6 +19,10 @@ from pathlib import Path
 from pitlane.car.app import build_car
 from pitlane.car.settings import DEFAULT_CAR_DIR, load_car_config
 from pitlane.errors import UserError
+from pitlane.evaluate.plots import write_plots as draw
+from pitlane.evaluate.report import END_TIME_LIMIT, Trace, summarize
+from pitlane.twin.scenes import load_scene
+from pitlane.twin.server import TwinServer
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +50,6 @@ class RunStats:
     the same plots as an evaluation) and ends the drive after `duration_s` on its clock."""
 
     def __init__(self, vehicle, duration_s: float, twin=None, clock=time.monotonic) -> None:
-        from pitlane.evaluate.report import Trace
 
         self.vehicle = vehicle
         self.duration_s = duration_s
@@ -100,9 +103,6 @@ class RunStats:
 
 def write_plots(stats: RunStats, report: dict, report_dir: Path, seed: int) -> list[str]:
     """trajectory.png and cte_speed.png as `pitlane evaluate` draws them (the track from the scene and seed)."""
-    from pitlane.evaluate.plots import write_plots as draw
-    from pitlane.evaluate.report import END_TIME_LIMIT, summarize
-    from pitlane.twin.scenes import load_scene
 
     track = load_scene(report["scene"], rand_seed=seed)
     summary = summarize(
@@ -139,7 +139,6 @@ def _start_twin(host: str, port: int):
         return None
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UserError(f"no twin answers at {host}:{port}; start one there with `pitlane twin serve`")
-    from pitlane.twin.server import TwinServer
 
     server = TwinServer(host, port=port)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from importlib import resources
 from pathlib import Path
 
 from pitlane.errors import UserError
@@ -37,7 +38,9 @@ PWM_KEYS: tuple[str, ...] = (
     "THROTTLE_REVERSE_PWM",
 )
 
-DEFAULT_CAR_DIR = Path(__file__).resolve().parents[2] / "apps" / "donkeycars" / "default_car"
+# The default car app ships inside the package (package data), so it is found in any install, a container
+# image included; apps/donkeycars/default_car in the repository is a link to this folder, not a copy.
+DEFAULT_CAR_DIR = Path(str(resources.files("pitlane.car") / "default_car"))
 
 
 def load_car_config(

@@ -6,6 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from pitlane.data.check import MANUAL, check_tub, fix_tub, format_report
+from pitlane.data.collect import collect, noise_from_flags
+from pitlane.data.stats import format_stats, plot_stats, tub_stats
+from pitlane.data.tub import find_tubs, is_tub
 from pitlane.errors import UserError
 from pitlane.twin.world import CONTROL_HZ
 
@@ -79,7 +83,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from pitlane.data.collect import collect, noise_from_flags
 
     noise = noise_from_flags(args.noise, args.steer_noise, args.drift_per_s, args.speed_var)
     summary = collect(
@@ -96,8 +99,6 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from pitlane.data.check import MANUAL, check_tub, fix_tub, format_report
-    from pitlane.data.tub import find_tubs
 
     tubs = find_tubs(args.tubs)
     failed, fixable = 0, 0
@@ -121,8 +122,6 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from pitlane.data.stats import format_stats, plot_stats, tub_stats
-    from pitlane.data.tub import find_tubs, is_tub
 
     tubs = find_tubs(args.tubs)
     missing = [str(p) for p in tubs if not is_tub(p)]

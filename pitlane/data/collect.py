@@ -36,7 +36,8 @@ from pitlane.data.tub import (
 )
 from pitlane.errors import UserError
 from pitlane.pilots.expert import NOISE_PRESETS, ExpertDriver, NoiseParams
-from pitlane.twin.scenes import DEFAULT_SCENE
+from pitlane.twin.scenes import DEFAULT_SCENE, load_scene
+from pitlane.twin.sim import Sim
 from pitlane.twin.world import CONTROL_HZ, HIT_NONE
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,6 @@ class _Writer:
 
 
 def _make_sim(scene: str, seed: int, camera):
-    from pitlane.twin.sim import Sim
 
     try:
         return Sim(scene, seed=seed, camera=camera)
@@ -293,7 +293,6 @@ def collect(
     names = (scenes,) if isinstance(scenes, str) else tuple(scenes)
     if not names:
         raise UserError("give at least one scene")
-    from pitlane.twin.scenes import load_scene
 
     for name in names:  # every scene (name or track file) must load before anything is written
         try:

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from pitlane.evaluate.gate import GateResult, check, format_table, load_policy, run_gate
+from pitlane.evaluate.run import evaluate
+from pitlane.pilots.model import configure_threads
 from pitlane.twin.scenes import DEFAULT_SCENE
 
 
@@ -46,15 +49,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _policy(path: str | None):
-    from pitlane.evaluate.gate import load_policy
 
     return load_policy(None if path in (None, "default") else path)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pitlane.evaluate.gate import GateResult, check, format_table
-    from pitlane.evaluate.run import evaluate
-    from pitlane.pilots.model import configure_threads
 
     policy = _policy(args.gate) if args.gate else None  # read the policy first: fail fast on a bad file
     configure_threads(1)
@@ -85,8 +84,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from pitlane.evaluate.gate import format_table, run_gate
-    from pitlane.pilots.model import configure_threads
 
     policy = _policy(args.policy)
     configure_threads(1)

@@ -1,6 +1,7 @@
 """The gate: a model passes only if it drives well enough in the twin, on every scene of a policy.
 
-A policy is a small YAML (or JSON) file of thresholds; `check` compares one report against it (pure),
+The default policy is `GatePolicy()` (its defaults below are the one home of the default gate); a policy
+file is a small YAML (or JSON) mapping that overrides the keys it names; `check` compares one report against it (pure),
 `run_gate` evaluates a model on each scene of the policy and collects the verdicts, `format_table` prints
 them for a person (and the release pipeline's log).
 """
@@ -11,30 +12,39 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pitlane.errors import UserError
 from pitlane.evaluate.report import Report
+from pitlane.evaluate.run import evaluate
+from pitlane.pilots.model import ModelPilot
+from pitlane.provenance import file_digest
+from pitlane.twin.scenes import DEFAULT_SCENE
 
-DEFAULT_POLICY = "default_gate.yaml"
 GATE_FILE = "gate.json"
 
 
 @dataclass(frozen=True)
 class GatePolicy:
-    """Thresholds a model's evaluation must meet on every scene. None = not checked."""
+    """Thresholds a model's evaluation must meet on every scene. None = not checked.
 
-    scenes: tuple[str, ...] = ("generated_track", "mini_monaco")
+    The defaults are pitlane's default gate: what a model must do in the twin before the release pipeline
+    signs it. Its scenes are the default recipe's training scenes."""
+
+    scenes: tuple[str, ...] = (DEFAULT_SCENE, "mini_monaco")
     laps: int = 3  # laps driven per scene
-    seed: int = 0
-    max_seconds: float | None = None  # [s] simulated time limit per scene; None = from the track length
-    min_laps_completed: int | None = 3
-    max_abs_cte: float | None = 0.45  # [m] largest |CTE| allowed at any step
+    seed: int = 0  # twin seed
+    max_seconds: float | None = (
+        None  # [s] simulated time limit per scene; None = 10 s + laps x length / 0.4 m/s
+    )
+    min_laps_completed: int | None = 3  # all laps driven
+    max_abs_cte: float | None = 0.45  # [m] never further than this from the centerline (road edge at width/2)
     max_mean_abs_cte: float | None = None  # [m]
-    max_off_track_events: int | None = 0
-    min_mean_speed: float | None = 0.5  # [m/s]
+    max_off_track_events: int | None = 0  # never off the road
+    min_mean_speed: float | None = 0.5  # [m/s] not crawling
 
     def __post_init__(self) -> None:
         if not self.scenes or not all(isinstance(s, str) and s for s in self.scenes):
@@ -78,20 +88,16 @@ class GatePolicy:
 
 
 def load_policy(path: str | Path | None = None) -> GatePolicy:
-    """Read a policy file (YAML or JSON); None = the default policy shipped with pitlane."""
-    import yaml
-
+    """Read a policy file (YAML or JSON) over the defaults of `GatePolicy`; None = the default policy."""
     if path is None:
-        text = resources.files("pitlane.evaluate").joinpath(DEFAULT_POLICY).read_text()
-        source = f"default policy {DEFAULT_POLICY}"
-    else:
-        try:
-            text = Path(path).read_text()
-        except FileNotFoundError:
-            raise UserError(f"gate policy {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"gate policy {path} is unreadable: {exc}") from None
-        source = f"gate policy {path}"
+        return GatePolicy()
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise UserError(f"gate policy {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"gate policy {path} is unreadable: {exc}") from None
+    source = f"gate policy {path}"
     try:
         data = yaml.safe_load(text)  # JSON is YAML
     except yaml.YAMLError as exc:
@@ -172,10 +178,6 @@ def run_gate(
 ) -> GateResult:
     """Evaluate the model on every scene of the policy (reports in report_dir/<scene>/), then check them."""
     import time
-
-    from pitlane.evaluate.run import evaluate
-    from pitlane.pilots.model import ModelPilot
-    from pitlane.provenance import file_digest
 
     t0 = time.perf_counter()
     pilot = ModelPilot(model_path)

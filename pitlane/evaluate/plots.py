@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from pitlane.evaluate.report import END_OFF_TRACK, Report, Trace
+from pitlane.twin.texture import texture_for
 
 TRAJECTORY_PNG = "trajectory.png"
 TIMESERIES_PNG = "cte_speed.png"
@@ -27,8 +28,6 @@ def _pyplot():
 def plot_trajectory(track, trace: Trace, report: Report, path: str | Path) -> Path:
     """The driven path over the top-down track texture, coloured by |CTE|; start and end marked."""
     from matplotlib.collections import LineCollection
-
-    from pitlane.twin.texture import texture_for
 
     plt = _pyplot()
     a = trace.arrays()

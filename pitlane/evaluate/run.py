@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pitlane.errors import UserError
+from pitlane.evaluate.plots import write_plots
 from pitlane.evaluate.report import (
     END_LAPS,
     END_OFF_TRACK,
@@ -25,7 +26,11 @@ from pitlane.evaluate.report import (
     summarize,
     write_report,
 )
-from pitlane.twin.scenes import DEFAULT_SCENE
+from pitlane.pilots.model import ModelPilot
+from pitlane.provenance import file_digest
+from pitlane.twin.scenes import DEFAULT_SCENE, load_scene
+from pitlane.twin.sim import Sim
+from pitlane.twin.vehicle import Control
 from pitlane.twin.world import CONTROL_HZ, HIT_OFF_TRACK
 
 log = logging.getLogger(__name__)
@@ -96,7 +101,6 @@ def drive(pilot: PilotFn, sim, params: EvalParams) -> Episode:
 
 
 def _loop(pilot: PilotFn, sim, params: EvalParams, dt: float, limit: float, trace: Trace, bar) -> str:
-    from pitlane.twin.vehicle import Control
 
     length = sim.track.length_m
     while True:
@@ -121,7 +125,6 @@ def _loop(pilot: PilotFn, sim, params: EvalParams, dt: float, limit: float, trac
 
 
 def _scene_track(scene: str, seed: int):
-    from pitlane.twin.scenes import load_scene
 
     try:
         return load_scene(scene, rand_seed=seed)
@@ -147,9 +150,6 @@ def evaluate(
 
     `pilot` may be an already loaded ModelPilot (the gate loads a model once for several scenes).
     """
-    from pitlane.pilots.model import ModelPilot
-    from pitlane.provenance import file_digest
-    from pitlane.twin.sim import Sim
 
     params = EvalParams(
         laps=laps, seed=seed, control_hz=control_hz, max_seconds=max_seconds, plots=plots, progress=progress
@@ -183,8 +183,6 @@ def evaluate(
     if report_dir is not None:
         if plots:
             from dataclasses import replace
-
-            from pitlane.evaluate.plots import write_plots
 
             report = replace(report, plots=write_plots(track, ep.trace, report, report_dir))
         write_report(report, report_dir, ep.trace)

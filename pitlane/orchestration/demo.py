@@ -14,7 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pitlane.evaluate.gate import format_table
+from pitlane.evaluate.run import evaluate
+from pitlane.orchestration.recipe import UNSEEN_SCENE, Recipe, default_recipe
 from pitlane.twin.scenes import DEFAULT_SCENE
+from pitlane.twin.sim import Sim
+from pitlane.twin.snapshot import write_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +35,7 @@ class DemoOptions:
 
 def run_demo(opts: DemoOptions) -> int:
     """Run every stage; returns the process exit code (1 when the gate refuses the model)."""
-    from pitlane.car.run import RunOptions, run_car
-    from pitlane.evaluate.gate import format_table
-    from pitlane.orchestration.recipe import UNSEEN_SCENE, Recipe, default_recipe
-    from pitlane.twin.sim import Sim
-    from pitlane.twin.snapshot import write_snapshot
+    from pitlane.car.run import RunOptions, run_car  # lazy: pitlane.car loads donkeycar at import time
 
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
@@ -55,7 +56,6 @@ def run_demo(opts: DemoOptions) -> int:
         return 1
 
     _stage(3, f"unseen scene: {UNSEEN_SCENE} (never in the training data)")
-    from pitlane.evaluate.run import evaluate
 
     unseen = evaluate(result.tflite, UNSEEN_SCENE, laps=2, seed=opts.seed, report_dir=out / "unseen")
     print(

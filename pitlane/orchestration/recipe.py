@@ -11,18 +11,16 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from pitlane.data.collect import collect
 from pitlane.errors import UserError
+from pitlane.evaluate.gate import GatePolicy, GateResult, load_policy, run_gate
 from pitlane.provenance import RunRecord
 from pitlane.train.train import TrainParams, train_model
 
-if TYPE_CHECKING:
-    from pitlane.evaluate.gate import GateResult
-
 log = logging.getLogger(__name__)
 
-DEFAULT_SCENES: tuple[str, ...] = ("generated_track", "mini_monaco")  # also the default gate's scenes
+DEFAULT_SCENES: tuple[str, ...] = GatePolicy().scenes  # the default gate's scenes: one home, the policy
 UNSEEN_SCENE = "circuit_launch"  # a scene the default recipe never trains on, to measure generalisation
 
 
@@ -72,8 +70,6 @@ def default_recipe(
     """
     from dataclasses import replace
 
-    from pitlane.data.collect import collect
-
     out = Path(out_dir)
     tub = out / "tub"
     parts = [out / "tub", out / "model", out / "gate"]
@@ -102,8 +98,6 @@ def default_recipe(
     t2 = time.perf_counter()
     result = None
     if gate:
-        from pitlane.evaluate.gate import load_policy, run_gate
-
         result = run_gate(
             record.tflite_path or record.model_path, policy or load_policy(), out / "gate", progress=progress
         )

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from pitlane.errors import UserError
+from pitlane.provenance import run_record_path
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ def model_type_from_outputs(widths: tuple[int, ...]) -> str | None:
 
 def _run_record(path: Path) -> dict[str, Any]:
     """The run record saved beside the model by `pitlane train`, or {} (models may come from elsewhere)."""
-    from pitlane.provenance import run_record_path
 
     rec = run_record_path(path)
     try:

@@ -8,7 +8,10 @@ import contextlib
 import sys
 from pathlib import Path
 
+from pitlane.data.tub import find_tubs
 from pitlane.errors import UserError
+from pitlane.provenance import run_record_path
+from pitlane.train.train import MODEL_TYPES, TrainParams, train_model
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -23,7 +26,6 @@ def _override(text: str) -> tuple[str, object]:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from pitlane.train.train import MODEL_TYPES, TrainParams
 
     d = TrainParams()
     p = sub.add_parser(
@@ -60,8 +62,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pitlane.provenance import run_record_path
-    from pitlane.train.train import TrainParams, train_model
 
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
@@ -74,7 +74,6 @@ def _train(args: argparse.Namespace) -> int:
         overrides=dict(args.overrides),
         verbose=2,  # one line per epoch, on stderr (stdout carries only the paths written)
     )
-    from pitlane.data.tub import find_tubs
 
     with contextlib.redirect_stdout(sys.stderr):
         record = train_model(find_tubs(args.tub), args.out, params, overwrite=args.overwrite)
