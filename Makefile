@@ -22,13 +22,15 @@ test: setup  ## the whole test suite, slow tests included (what CI runs)
 test-fast: setup  ## skip the tests marked slow
 	$(PY) -m pytest -m "not slow"
 
-lint: setup
+lint: setup  ## ruff's lint and format check, and the layer contract (import-linter, pyproject.toml)
 	$(BIN)/ruff check pitlane tests bench apps
+	$(BIN)/ruff format --check pitlane tests bench apps
+	$(BIN)/lint-imports
 
 types: setup
 	$(BIN)/mypy
 
-check: lint types test  ## the one gate: lint, types, tests
+check: lint types test  ## the one gate: lint, format, layers, types, tests
 
 bench: setup out/demo/summary.json  ## every benchmark; each prints its figures (the gate's uses the demo's model)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

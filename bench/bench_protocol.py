@@ -94,7 +94,7 @@ def client_round(server: ServerProcess, scene: str, steps: int) -> dict:
         for _ in range(steps):
             frame = sim.step(float(steer(track, frame.data)), 0.4)
             if frame.hit != HIT_NONE:
-                frame = sim.reset_car()
+                frame = sim.reset_car() or sim.telemetry()  # synchronous mode: reset_car returns it
         return _figures(steps, t0, c0, s0, server)
 
 

@@ -97,7 +97,8 @@ class Probe:
     """Last part of the loop: what the pilot said and what the twin was sent in the same loop."""
 
     def __init__(self, twin) -> None:
-        self.twin, self.rows = twin, []
+        self.twin = twin
+        self.rows: list = []
 
     def run(self, pilot_throttle, stopped):
         self.rows.append((pilot_throttle, stopped, self.twin.last_control))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from pitlane.evaluate.report import Report
 
 
 def make_report(**changes) -> Report:
-    base = dict(
+    base: dict[str, Any] = dict(
         scene="generated_track",
         model="pilot.tflite",
         model_digest="sha256:00",

@@ -24,7 +24,11 @@ from pitlane.twin.vehicle import Control, VehicleParams
 
 def drive(sim: Sim, driver: ExpertDriver, laps: int) -> dict:
     t = sim.reset()
-    cte, labels, executed, lap_times, off = [], [], [], [], 0
+    cte: list[float] = []
+    labels: list = []
+    executed: list = []
+    lap_times: list[float] = []
+    off = 0
     limit = int(laps * sim.track.length_m / 0.5 / 0.05)
     while t.laps_completed < laps and len(cte) < limit:
         label, ex = driver.act(t)

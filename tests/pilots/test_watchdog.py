@@ -41,12 +41,12 @@ def loop(clock, part, *, dt=PERIOD_S, mode="local", pilot=(0.1, 0.5), frame="new
     """One drive loop: time passes, a camera frame (fresh unless told), DriveMode's choice, the watchdog."""
     clock.now_s += dt
     if frame == "new":
-        loop.frame = np.zeros((2, 2, 3), np.uint8)
+        loop.frame = np.zeros((2, 2, 3), np.uint8)  # type: ignore[attr-defined]
     angle, throttle = pilot
-    return part.run(mode, angle, throttle, angle, throttle, loop.frame, stop, resume)
+    return part.run(mode, angle, throttle, angle, throttle, loop.frame, stop, resume)  # type: ignore[attr-defined]
 
 
-loop.frame = None
+loop.frame = None  # type: ignore[attr-defined]
 
 
 def test_drives_when_all_is_well(rig):

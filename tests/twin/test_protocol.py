@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -280,7 +281,7 @@ SPEC_TELEMETRY_KEYS = {
 
 
 def _telemetry(**kw) -> Telemetry:
-    base = dict(
+    base: dict[str, Any] = dict(
         time_s=1.0,
         steering=0.1,
         throttle=0.5,

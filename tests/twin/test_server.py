@@ -328,7 +328,8 @@ class GymDonkeycarWire:
 
     def __init__(self, port: int):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5.0)
-        self.local, self.pending = "", []
+        self.local = ""
+        self.pending: list[dict] = []
 
     def send(self, msg: dict) -> None:
         self.sock.sendall(json.dumps(msg).encode("utf-8"))
