@@ -28,8 +28,15 @@ def _run(args: argparse.Namespace) -> int:
             plots=not args.no_plots,
         )
     )
-    summary = {k: report[k] for k in ("laps_completed", "mean_abs_cte", "loop_hz", "tub_records")}
-    summary["stops"] = len(report["stops"])
+    car = report.car
+    assert car is not None  # run_car always fills the car block
+    summary = {
+        "laps_completed": report.laps_completed,
+        "mean_abs_cte": report.mean_abs_cte,
+        "loop_hz": car.loop_hz,
+        "tub_records": car.tub_records,
+        "stops": len(car.stops),
+    }
     print(json.dumps(summary))
     return 0
 

@@ -2,25 +2,38 @@
 
 It reads the car app's config (the default car app shipped in pitlane/car/default_car by default), starts the twin server in this
 process when none answers at SIM_HOST:SIM_PORT, builds the car (`pitlane.car.app.build_car`), drives for
-`duration_s` and writes DIR/report.json: laps, |CTE|, the loop rate achieved and every watchdog stop.
+`duration_s` and writes DIR/report.json: the same `Report` as `pitlane evaluate` (a car run is an evaluation
+on a wall clock: laps, |CTE|, the same plots), with its `car` block holding the loop rate achieved, every
+watchdog stop and the tub recorded.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import socket
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pitlane.car.app import build_car
 from pitlane.car.settings import DEFAULT_CAR_DIR, load_car_config
 from pitlane.errors import UserError
-from pitlane.evaluate.plots import write_plots as draw
-from pitlane.evaluate.report import END_TIME_LIMIT, Trace, summarize
+from pitlane.evaluate.plots import write_plots
+from pitlane.evaluate.report import (
+    END_TIME_LIMIT,
+    REPORT_FILE,
+    CarRun,
+    Episode,
+    EvalParams,
+    ModelInfo,
+    Report,
+    Trace,
+    summarize,
+    write_report,
+)
+from pitlane.provenance import file_digest
 from pitlane.twin.scenes import load_scene
 from pitlane.twin.server import TwinServer
 
@@ -101,29 +114,6 @@ class RunStats:
         return (self.loops - 1) / (self.last_s - self.start_s)
 
 
-def write_plots(stats: RunStats, report: dict, report_dir: Path, seed: int) -> list[str]:
-    """trajectory.png and cte_speed.png as `pitlane evaluate` draws them (the track from the scene and seed)."""
-
-    track = load_scene(report["scene"], rand_seed=seed)
-    summary = summarize(
-        stats.trace,
-        scene=report["scene"],
-        model=Path(report["model"] or "no model").name,
-        model_digest="",
-        model_type="",
-        laps_requested=report["laps_completed"],
-        laps_completed=report["laps_completed"],
-        end_reason=END_TIME_LIMIT,
-        wall_seconds=report["duration_s"],
-        seed=seed,
-        control_hz=report["loop_hz"],
-        track_length_m=track.length_m,
-        track_width_m=track.width_m,
-        progress_m=0.0,
-    )
-    return draw(track, stats.trace, summary, report_dir)
-
-
 def twin_reachable(host: str, port: int, timeout_s: float = 1.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
@@ -149,7 +139,7 @@ def _start_twin(host: str, port: int):
     return server
 
 
-def run_car(opts: RunOptions) -> dict:
+def run_car(opts: RunOptions) -> Report:
     """Drive for opts.duration_s and return (and write, with report_dir) the report."""
     if not (opts.duration_s > 0 and math.isfinite(opts.duration_s)):
         raise UserError(f"--duration must be a positive number of seconds, got {opts.duration_s}")
@@ -201,33 +191,40 @@ def run_car(opts: RunOptions) -> dict:
             server.stop()
 
     twin = car.twin
-    abs_cte = stats.abs_cte
-    report = {
-        "profile": cfg.PITLANE_PROFILE,
-        "scene": cfg.SIM_SCENE,
-        "model": str(opts.model) if opts.model else None,
-        "mode": opts.mode,
-        "duration_s": round(wall_s, 3),
-        "loops": stats.loops,
-        "loop_hz": round(stats.loop_hz, 2),
-        "target_loop_hz": cfg.DRIVE_LOOP_HZ,
-        "laps_completed": twin.laps_completed if twin else 0,
-        "lap_times_s": [round(t, 3) for t in twin.lap_times_s] if twin else [],
-        "mean_abs_cte": round(sum(abs_cte) / len(abs_cte), 4) if abs_cte else None,
-        "max_abs_cte": round(max(abs_cte), 4) if abs_cte else None,
-        "off_track_events": twin.off_track_events if twin else 0,
-        "stops": [e.to_json(t0_s=stats.start_s or 0.0) for e in car.watchdog.events],
-        "stop_counts": dict(Counter(e.reason for e in car.watchdog.events)),
-        "twin_reconnects": twin.reconnects if twin else 0,
-        "tub": car.tub_path if tub_dir else None,
-        "tub_records": car.tub_writer.tub.manifest.current_index if car.tub_writer else 0,
-        "web_port": car.web.bound_port,
-    }
+    events = car.watchdog.events
+    run = CarRun(
+        profile=cfg.PITLANE_PROFILE,
+        mode=opts.mode,
+        loops=stats.loops,
+        loop_hz=round(stats.loop_hz, 2),
+        stops=[e.to_json(t0_s=stats.start_s or 0.0) for e in events],
+        stop_counts=dict(Counter(e.reason for e in events)),
+        twin_reconnects=twin.reconnects if twin else 0,
+        tub=car.tub_path if tub_dir else None,
+        tub_records=car.tub_writer.tub.manifest.current_index if car.tub_writer else 0,
+        web_port=car.web.bound_port,
+    )
+    # the track is the scene at the twin's seed: ours when we started it, else the default 0
+    seed = server.seed if server is not None else 0
+    track = load_scene(cfg.SIM_SCENE, rand_seed=seed)
+    model = (
+        ModelInfo(Path(opts.model).name, file_digest(opts.model), getattr(car.pilot, "model_type", "") or "")
+        if opts.model
+        else ModelInfo("")
+    )
+    episode = Episode(
+        stats.trace,
+        laps_completed=twin.laps_completed if twin else 0,
+        end_reason=END_TIME_LIMIT,  # a car run drives on a clock
+        progress_m=None,  # the car sees telemetry, not the twin's centerline progress
+        wall_seconds=wall_s,
+    )
+    params = EvalParams(laps=1, seed=seed, control_hz=float(cfg.DRIVE_LOOP_HZ), max_seconds=opts.duration_s)
+    report = summarize(episode, track, model, params, scene=cfg.SIM_SCENE, car=run)
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         if opts.plots and stats.trace.time_s:
-            # the track drawn is the scene at the twin's seed: ours when we started it, else the default 0
-            report["plots"] = write_plots(stats, report, report_dir, server.seed if server is not None else 0)
-        (report_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        logger.info("wrote %s", report_dir / "report.json")
+            report = replace(report, plots=write_plots(track, stats.trace, report, report_dir))
+        write_report(report, report_dir, stats.trace)
+        logger.info("wrote %s", report_dir / REPORT_FILE)
     return report

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from pitlane.evaluate.gate import GateResult, check, format_table, load_policy, run_gate
+from pitlane.evaluate.report import EvalParams
 from pitlane.evaluate.run import evaluate
 from pitlane.pilots.model import configure_threads
 from pitlane.twin.scenes import DEFAULT_SCENE
@@ -57,16 +58,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     policy = _policy(args.gate) if args.gate else None  # read the policy first: fail fast on a bad file
     configure_threads(1)
-    report = evaluate(
-        args.model,
-        args.scene,
-        args.laps,
-        args.seed,
-        args.report,
-        max_seconds=args.max_seconds,
-        plots=not args.no_plots,
-        progress=True,
+    params = EvalParams(
+        laps=args.laps, seed=args.seed, max_seconds=args.max_seconds, plots=not args.no_plots, progress=True
     )
+    report = evaluate(args.model, args.scene, params, args.report)
     laps = ", ".join(f"{t:.2f}" for t in report.lap_times) or "none"
     print(
         f"{report.scene}: {report.laps_completed}/{report.laps_requested} laps ({laps} s), "

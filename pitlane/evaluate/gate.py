@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from pitlane.errors import UserError
-from pitlane.evaluate.report import Report
+from pitlane.evaluate.report import EvalParams, Report
 from pitlane.evaluate.run import evaluate
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import file_digest
@@ -184,17 +184,10 @@ def run_gate(
     reports, checks = [], []
     for scene in policy.scenes:
         sub = Path(report_dir) / scene if report_dir is not None else None
-        report = evaluate(
-            model_path,
-            scene,
-            policy.laps,
-            policy.seed,
-            sub,
-            max_seconds=policy.max_seconds,
-            plots=plots,
-            pilot=pilot,
-            progress=progress,
+        params = EvalParams(
+            laps=policy.laps, seed=policy.seed, max_seconds=policy.max_seconds, plots=plots, progress=progress
         )
+        report = evaluate(model_path, scene, params, sub, pilot=pilot)
         reports.append(report)
         checks.extend(check(report, policy))
     result = GateResult(

@@ -1,7 +1,9 @@
-"""An evaluation episode as data: the per-step trace, and the report (metrics) computed from it.
+"""An evaluation episode as data: its parameters, the per-step trace, and the report computed from it.
 
-Pure numpy: `summarize` turns a trace into a `Report`; `write_report` / `load_report` move it to and from
-`report.json` (plus `trace.npz`, so plots can be redrawn without driving again).
+One report schema for `pitlane evaluate` (and the gate) and `pitlane car run`: a car run is an evaluation on
+a wall clock, so it writes the same `Report`, plus a `car` block (loop rate, watchdog stops, tub) that an
+evaluation leaves empty. Pure numpy: `summarize` turns an episode into a `Report`; `write_report` /
+`load_report` move it to and from `report.json` (plus `trace.npz`, so plots can be redrawn without driving).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from pitlane.errors import UserError
+from pitlane.twin.track import Track
+from pitlane.twin.world import CONTROL_HZ
 
 END_LAPS = "laps_completed"
 END_OFF_TRACK = "off_track"
@@ -64,6 +68,66 @@ class Trace:
 
 
 @dataclass(frozen=True)
+class EvalParams:
+    laps: int = 3
+    seed: int = 0  # twin seed (start pose noise, randomisation); the track is the scene's
+    control_hz: float = CONTROL_HZ  # [Hz] pilot rate, donkeycar's DRIVE_LOOP_HZ
+    max_seconds: float | None = None  # [s] simulated time limit; None = derived from the track length
+    min_avg_speed_mps: float = 0.4  # [m/s] the derived limit allows the laps at this average speed
+    plots: bool = True
+    progress: bool = False  # tqdm bar over laps on stderr
+
+    def __post_init__(self) -> None:
+        if self.laps < 1:
+            raise UserError(f"laps must be >= 1, got {self.laps}")
+        if not self.control_hz > 0:
+            raise UserError(f"control rate must be > 0 Hz, got {self.control_hz}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise UserError(f"max seconds must be > 0, got {self.max_seconds}")
+
+    def time_limit_s(self, track_length_m: float) -> float:
+        if self.max_seconds is not None:
+            return float(self.max_seconds)
+        return 10.0 + self.laps * track_length_m / self.min_avg_speed_mps
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One drive, as it happened: the trace and how it ended."""
+
+    trace: Trace
+    laps_completed: int
+    end_reason: str  # one of END_REASONS
+    progress_m: float | None  # [m] along the centerline; None when not measured (a car run)
+    wall_seconds: float  # [s]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model drove: its file name, content digest and donkeycar model type ("" when unknown)."""
+
+    name: str
+    digest: str = ""  # "sha256:<hex>"
+    type: str = ""
+
+
+@dataclass(frozen=True)
+class CarRun:
+    """What only a car run has: the donkeycar loop on a wall clock, its watchdog and its tub."""
+
+    profile: str  # twin | pi
+    mode: str  # drive mode at start: user | local_angle | local
+    loops: int
+    loop_hz: float  # [Hz] the loop rate achieved (the report's control_hz is the target)
+    stops: list[dict]  # every watchdog stop: reason, time [s] since the start, ...
+    stop_counts: dict[str, int]  # stops per reason
+    twin_reconnects: int
+    tub: str | None  # the tub recorded, None when not recording
+    tub_records: int
+    web_port: int | None  # the web controller's port
+
+
+@dataclass(frozen=True)
 class Report:
     """What the gate and a person look at after a model drove in the twin."""
 
@@ -82,48 +146,51 @@ class Report:
     wall_seconds: float  # [s] real time the episode took, rendering and inference included
     end_reason: str  # one of END_REASONS
     seed: int
-    control_hz: float  # [Hz] pilot rate
+    control_hz: float  # [Hz] pilot rate (a car run: DRIVE_LOOP_HZ, the target)
     track_length_m: float  # [m]
     track_width_m: float  # [m]
-    progress_m: float  # [m] distance driven along the centerline
+    progress_m: float | None  # [m] distance driven along the centerline; None when not measured
     model_type: str = ""
     plots: list[str] = field(default_factory=list)  # file names of the plots next to report.json
+    car: CarRun | None = None  # a car run's loop, watchdog and tub; None for an evaluation
     schema: str = SCHEMA
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("car"), dict):
+            values["car"] = CarRun(**values["car"])
+        return cls(**values)
+
 
 def summarize(
-    trace: Trace,
+    episode: Episode,
+    track: Track,
+    model: ModelInfo,
+    params: EvalParams,
     *,
-    scene: str,
-    model: str,
-    model_digest: str,
-    model_type: str,
-    laps_requested: int,
-    laps_completed: int,
-    end_reason: str,
-    wall_seconds: float,
-    seed: int,
-    control_hz: float,
-    track_length_m: float,
-    track_width_m: float,
-    progress_m: float,
+    scene: str | None = None,
+    car: CarRun | None = None,
 ) -> Report:
-    """Metrics of one episode from its trace (pure)."""
-    if end_reason not in END_REASONS:
-        raise ValueError(f"unknown end reason {end_reason!r}")
+    """Metrics of one episode (pure). `scene` is the name asked for (default: the track's; a track file's
+    path stays a path). A car run (`car` given) asks for no laps: laps_requested is 0."""
+    if episode.end_reason not in END_REASONS:
+        raise ValueError(f"unknown end reason {episode.end_reason!r}")
+    trace = episode.trace
     a = trace.arrays()
     cte = np.abs(a["cte_m"])
     speed = a["speed_mps"]
     return Report(
-        scene=scene,
-        model=model,
-        model_digest=model_digest,
-        model_type=model_type,
-        laps_requested=int(laps_requested),
-        laps_completed=int(laps_completed),
+        scene=scene or track.name,
+        model=model.name,
+        model_digest=model.digest,
+        model_type=model.type,
+        laps_requested=0 if car is not None else int(params.laps),
+        laps_completed=int(episode.laps_completed),
         lap_times=[round(float(t), 3) for t in trace.lap_times_s],
         mean_abs_cte=round(float(cte.mean()), 4) if cte.size else 0.0,
         max_abs_cte=round(float(cte.max()), 4) if cte.size else 0.0,
@@ -131,13 +198,14 @@ def summarize(
         mean_speed=round(float(speed.mean()), 4) if speed.size else 0.0,
         steps=len(trace.time_s),
         sim_seconds=round(float(trace.time_s[-1]), 3) if trace.time_s else 0.0,
-        wall_seconds=round(float(wall_seconds), 3),
-        end_reason=end_reason,
-        seed=int(seed),
-        control_hz=float(control_hz),
-        track_length_m=round(float(track_length_m), 3),
-        track_width_m=float(track_width_m),
-        progress_m=round(float(progress_m), 3),
+        wall_seconds=round(float(episode.wall_seconds), 3),
+        end_reason=episode.end_reason,
+        seed=int(params.seed),
+        control_hz=float(params.control_hz),
+        track_length_m=round(float(track.length_m), 3),
+        track_width_m=float(track.width_m),
+        progress_m=None if episode.progress_m is None else round(float(episode.progress_m), 3),
+        car=car,
     )
 
 
@@ -158,9 +226,7 @@ def load_report(report_dir_or_file: str | Path) -> Report:
     if p.is_dir():
         p = p / REPORT_FILE
     try:
-        data = json.loads(p.read_text())
-        known = {f.name for f in dataclasses.fields(Report)}
-        return Report(**{k: v for k, v in data.items() if k in known})
+        return Report.from_json(json.loads(p.read_text()))
     except FileNotFoundError:
         raise UserError(f"no evaluation report at {p}") from None
     except (ValueError, TypeError) as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,9 @@ from pitlane.evaluate.report import (
     END_LAPS,
     END_OFF_TRACK,
     END_TIME_LIMIT,
+    Episode,
+    EvalParams,
+    ModelInfo,
     Report,
     Trace,
     summarize,
@@ -31,44 +34,11 @@ from pitlane.provenance import file_digest
 from pitlane.twin.scenes import DEFAULT_SCENE, load_scene
 from pitlane.twin.sim import Sim
 from pitlane.twin.vehicle import Control
-from pitlane.twin.world import CONTROL_HZ, HIT_OFF_TRACK
+from pitlane.twin.world import HIT_OFF_TRACK
 
 log = logging.getLogger(__name__)
 
 PilotFn = Callable[[np.ndarray], tuple[float, float]]
-
-
-@dataclass(frozen=True)
-class EvalParams:
-    laps: int = 3
-    seed: int = 0  # twin seed (start pose noise, randomisation); the track is the scene's
-    control_hz: float = CONTROL_HZ  # [Hz] pilot rate, donkeycar's DRIVE_LOOP_HZ
-    max_seconds: float | None = None  # [s] simulated time limit; None = derived from the track length
-    min_avg_speed_mps: float = 0.4  # [m/s] the derived limit allows the laps at this average speed
-    plots: bool = True
-    progress: bool = False  # tqdm bar over laps on stderr
-
-    def __post_init__(self) -> None:
-        if self.laps < 1:
-            raise UserError(f"laps must be >= 1, got {self.laps}")
-        if not self.control_hz > 0:
-            raise UserError(f"control rate must be > 0 Hz, got {self.control_hz}")
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise UserError(f"max seconds must be > 0, got {self.max_seconds}")
-
-    def time_limit_s(self, track_length_m: float) -> float:
-        if self.max_seconds is not None:
-            return float(self.max_seconds)
-        return 10.0 + self.laps * track_length_m / self.min_avg_speed_mps
-
-
-@dataclass(frozen=True)
-class Episode:
-    trace: Trace
-    laps_completed: int
-    end_reason: str
-    progress_m: float  # [m]
-    wall_seconds: float  # [s]
 
 
 def drive(pilot: PilotFn, sim, params: EvalParams) -> Episode:
@@ -135,55 +105,32 @@ def _scene_track(scene: str, seed: int):
 def evaluate(
     model_path: str | Path,
     scene: str = DEFAULT_SCENE,
-    laps: int = 3,
-    seed: int = 0,
+    params: EvalParams | None = None,
     report_dir: str | Path | None = None,
     *,
-    max_seconds: float | None = None,
-    control_hz: float = 20.0,
-    plots: bool = True,
     pilot=None,
     threads: int | None = 1,
-    progress: bool = False,
 ) -> Report:
-    """Drive the model at `model_path` for `laps` laps of `scene`; write report.json (+ plots) to `report_dir`.
+    """Drive the model at `model_path` in `scene` as `params` say; write report.json (+ plots) to `report_dir`.
 
-    `pilot` may be an already loaded ModelPilot (the gate loads a model once for several scenes).
+    `params` defaults to `EvalParams()`; `pilot` may be an already loaded ModelPilot (the gate loads a model
+    once for several scenes).
     """
-
-    params = EvalParams(
-        laps=laps, seed=seed, control_hz=control_hz, max_seconds=max_seconds, plots=plots, progress=progress
-    )
-    track = _scene_track(scene, seed)
-    sim = Sim(track, seed=seed)
+    params = params or EvalParams()
+    track = _scene_track(scene, params.seed)
+    sim = Sim(track, seed=params.seed)
     h, w, d = sim.render().shape
     frame_shape = (int(h), int(w), int(d))
     if pilot is None:
         pilot = ModelPilot(model_path, camera_shape=frame_shape, threads=threads)
     else:
         pilot.check_camera(frame_shape)
-    log.info("evaluating %s on %s for %d laps", Path(model_path).name, scene, laps)
+    log.info("evaluating %s on %s for %d laps", Path(model_path).name, scene, params.laps)
     ep = drive(pilot.run, sim, params)
-    report = summarize(
-        ep.trace,
-        scene=scene,
-        model=Path(model_path).name,
-        model_digest=file_digest(model_path),
-        model_type=getattr(pilot, "model_type", ""),
-        laps_requested=laps,
-        laps_completed=ep.laps_completed,
-        end_reason=ep.end_reason,
-        wall_seconds=ep.wall_seconds,
-        seed=seed,
-        control_hz=control_hz,
-        track_length_m=track.length_m,
-        track_width_m=track.width_m,
-        progress_m=ep.progress_m,
-    )
+    model = ModelInfo(Path(model_path).name, file_digest(model_path), getattr(pilot, "model_type", ""))
+    report = summarize(ep, track, model, params, scene=scene)
     if report_dir is not None:
-        if plots:
-            from dataclasses import replace
-
+        if params.plots:
             report = replace(report, plots=write_plots(track, ep.trace, report, report_dir))
         write_report(report, report_dir, ep.trace)
     return report

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pitlane.evaluate.gate import format_table
+from pitlane.evaluate.report import EvalParams
 from pitlane.evaluate.run import evaluate
 from pitlane.orchestration.recipe import UNSEEN_SCENE, Recipe, default_recipe
 from pitlane.twin.scenes import DEFAULT_SCENE
@@ -57,7 +58,9 @@ def run_demo(opts: DemoOptions) -> int:
 
     _stage(3, f"unseen scene: {UNSEEN_SCENE} (never in the training data)")
 
-    unseen = evaluate(result.tflite, UNSEEN_SCENE, laps=2, seed=opts.seed, report_dir=out / "unseen")
+    unseen = evaluate(
+        result.tflite, UNSEEN_SCENE, EvalParams(laps=2, seed=opts.seed), report_dir=out / "unseen"
+    )
     print(
         f"  {unseen.laps_completed}/{unseen.laps_requested} laps, mean |CTE| {unseen.mean_abs_cte:.3f} m, "
         f"ended by {unseen.end_reason}"
@@ -78,9 +81,10 @@ def run_demo(opts: DemoOptions) -> int:
             web_port=0,
         )
     )
+    assert car.car is not None  # run_car always fills the car block
     print(
-        f"  {car['laps_completed']} laps, mean |CTE| {car['mean_abs_cte']} m, loop {car['loop_hz']} Hz, "
-        f"{len(car['stops'])} watchdog stops"
+        f"  {car.laps_completed} laps, mean |CTE| {car.mean_abs_cte} m, loop {car.car.loop_hz} Hz, "
+        f"{len(car.car.stops)} watchdog stops"
     )
 
     summary = {
@@ -93,7 +97,11 @@ def run_demo(opts: DemoOptions) -> int:
             "laps_completed": unseen.laps_completed,
             "mean_abs_cte": unseen.mean_abs_cte,
         },
-        "car": {k: car[k] for k in ("laps_completed", "mean_abs_cte", "loop_hz")},
+        "car": {
+            "laps_completed": car.laps_completed,
+            "mean_abs_cte": car.mean_abs_cte,
+            "loop_hz": car.car.loop_hz,
+        },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nDone in {summary['wall_seconds']} s. Open these:")

@@ -15,6 +15,7 @@ from pitlane.car.app import build_car
 from pitlane.car.run import RunOptions, run_car
 from pitlane.cli import main as pitlane_main
 from pitlane.errors import UserError
+from pitlane.evaluate.report import END_TIME_LIMIT, SCHEMA, load_report
 from pitlane.pilots.watchdog import PILOT_NONFINITE
 
 
@@ -47,14 +48,17 @@ def test_car_app_drives_a_lap_in_local_mode_records_a_tub_and_serves_drive(train
     assert _get(f"http://127.0.0.1:{web_port}/drive") == 200
     runner.join(120)
     report = result["report"]
-    assert report == json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["laps_completed"] >= 1, report
-    assert report["mean_abs_cte"] < 0.5, report
-    assert 15.0 <= report["loop_hz"] <= 21.0, report
-    assert report["stops"] == [] and report["tub_records"] > 100
-    assert all((tmp_path / "run" / name).is_file() for name in report["plots"]) and len(report["plots"]) == 2
+    # the same Report schema as `pitlane evaluate`, with the car block filled
+    assert report == load_report(tmp_path / "run")
+    assert report.schema == SCHEMA and report.end_reason == END_TIME_LIMIT and report.laps_requested == 0
+    assert report.laps_completed >= 1, report
+    assert report.mean_abs_cte < 0.5, report
+    assert report.car is not None and 15.0 <= report.car.loop_hz <= 21.0, report
+    assert report.control_hz == 20.0 and report.model_digest.startswith("sha256:")
+    assert report.car.stops == [] and report.car.tub_records > 100
+    assert all((tmp_path / "run" / name).is_file() for name in report.plots) and len(report.plots) == 2
     # the tub it recorded passes pitlane's tub checker
-    assert pitlane_main(["data", "check", report["tub"]]) == 0
+    assert pitlane_main(["data", "check", report.car.tub]) == 0
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pitlane.evaluate.plots import TIMESERIES_PNG, TRAJECTORY_PNG, write_plots
-from pitlane.evaluate.report import Trace, load_report, summarize, write_report
+from pitlane.evaluate.report import ModelInfo, Trace, load_report, summarize, write_report
 from pitlane.evaluate.run import EvalParams, drive
 from pitlane.pilots.expert import ExpertDriver
 from pitlane.twin.sim import Sim
@@ -67,22 +67,7 @@ def test_derived_time_limit_scales_with_laps():
 def test_report_fields_and_plots(tmp_path):
     sim = Sim("mini_monaco")
     ep = drive(expert_pilot(sim), sim, EvalParams(laps=1))
-    report = summarize(
-        ep.trace,
-        scene="mini_monaco",
-        model="expert",
-        model_digest="sha256:0",
-        model_type="expert",
-        laps_requested=1,
-        laps_completed=ep.laps_completed,
-        end_reason=ep.end_reason,
-        wall_seconds=ep.wall_seconds,
-        seed=0,
-        control_hz=20.0,
-        track_length_m=sim.track.length_m,
-        track_width_m=sim.track.width_m,
-        progress_m=ep.progress_m,
-    )
+    report = summarize(ep, sim.track, ModelInfo("expert", "sha256:0", "expert"), EvalParams(laps=1))
     plots = write_plots(sim.track, ep.trace, report, tmp_path)
     write_report(report, tmp_path, ep.trace)
     data = json.loads((tmp_path / "report.json").read_text())
