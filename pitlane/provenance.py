@@ -47,7 +47,7 @@ class RunRecord:
     git_commit: str  # commit of the pitlane checkout that trained, or "unknown"
     git_dirty: bool  # tracked files differed from that commit
     versions: dict[str, str]  # pitlane, donkeycar, tensorflow
-    timings_s: dict[str, float]  # [s] check_tubs, train, total
+    timings_s: dict[str, float]  # [s] check (the data checker's rules), train, total
     created_at: str  # ISO 8601 UTC
     model_digest: str = ""  # "sha256:<hex>" of the model file
     tflite_digest: str = ""  # "sha256:<hex>" of the TFLite file

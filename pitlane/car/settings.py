@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from pitlane.errors import UserError
+from pitlane.pilots.model import MODEL_TYPES
 from pitlane.pilots.watchdog import WatchdogParams
 from pitlane.twin.world import CONTROL_HZ
 
@@ -23,7 +24,6 @@ DRIVE_MODES: tuple[str, ...] = ("user", "local_angle", "local")
 # the camera and drivetrain types the pi profile builds (donkeycar's names; MOCK runs without hardware)
 PI_CAMERA_TYPES: tuple[str, ...] = ("PICAM", "WEBCAM", "CVCAM", "CSIC", "V4L", "MOCK")
 PI_DRIVE_TRAIN_TYPES: tuple[str, ...] = ("PWM_STEERING_THROTTLE", "MOCK")
-MODEL_TYPES: tuple[str, ...] = ("linear", "categorical", "inferred")
 PWM_KEYS: tuple[str, ...] = (
     "PWM_STEERING_PIN",
     "PWM_STEERING_SCALE",

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 TFLITE_SUFFIX = ".tflite"
 KERAS_SUFFIXES = (".keras", ".h5")
 # output widths per model type: linear = angle + throttle, categorical = 15 angle bins + 20 throttle bins
+# donkeycar model types whose only input is the camera image (what the twin and the car feed a pilot):
+# the ones pitlane trains, runs and lets a car config name. One home for the list.
+MODEL_TYPES: tuple[str, ...] = ("linear", "categorical", "inferred")
 _OUTPUT_SIGNATURES: dict[tuple[int, ...], str] = {(1, 1): "linear", (15, 20): "categorical", (1,): "inferred"}
 
 

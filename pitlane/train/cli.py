@@ -48,6 +48,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--seed", type=int, default=d.seed, help="seed for the split, init and shuffles")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out the records `pitlane data check` rejects instead of refusing the tub "
+        "(problems of a whole tub still refuse it)",
+    )
     p.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: TensorFlow's)")
     p.add_argument(
         "--set",
@@ -76,10 +82,14 @@ def _train(args: argparse.Namespace) -> int:
     )
 
     with contextlib.redirect_stdout(sys.stderr):
-        record = train_model(find_tubs(args.tub), args.out, params, overwrite=args.overwrite)
+        record = train_model(
+            find_tubs(args.tub), args.out, params, overwrite=args.overwrite, skip_bad=args.skip_bad
+        )
     val = f"{record.best_val_loss:.4f}" if record.best_val_loss is not None else "n/a"
+    skipped = record.extra.get("records_skipped", 0)
     print(
-        f"trained {record.model_type} on {record.records_total} records in {record.timings_s['total']:.1f} s: "
+        f"trained {record.model_type} on {record.records_total} records "
+        f"({skipped} bad records skipped) in {record.timings_s['total']:.1f} s: "
         f"{record.epochs_run} epochs, best val_loss {val}",
         file=sys.stderr,
     )

@@ -11,16 +11,21 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pitlane.data.tub import ANGLE_KEY, CAMERA_KEY, IMAGES, THROTTLE_KEY, is_tub
+from pitlane.data.check import DELETE, MANUAL, Problem, TubReport, check_tub, fix_tub
+from pitlane.data.tub import ANGLE_KEY, CAMERA_KEY, IMAGES, THROTTLE_KEY
 from pitlane.errors import UserError
+from pitlane.pilots.model import MODEL_TYPES
 from pitlane.provenance import (
     RunRecord,
     TubDigest,
@@ -33,10 +38,9 @@ from pitlane.provenance import (
 
 log = logging.getLogger(__name__)
 
-# donkeycar model types whose only input is the camera image (what the twin and the car feed a pilot)
-MODEL_TYPES: tuple[str, ...] = ("linear", "categorical", "inferred")
 MODEL_SUFFIXES: tuple[str, ...] = (".keras", ".h5")
 REQUIRED_KEYS: tuple[str, ...] = (CAMERA_KEY, ANGLE_KEY, THROTTLE_KEY)
+RGB_CHANNELS = 3
 
 
 @dataclass(frozen=True)
@@ -70,53 +74,85 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class TubInfo:
-    path: str
-    records: int
+    path: str  # the tub as given
+    records: int  # records training uses
+    skipped: int  # bad records left out (only with skip_bad)
     image_shape: tuple[int, int, int]  # (height, width, depth) [px]
+    train_path: str  # what donkeycar reads: the tub itself, or a view of it without the bad records
 
 
-def check_tubs(paths: Sequence[str | Path]) -> list[TubInfo]:
-    """Open every tub with donkeycar's Tub and check it can train a model; UserError naming the first problem."""
+def _refusal(raw: str | Path, report: TubReport, blocking: list[Problem], skip_bad: bool) -> str:
+    """One line: the tub, how many problems of which kind, the first one, and what to do."""
+    records = [p for p in blocking if p.index is not None]
+    whole = sorted((p for p in blocking if p.index is None), key=lambda p: p.fix != MANUAL)  # worst first
+    parts = []
+    if whole:
+        parts.append(whole[0].reason + (f" (+{len(whole) - 1} more tub problems)" if len(whole) > 1 else ""))
+    if records:
+        kinds = Counter(p.reason.split(" (")[0].split(":")[0] for p in records)
+        first = records[0]
+        parts.append(
+            f"{len(records)} bad record(s) of {report.records} (first: record {first.index}: {first.reason}; "
+            f"{len(kinds)} kind(s))"
+        )
+    hint = "see `pitlane data check` (its --fix repairs what it can)"
+    if records and not whole and not skip_bad:
+        hint += ", or train with --skip-bad to leave the bad records out"
+    return f"tub {raw} fails the data checker: {'; '.join(parts)}; {hint}"
+
+
+def _view_without_bad_records(report: TubReport, work_dir: Path) -> Path:
+    """A copy of the tub's manifest and catalogs (images linked, not copied) with the bad records marked
+    deleted by the checker's own repair: the user's tub is never changed."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    view = work_dir / f"{len(list(work_dir.iterdir()))}-{report.path.name}"
+    view.mkdir(parents=True)
+    for item in report.path.iterdir():
+        if item.is_file():
+            shutil.copy2(item, view / item.name)
+    (view / IMAGES).symlink_to((report.path / IMAGES).resolve(), target_is_directory=True)
+    fix_tub(check_tub(view, report.shapes.get(CAMERA_KEY)))
+    return view
+
+
+def load_tubs(
+    paths: Sequence[str | Path], *, skip_bad: bool = False, work_dir: str | Path | None = None
+) -> list[TubInfo]:
+    """Check every tub with the data checker's rules (`pitlane.data.check`) before TensorFlow is touched.
+
+    A tub the checker rejects is refused (UserError, one line naming the tub and its bad records), so no
+    record the checker rejects is ever trained on. With `skip_bad`, records the checker would delete are
+    left out instead (through a view of the tub in `work_dir`); problems of the whole tub still refuse.
+    """
     if not paths:
         raise UserError("no tubs given: pass at least one tub directory")
-    from donkeycar.parts.tub_v2 import Tub
-    from PIL import Image
-
     infos = []
     for raw in paths:
         path = Path(raw).expanduser()
-        if not path.is_dir():
-            raise UserError(f"tub {raw} does not exist or is not a directory")
-        if not is_tub(path):
-            raise UserError(f"{raw} is not a donkeycar tub: it has no manifest.json")
-        if not any(c.stat().st_size for c in path.glob("catalog_*.catalog")):
-            raise UserError(f"tub {raw} has no records")  # donkeycar's reader crashes on empty catalogs
-        try:
-            tub = Tub(str(path), read_only=True)
-            try:
-                records = list(tub)
-            finally:
-                tub.close()
-        except Exception as exc:  # donkeycar raises anything from json to index errors on a broken tub
-            raise UserError(f"tub {raw} is corrupt: {type(exc).__name__}: {exc}") from None
-        if not records:
-            raise UserError(f"tub {raw} has no records")
-        shape = None
-        for rec in records:
-            missing = [k for k in REQUIRED_KEYS if rec.get(k) is None]
-            if missing:
-                raise UserError(f"tub {raw} record {rec.get('_index')} lacks {', '.join(missing)}")
-            image = path / IMAGES / rec[CAMERA_KEY]
-            if not image.is_file():
-                raise UserError(f"tub {raw} record {rec.get('_index')}: image {image.name} is missing")
-            if shape is None:
-                try:
-                    with Image.open(image) as im:
-                        shape = (im.height, im.width, len(im.getbands()))
-                except OSError as exc:
-                    raise UserError(f"tub {raw}: image {image.name} is not readable: {exc}") from None
-        assert shape is not None  # records is non-empty and every record's image was checked
-        infos.append(TubInfo(str(path), len(records), shape))
+        report = check_tub(path)
+        shape = report.shapes.get(CAMERA_KEY)
+        if shape is not None and len(shape) == 3 and shape[2] != RGB_CHANNELS:  # the checker's majority shape
+            raise UserError(
+                f"tub {raw}: most camera frames have {shape[2]} channel(s), not {RGB_CHANNELS}: pitlane trains "
+                "on RGB frames like the twin's and the car's camera"
+            )
+        blocking = [p for p in report.problems if not (skip_bad and p.index is not None and p.fix == DELETE)]
+        if blocking:
+            raise UserError(_refusal(raw, report, blocking, skip_bad))
+        types = report.raw.input_types if report.raw is not None else {}
+        missing = [k for k in REQUIRED_KEYS if k not in types]
+        if missing:
+            raise UserError(f"tub {raw} does not record {', '.join(missing)}: nothing to learn from")
+        if shape is None or len(shape) != 3:
+            raise UserError(f"tub {raw} has no readable camera frames ({CAMERA_KEY})")
+        train_path = path
+        if report.delete:
+            if work_dir is None:
+                raise UserError("skipping bad records needs a work folder for the tub's view")
+            train_path = _view_without_bad_records(report, Path(work_dir))
+        usable = report.records - report.deleted_before - len(report.delete)
+        h, w, d = shape
+        infos.append(TubInfo(str(path), usable, len(report.delete), (h, w, d), str(train_path)))
     shapes = {i.image_shape for i in infos}
     if len(shapes) > 1:
         raise UserError(f"tubs hold images of different sizes {sorted(shapes)}; train on one camera size")
@@ -193,19 +229,35 @@ def train_model(
     params: TrainParams = TrainParams(),
     *,
     overwrite: bool = False,
+    skip_bad: bool = False,
 ) -> RunRecord:
     """Train a donkeycar model on `tubs`, save it to `out` (.keras or .h5) plus `.tflite` and the run record.
 
-    An existing model at `out` is kept (UserError) unless `overwrite`.
+    The tubs go through the data checker's rules first (`load_tubs`): a tub it rejects is refused, or with
+    `skip_bad` its bad records are left out. An existing model at `out` is kept (UserError) unless `overwrite`.
     """
+    with tempfile.TemporaryDirectory(prefix="pitlane-train-") as work:
+        return _train(tubs, out, params, overwrite=overwrite, skip_bad=skip_bad, work_dir=Path(work))
+
+
+def _train(
+    tubs: Sequence[str | Path],
+    out: str | Path,
+    params: TrainParams,
+    *,
+    overwrite: bool,
+    skip_bad: bool,
+    work_dir: Path,
+) -> RunRecord:
     t0 = time.perf_counter()
     out = Path(out).expanduser().absolute()
     if out.suffix not in MODEL_SUFFIXES:
         raise UserError(f"model path {out} must end in {' or '.join(MODEL_SUFFIXES)}")
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; choose another path or overwrite it explicitly")
-    infos = check_tubs(tubs)
+    infos = load_tubs(tubs, skip_bad=skip_bad, work_dir=work_dir)
     records_total = sum(i.records for i in infos)
+    skipped = sum(i.skipped for i in infos)
     if int(records_total * (1.0 - params.train_test_split)) < 1 or records_total < 2:
         raise UserError(
             f"{records_total} records are too few to hold out a validation set; collect more data"
@@ -222,12 +274,17 @@ def train_model(
     image_shape = infos[0].image_shape
     cfg = donkey_config(params, image_shape, out.parent)
     log.info(
-        "training %s on %d records from %d tubs -> %s", params.model_type, records_total, len(infos), out
+        "training %s on %d records from %d tubs (%d bad records skipped) -> %s",
+        params.model_type,
+        records_total,
+        len(infos),
+        skipped,
+        out,
     )
     with warnings.catch_warnings():
         # tf.data datasets are shuffled by donkeycar's split, Keras warns its own shuffle flag is unused
         warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
-        history = donkey_train(cfg, ",".join(i.path for i in infos), str(out), params.model_type)
+        history = donkey_train(cfg, ",".join(i.train_path for i in infos), str(out), params.model_type)
     t_trained = time.perf_counter()
     if not out.is_file():
         raise UserError(f"training produced no model at {out} (no epoch improved val_loss?)")
@@ -252,13 +309,14 @@ def train_model(
         git_dirty=dirty,
         versions=_versions(),
         timings_s={
-            "check_tubs": round(t_checked - t0, 3),
+            "check": round(t_checked - t0, 3),
             "train": round(t_trained - t_checked, 3),
             "total": round(time.perf_counter() - t0, 3),
         },
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         model_digest=file_digest(out),
         tflite_digest=file_digest(tflite) if tflite.is_file() else "",
+        extra={"records_skipped": skipped},
     )
     record.save(run_record_path(out))
     return record

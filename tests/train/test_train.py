@@ -10,7 +10,7 @@ import pytest
 from pitlane.cli import main
 from pitlane.errors import UserError
 from pitlane.provenance import tub_digest
-from pitlane.train import RunRecord, TrainParams, check_tubs, run_record_path, train_model
+from pitlane.train import RunRecord, TrainParams, load_tubs, run_record_path, train_model
 
 TINY = dict(epochs=2, batch_size=16, threads=1)
 
@@ -63,9 +63,9 @@ def test_tub_digest_follows_content(make_tub, tmp_path):
     assert tub_digest(tub) != tub_digest(copy)
 
 
-def test_check_tubs_reads_records_and_image_shape(make_tub):
-    info = check_tubs([make_tub(records=6)])
-    assert info[0].records == 6 and info[0].image_shape == (120, 160, 3)
+def test_load_tubs_reads_records_and_image_shape(make_tub):
+    info = load_tubs([make_tub(records=6)])
+    assert info[0].records == 6 and info[0].image_shape == (120, 160, 3) and info[0].skipped == 0
 
 
 @pytest.mark.parametrize(
@@ -73,8 +73,8 @@ def test_check_tubs_reads_records_and_image_shape(make_tub):
     [
         ("missing", "does not exist"),
         ("no_manifest", "no manifest.json"),
-        ("empty", "has no records"),
-        ("corrupt", "corrupt"),
+        ("empty", "empty tub"),
+        ("corrupt", "manifest"),
         ("missing_image", "is missing"),
     ],
 )
@@ -93,13 +93,13 @@ def test_bad_tubs_are_named(case, message, make_tub, tmp_path):
         path = make_tub("holes", records=3)
         sorted((path / "images").iterdir())[1].unlink()
     with pytest.raises(UserError, match=message) as err:
-        check_tubs([path])
-    assert str(path.name) in str(err.value)
+        load_tubs([path])
+    assert str(path.name) in str(err.value) and "\n" not in str(err.value)
 
 
 def test_empty_tub_list_is_refused():
     with pytest.raises(UserError, match="no tubs"):
-        check_tubs([])
+        load_tubs([])
 
 
 def test_too_few_records_for_validation(make_tub, tmp_path):
@@ -136,4 +136,88 @@ def test_cli_expands_a_folder_of_tubs(make_tub, tmp_path, capsys):
     make_tub("tubs/a", records=3)
     make_tub("tubs/b", records=0)  # the empty one must be named, which shows both were expanded
     code = main(["train", "--tub", str(tmp_path / "tubs"), "--out", str(tmp_path / "m.keras")])
-    assert code == 2 and "b has no records" in capsys.readouterr().err
+    assert code == 2 and "b fails the data checker: empty tub" in capsys.readouterr().err
+
+
+# ---- training runs the data checker's rules: what `pitlane data check` rejects is never trained on
+
+
+def _catalog(tub):
+    return sorted(tub.glob("catalog_*.catalog"))[0]
+
+
+def _blank_line(tub):
+    lines = _catalog(tub).read_text().splitlines(keepends=True)
+    _catalog(tub).write_text("".join(lines[:3] + ["\n"] + lines[3:]))
+
+
+def _duplicate_record(tub):
+    lines = _catalog(tub).read_text().splitlines(keepends=True)
+    _catalog(tub).write_text("".join(lines[:5] + [lines[4]] + lines[5:]))
+
+
+def _wrong_size_image(tub):
+    from PIL import Image
+
+    (name,) = (tub / "images").glob("2_*")  # record 2's frame
+    Image.new("RGB", (80, 60)).save(name)
+
+
+def _mostly_grayscale(tub):
+    from PIL import Image
+
+    for name in sorted((tub / "images").iterdir())[:8]:
+        Image.open(name).convert("L").save(name)
+
+
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (_blank_line, "is blank"),
+        (_duplicate_record, "_index other than their position"),
+        (_wrong_size_image, "1 bad record(s) of 12 (first: record 2: cam/image_array has shape (60, 80, 3)"),
+        (_mostly_grayscale, "1 channel(s), not 3"),
+    ],
+)
+def test_training_refuses_what_the_checker_rejects(spoil, message, make_tub, tmp_path, capsys):
+    tub = make_tub("spoilt", records=12)
+    spoil(tub)
+    assert main(["data", "check", str(tub)]) != 0 or message.startswith("1 channel")
+    capsys.readouterr()
+    code = main(["train", "--tub", str(tub), "--out", str(tmp_path / "m.keras")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert err.startswith(f"pitlane: error: tub {tub}") and err.count("\n") == 1
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_skip_bad_leaves_the_bad_records_out_and_keeps_the_tub(make_tub, tmp_path):
+    tub = make_tub("spoilt", records=12)
+    _wrong_size_image(tub)
+    before = {p.name: p.read_bytes() for p in tub.iterdir() if p.is_file()}
+    info = load_tubs([tub], skip_bad=True, work_dir=tmp_path / "work")[0]
+    assert (info.records, info.skipped) == (11, 1) and info.train_path != str(tub)
+    assert {
+        p.name: p.read_bytes() for p in tub.iterdir() if p.is_file()
+    } == before  # the user's tub as it was
+    from donkeycar.parts.tub_v2 import Tub
+
+    view = Tub(info.train_path, read_only=True)
+    assert [r["_index"] for r in view] == [i for i in range(12) if i != 2]
+    view.close()
+    # problems of the whole tub are not records to skip
+    _blank_line(tub)
+    with pytest.raises(UserError, match="is blank"):
+        load_tubs([tub], skip_bad=True, work_dir=tmp_path / "work")
+
+
+@pytest.mark.slow
+def test_train_with_skip_bad_says_how_many_records_it_used(make_tub, tmp_path, capsys):
+    tub = make_tub("spoilt", records=40)
+    _wrong_size_image(tub)
+    args = ["train", "--tub", str(tub), "--out", str(tmp_path / "m.keras"), "--epochs", "1", "--threads", "1"]
+    assert main([*args, "--skip-bad"]) == 0
+    err = capsys.readouterr().err
+    assert "on 39 records (1 bad records skipped)" in err
+    record = RunRecord.load(run_record_path(tmp_path / "m.keras"))
+    assert record.records_total == 39 and record.extra["records_skipped"] == 1
