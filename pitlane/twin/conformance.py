@@ -2,7 +2,9 @@
 gym-donkeycar 1.3.1 (and so donkeycar's DonkeyGymEnv part) relies on?
 
 It works against any simulator, the twin (`pitlane twin serve`) or the Unity DonkeyCar simulator, because it
-is a plain TCP client written from docs/sim-protocol.md, not from the twin's code. It walks a gym-donkeycar
+is a plain TCP client written from docs/sim-protocol.md, not from the twin's code. It stays independent of
+pitlane's own protocol client (`pitlane.twin.client`) on purpose: a mistake shared by the twin and that
+client would otherwise pass unseen. It walks a gym-donkeycar
 session (greeting, scene list, load_scene -> car_loaded, car and camera config, asynchronous telemetry,
 driving, reset_car, synchronous step_mode, exit_scene) and records one CheckResult per step. It sends what
 gym-donkeycar sends: JSON objects with string values and no separator, paced like its message loop, and reads

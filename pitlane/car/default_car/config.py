@@ -11,6 +11,9 @@ pitlane adds PITLANE_PROFILE, SIM_PORT, SIM_SCENE, SIM_CONNECT_TIMEOUT_S, AI_MAX
 
 import os
 
+from pitlane.twin import scenes as _scenes  # lower-case names: donkeycar reads only UPPER_CASE keys
+from pitlane.twin import world as _world
+
 # PATHS
 # abspath, not realpath: apps/donkeycars/default_car is a link to this folder, and tubs go beside the link
 CAR_PATH = PACKAGE_PATH = os.path.dirname(os.path.abspath(__file__))
@@ -24,7 +27,7 @@ MODELS_PATH = os.path.join(CAR_PATH, "models")
 PITLANE_PROFILE = "twin"
 
 # VEHICLE LOOP
-DRIVE_LOOP_HZ = 20  # [Hz] the vehicle loop rate
+DRIVE_LOOP_HZ = int(_world.CONTROL_HZ)  # [Hz] the vehicle loop rate (20: pitlane's control rate)
 MAX_LOOPS = None  # stop after this many loops (None: run until stopped)
 
 # CAMERA (pi profile; the twin renders IMAGE_W x IMAGE_H itself)
@@ -56,7 +59,7 @@ PWM_STEERING_THROTTLE = {
 # TWIN / SIMULATOR (twin profile)
 SIM_HOST = "127.0.0.1"  # the twin (`pitlane twin serve`) or a Unity simulator
 SIM_PORT = 9091  # the simulator protocol's port
-SIM_SCENE = "generated_track"  # scene the car loads (pitlane's part; DONKEY_GYM uses DONKEY_GYM_ENV_NAME)
+SIM_SCENE = _scenes.DEFAULT_SCENE  # scene the car loads (generated_track) (pitlane's part; DONKEY_GYM uses DONKEY_GYM_ENV_NAME)
 SIM_CONNECT_TIMEOUT_S = 10.0  # [s] wait this long for the twin at start
 SIM_RECORD_LOCATION = True  # record pos/pos_x, pos/pos_y, pos/pos_z, pos/speed, pos/cte in tubs
 SIM_RECORD_GYROACCEL = False
