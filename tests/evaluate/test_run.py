@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pitlane.evaluate.plots import TIMESERIES_PNG, TRAJECTORY_PNG, write_plots
-from pitlane.evaluate.report import ModelInfo, Trace, load_report, summarize, write_report
-from pitlane.evaluate.run import EvalParams, drive
+from pitlane.evaluate.report import EvalParams, ModelInfo, Trace, load_report, summarize, write_report
+from pitlane.evaluate.run import drive
 from pitlane.pilots.expert import ExpertDriver
 from pitlane.twin.sim import Sim
 

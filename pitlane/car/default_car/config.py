@@ -59,7 +59,9 @@ PWM_STEERING_THROTTLE = {
 # TWIN / SIMULATOR (twin profile)
 SIM_HOST = "127.0.0.1"  # the twin (`pitlane twin serve`) or a Unity simulator
 SIM_PORT = 9091  # the simulator protocol's port
-SIM_SCENE = _scenes.DEFAULT_SCENE  # scene the car loads (generated_track) (pitlane's part; DONKEY_GYM uses DONKEY_GYM_ENV_NAME)
+SIM_SCENE = (
+    _scenes.DEFAULT_SCENE
+)  # scene the car loads (generated_track) (pitlane's part; DONKEY_GYM uses DONKEY_GYM_ENV_NAME)
 SIM_CONNECT_TIMEOUT_S = 10.0  # [s] wait this long for the twin at start
 SIM_RECORD_LOCATION = True  # record pos/pos_x, pos/pos_y, pos/pos_z, pos/speed, pos/cte in tubs
 SIM_RECORD_GYROACCEL = False
