@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,8 +178,6 @@ def run_gate(
     progress: bool = False,
 ) -> GateResult:
     """Evaluate the model on every scene of the policy (reports in report_dir/<scene>/), then check them."""
-    import time
-
     t0 = time.perf_counter()
     pilot = ModelPilot(model_path)
     reports, checks = [], []
