@@ -4,7 +4,7 @@ The car app's manage.py calls `build_car(cfg, model_path)` and starts the return
 run` does the same headless. Part order in the loop (donkeycar runs parts in the order they were added):
 
   source (twin part | DonkeyGymEnv | camera) -> web controller -> mode guard -> run conditions -> pilot
-  -> DriveMode -> watchdog -> [twin controls | drivetrain] -> recording gate -> TubWriter
+  -> DriveMode -> watchdog -> [twin controls | drivetrain] -> console telemetry -> recording gate -> TubWriter
 
 pitlane's twin part sends the watchdog's controls in the same loop (a stop acts within one loop);
 donkeycar's DonkeyGymEnv, like donkeycar's template, sends the previous loop's controls.
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pitlane.car import parts as car_parts
+from pitlane.car.console import ConsoleTelemetry, WebController
 from pitlane.car.settings import check_config, watchdog_params
 from pitlane.car.twin_part import TwinPart
 from pitlane.data.tub import POSITION_KEYS, tub_metadata
@@ -152,7 +153,7 @@ class Car:
 
     vehicle: Any
     cfg: Any
-    web: car_parts.WebController
+    web: WebController
     watchdog: WatchdogPart
     twin: Any | None = None  # pitlane.car.twin_part.TwinPart in the twin profile
     pilot: Any | None = None
@@ -237,7 +238,12 @@ def build_car(
     V = dk.vehicle.Vehicle()
     twin = _add_source(V, cfg, clock)
 
-    web = car_parts.WebController(port=cfg.WEB_CONTROL_PORT, mode=cfg.WEB_INIT_MODE if pilot else "user")
+    web = WebController(
+        port=cfg.WEB_CONTROL_PORT,
+        mode=cfg.WEB_INIT_MODE if pilot else "user",
+        stop_button=cfg.WATCHDOG_STOP_BUTTON,
+        resume_button=cfg.WATCHDOG_RESUME_BUTTON,
+    )
     V.add(
         web,
         inputs=["cam/image_array", "tub/num_records", "user/mode", "recording"],
@@ -249,9 +255,10 @@ def build_car(
     V.add(ThrottleFilter(), inputs=["user/throttle"], outputs=["user/throttle"])
     V.add(car_parts.AutopilotGuard(refusal), inputs=["user/mode"], outputs=["user/mode"])
     V.add(car_parts.PilotCondition(), inputs=["user/mode"], outputs=["run_user", "run_pilot"])
-    if pilot is not None:
+    safe_pilot = car_parts.SafePilot(pilot) if pilot is not None else None
+    if safe_pilot is not None:
         V.add(
-            car_parts.SafePilot(pilot),
+            safe_pilot,
             inputs=["cam/image_array"],
             outputs=["pilot/angle", "pilot/throttle"],
             run_condition="run_pilot",
@@ -282,6 +289,11 @@ def build_car(
     elif cfg.PITLANE_PROFILE == "pi":
         for plan in pi_drivetrain_plans(cfg):
             V.add(plan.build(), inputs=plan.inputs, outputs=plan.outputs, threaded=plan.threaded)
+    model_name = Path(model_path).name if model_path and pilot else None
+    console = ConsoleTelemetry(
+        web, profile=cfg.PITLANE_PROFILE, model=model_name, twin=twin, pilot=safe_pilot
+    )
+    V.add(console, inputs=ConsoleTelemetry.INPUTS)
 
     inputs = ["cam/image_array", "user/angle", "user/throttle", "user/mode"]
     types = ["image_array", "float", "float", "str"]
@@ -307,8 +319,7 @@ def build_car(
         )
 
     meta = list(meta or []) + list(getattr(cfg, "METADATA", []))
-    model_name = Path(model_path).name if model_path and pilot else "none"
-    meta += tub_metadata(profile=cfg.PITLANE_PROFILE, model=model_name)
+    meta += tub_metadata(profile=cfg.PITLANE_PROFILE, model=model_name or "none")
     tub_writer = TubWriter(str(tub_path), inputs=inputs, types=types, metadata=meta)
     V.add(tub_writer, inputs=inputs, outputs=["tub/num_records"], run_condition="tub/recording")
     return Car(

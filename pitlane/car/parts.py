@@ -1,4 +1,5 @@
-"""donkeycar parts of the pitlane car app (besides the twin's, in `pitlane.car.twin_part`).
+"""donkeycar parts of the pitlane car app (besides the twin's, in `pitlane.car.twin_part`, and the web
+controller, in `pitlane.car.console`).
 
 Small parts with donkeycar's `run()` / `run_threaded()` contract, so a car app (manage.py) wires them with
 `Vehicle.add` exactly like donkeycar's own template parts (DriveMode, UserPilotCondition, ToggleRecording
@@ -7,86 +8,11 @@ in donkeycar/templates/complete.py, which are not importable as a library).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import os
-import threading
-
-from donkeycar.parts.web_controller import web
+import time
 
 logger = logging.getLogger(__name__)
-
-
-class WebController(web.LocalWebController):
-    """donkeycar's web controller (/drive, /wsDrive, /video, /calibrate) that also
-
-    - binds port 0 (an ephemeral port; `bound_port` says which) and a chosen address,
-    - runs without tornado's debug mode: donkeycar's debug=True turns on tornado's autoreload, which
-      re-executes the whole car process when any Python source file changes,
-    - stops its server and event loop on `shutdown`, so a car app can start again in the same process.
-    """
-
-    def __init__(self, port: int = 8887, mode: str = "user", address: str = "") -> None:
-        # Same state and handlers as LocalWebController.__init__, minus settings={'debug': True}.
-        self.static_file_path = os.path.join(
-            os.path.dirname(os.path.realpath(web.__file__)), "templates", "static"
-        )
-        self.angle = 0.0
-        self.throttle = 0.0
-        self.mode = mode
-        self.mode_latch = None
-        self.recording = False
-        self.recording_latch = None
-        self.buttons: dict = {}
-        self.port = port
-        self.address = address
-        self.num_records = 0
-        self.wsclients: list = []
-        self.loop = None
-        self.server = None
-        self.bound_port: int | None = None
-        self.ready = threading.Event()
-        handlers = [
-            (r"/", web.RedirectHandler, dict(url="/drive")),
-            (r"/drive", web.DriveAPI),
-            (r"/wsDrive", web.WebSocketDriveAPI),
-            (r"/wsCalibrate", web.WebSocketCalibrateAPI),
-            (r"/calibrate", web.CalibrateHandler),
-            (r"/video", web.VideoAPI),
-            (r"/wsTest", web.WsTest),
-            (r"/static/(.*)", web.StaticFileHandler, {"path": self.static_file_path}),
-        ]
-        web.tornado.web.Application.__init__(self, handlers, template_path=os.path.dirname(web.__file__))
-
-    def update(self) -> None:
-        asyncio.set_event_loop(asyncio.new_event_loop())
-        loop = web.IOLoop.current()
-        try:
-            server = self.listen(self.port, address=self.address)
-        except OSError as exc:
-            logger.error(
-                "web controller cannot listen on port %s: %s (driving on without it)", self.port, exc
-            )
-            self.ready.set()
-            raise
-        self.loop, self.server = loop, server
-        self.bound_port = next(iter(server._sockets.values())).getsockname()[1]
-        logger.info("web controller: http://localhost:%d/drive", self.bound_port)
-        self.ready.set()
-        loop.start()
-
-    def shutdown(self) -> None:
-        loop = self.loop
-        if loop is None:
-            return
-
-        def stop() -> None:
-            if self.server is not None:
-                self.server.stop()
-            loop.stop()
-
-        loop.add_callback(stop)
 
 
 class PilotCondition:
@@ -124,8 +50,10 @@ class SafePilot:
     def __init__(self, pilot) -> None:
         self.pilot = pilot
         self.failures = 0
+        self.latency_s: float | None = None  # [s] the last inference's wall time (the console shows it)
 
     def run(self, image):
+        start = time.perf_counter()
         try:
             return self.pilot.run(image)
         except Exception as exc:  # any inference failure must stop the car, not crash the loop
@@ -133,6 +61,8 @@ class SafePilot:
             if self.failures % 100 == 1:
                 logger.error("pilot failed (%d so far): %s: %s", self.failures, type(exc).__name__, exc)
             return math.nan, math.nan
+        finally:
+            self.latency_s = time.perf_counter() - start
 
     def shutdown(self) -> None:
         shutdown = getattr(self.pilot, "shutdown", None)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import threading
-import urllib.request
 
 import pytest
 
@@ -15,26 +12,7 @@ from pitlane.car.parts import (
     PilotCondition,
     RecordingGate,
     SafePilot,
-    WebController,
 )
-
-
-def test_web_controller_answers_drive_on_an_ephemeral_port_and_stops():
-    web = WebController(port=0, mode="user", address="127.0.0.1")
-    thread = threading.Thread(target=web.update, daemon=True)
-    thread.start()
-    assert web.ready.wait(5) and web.bound_port
-    url = f"http://127.0.0.1:{web.bound_port}/drive"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        assert resp.status == 200 and b"<html" in resp.read().lower()
-    # the page's POST drives the car: angle, throttle, mode, recording
-    body = json.dumps({"angle": 0.25, "throttle": 0.4, "drive_mode": "local", "recording": True}).encode()
-    urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=5).close()
-    angle, throttle, mode, recording, _buttons = web.run_threaded(None, 0, None, None)
-    assert (angle, throttle, mode, recording) == (0.25, 0.4, "local", True)
-    web.shutdown()
-    thread.join(5)
-    assert not thread.is_alive()
 
 
 def test_autopilot_guard_keeps_user_mode_without_a_pilot(caplog):

@@ -154,6 +154,8 @@ def test_operator_stop_button_on_the_web_page_stops_the_twin_car(car_config, twi
         time.sleep(0.3)
         assert car.twin.last_control == (0.0, 0.0, 1.0), "an operator stop holds until resumed"
         _post(car.web.bound_port, {"buttons": {"w2": True}})  # w2: resume
+        assert wait_until(lambda: car.twin.last_control == (0.0, 0.0, 0.0)), "the stop zeroed the throttle"
+        _post(car.web.bound_port, {"angle": 0.0, "throttle": 0.5})  # the operator drives again
         assert wait_until(lambda: car.twin.last_control == (0.0, 0.5, 0.0))
     finally:
         car.vehicle.on = False
