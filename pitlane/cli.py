@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 
+from pitlane import quiet
 from pitlane.errors import UserError
 
 # Each module registers its own sub-commands; a domain not yet built is skipped.
@@ -27,11 +27,9 @@ DOMAINS: tuple[str, ...] = (
 
 
 def quiet_libraries() -> None:
-    """TensorFlow's C++ log lines and donkeycar's INFO chatter bury pitlane's output; -v brings them back.
-
-    Works because every TensorFlow import in pitlane is lazy, so the variable is set before TF reads it.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """donkeycar's banner and INFO chatter and TensorFlow's C++ start-up lines bury pitlane's output; -v
+    brings them back. Works because every donkeycar and TensorFlow import in pitlane is lazy."""
+    quiet.install()
     for name in ("donkeycar", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import sys
 from pathlib import Path
@@ -11,18 +10,8 @@ from pathlib import Path
 from pitlane.data.tub import find_tubs
 from pitlane.errors import UserError
 from pitlane.provenance import run_record_path
+from pitlane.train.overrides import TRAIN_KEYS, parse_overrides
 from pitlane.train.train import MODEL_TYPES, TrainParams, train_model
-
-
-def _override(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        parsed: object = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        parsed = value  # a bare string
-    return key.strip(), parsed
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -56,13 +45,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: TensorFlow's)")
     p.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        metavar="LR",
+        help="optimizer learning rate (default: the model type's optimizer default, 0.001)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
-        type=_override,
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a donkeycar config value, e.g. --set LEARNING_RATE=0.0005 (repeatable)",
+        help="a donkeycar config key its training reads, e.g. --set MIN_DELTA=0.001 or "
+        f"--set \"AUGMENTATIONS=['BRIGHTNESS']\" (repeatable; one of {', '.join(sorted(TRAIN_KEYS))})",
     )
     p.set_defaults(func=_train)
 
@@ -77,7 +73,8 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         threads=args.threads,
-        overrides=dict(args.overrides),
+        learning_rate=args.learning_rate,
+        overrides=parse_overrides(args.overrides),
         verbose=2,  # one line per epoch, on stderr (stdout carries only the paths written)
     )
 

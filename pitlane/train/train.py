@@ -7,16 +7,18 @@ and writes a run record next to the model.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +37,7 @@ from pitlane.provenance import (
     run_record_path,
     tub_digest,
 )
+from pitlane.train.overrides import check_override
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,10 @@ class TrainParams:
     threads: int | None = None  # TensorFlow intra-op threads; None = TensorFlow's default
     deterministic: bool = True  # tf.config.experimental.enable_op_determinism()
     verbose: int = 0  # Keras fit verbosity (donkeycar's VERBOSE_TRAIN): 0 silent, 2 one line per epoch
-    overrides: dict[str, Any] = field(default_factory=dict)  # extra donkeycar config values (UPPER_CASE)
+    learning_rate: float | None = (
+        None  # optimizer step size; None: the model type's optimizer default (0.001)
+    )
+    overrides: dict[str, Any] = field(default_factory=dict)  # donkeycar config keys its training reads
 
     def __post_init__(self) -> None:
         if self.model_type not in MODEL_TYPES:
@@ -67,9 +73,11 @@ class TrainParams:
             raise UserError(f"batch size must be >= 1, got {self.batch_size}")
         if not 0.0 < self.train_test_split < 1.0:
             raise UserError(f"train/test split must be in (0, 1), got {self.train_test_split}")
-        bad = [k for k in self.overrides if not k.isupper()]
-        if bad:
-            raise UserError(f"donkeycar config keys are UPPER_CASE; not understood: {', '.join(bad)}")
+        lr = self.learning_rate
+        if lr is not None and not (isinstance(lr, int | float) and math.isfinite(lr) and 0 < lr <= 10):
+            raise UserError(f"learning rate must be a number in (0, 10], got {lr}")
+        for key, value in self.overrides.items():
+            check_override(key, value)
 
 
 @dataclass(frozen=True)
@@ -203,6 +211,34 @@ def configure_tensorflow(threads: int | None, seed: int, deterministic: bool) ->
         tf.config.experimental.enable_op_determinism()
 
 
+@contextlib.contextmanager
+def optimizer_with(learning_rate: float | None, applied: dict[str, Any]) -> Iterator[None]:
+    """donkeycar 5.4's training compiles each model with its optimizer's name ("adam", "rmsprop"): its
+    `set_optimizer` is never called and LEARNING_RATE is never read. This gives the model donkeycar builds
+    inside `train` an optimizer instance of that kind with `learning_rate`, and fills `applied` with the
+    optimizer actually used (name, learning rate), for the run record."""
+    import donkeycar.pipeline.training as training
+    from tensorflow import keras
+
+    build = training.get_model_by_type
+
+    def build_with_rate(model_type, cfg):
+        kl = build(model_type, cfg)
+        name = kl.optimizer if isinstance(kl.optimizer, str) else type(kl.optimizer).__name__.lower()
+        optimizer = keras.optimizers.get(name)
+        if learning_rate is not None:
+            optimizer.learning_rate = learning_rate
+        kl.optimizer = optimizer
+        applied.update(name=name, learning_rate=float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+        return kl
+
+    training.get_model_by_type = build_with_rate
+    try:
+        yield
+    finally:
+        training.get_model_by_type = build
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -281,7 +317,8 @@ def _train(
         skipped,
         out,
     )
-    with warnings.catch_warnings():
+    optimizer: dict[str, Any] = {}
+    with warnings.catch_warnings(), optimizer_with(params.learning_rate, optimizer):
         # tf.data datasets are shuffled by donkeycar's split, Keras warns its own shuffle flag is unused
         warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
         history = donkey_train(cfg, ",".join(i.train_path for i in infos), str(out), params.model_type)
@@ -301,7 +338,7 @@ def _train(
         tubs=digests,
         data_digest=data_digest(digests),
         records_total=records_total,
-        params={k: _json_safe(v) for k, v in dataclasses.asdict(params).items()},
+        params={**{k: _json_safe(v) for k, v in dataclasses.asdict(params).items()}, "optimizer": optimizer},
         history=history,
         epochs_run=len(history.get("loss", [])),
         best_val_loss=min(val) if val else None,

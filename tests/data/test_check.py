@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +115,26 @@ def test_fault_is_found_and_fixed(make_tub, donkey_read, inject, capsys):
     assert [r["_index"] for r in records] == [i for i in range(N) if i != index]
     assert check_tub(tub).ok
     assert main(["data", "check", str(tub)]) == 0
+
+
+def test_fix_output_has_no_donkeycar_banner(make_tub):
+    """`data check --fix` imports donkeycar's Tub mid-report: its banner used to land in the middle of it.
+    A fresh interpreter, because this test process imported donkeycar long ago."""
+    tub = make_tub(n=6)
+    _fault_corrupt_jpeg_at(tub, 2)
+    code = (
+        f"import sys; from pitlane.cli import main; sys.exit(main(['data', 'check', '--fix', {str(tub)!r}]))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "marked 1 records deleted (manifest deleted_indexes): 2" in run.stdout
+    assert "using donkey v" not in run.stdout + run.stderr and "_____" not in run.stdout
+    assert run.stderr == ""
+
+
+def _fault_corrupt_jpeg_at(tub: Path, index: int) -> None:
+    image = tub / "images" / f"{index}_cam_image_array_.jpg"
+    image.write_bytes(image.read_bytes()[:300])
 
 
 def test_truncated_line_fix_keeps_original_and_appends_cleanly(make_tub, donkey_read):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -52,6 +54,21 @@ def test_same_seed_gives_the_same_training_curve(make_tub, tmp_path):
     b = train_model([tub], tmp_path / "b" / "m.keras", TrainParams(seed=7, **TINY))
     assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-5)
     assert a.history["val_loss"] == pytest.approx(b.history["val_loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_learning_rate_reaches_the_optimizer_and_changes_the_loss_curve(make_tub, tmp_path):
+    """donkeycar 5.4 ignores LEARNING_RATE; --learning-rate is wired into the optimizer it compiles."""
+    tub = make_tub(records=40)
+    slow = train_model([tub], tmp_path / "a" / "m.keras", TrainParams(seed=7, learning_rate=1e-6, **TINY))
+    fast = train_model([tub], tmp_path / "b" / "m.keras", TrainParams(seed=7, learning_rate=1e-2, **TINY))
+    assert slow.params["optimizer"] == {"name": "adam", "learning_rate": pytest.approx(1e-6)}
+    assert fast.params["optimizer"] == {"name": "adam", "learning_rate": pytest.approx(1e-2)}
+    assert slow.params["learning_rate"] == 1e-6
+    # same seed, same data, same first batch: only the step size differs, and so do the curves
+    assert fast.history["loss"][0] != pytest.approx(slow.history["loss"][0], rel=1e-3)
+    saved = json.loads(run_record_path(tmp_path / "b" / "m.keras").read_text())
+    assert saved["params"]["optimizer"]["learning_rate"] == pytest.approx(1e-2)
 
 
 def test_tub_digest_follows_content(make_tub, tmp_path):
@@ -110,8 +127,10 @@ def test_too_few_records_for_validation(make_tub, tmp_path):
 def test_bad_params_are_refused():
     with pytest.raises(UserError, match="unknown model type"):
         TrainParams(model_type="transformer")
-    with pytest.raises(UserError, match="UPPER_CASE"):
+    with pytest.raises(UserError, match="batch_size: not a key donkeycar 5.4's training reads"):
         TrainParams(overrides={"batch_size": 3})
+    with pytest.raises(UserError, match="learning rate must be a number in"):
+        TrainParams(learning_rate=0.0)
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
@@ -122,6 +141,38 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert "Traceback" not in err and err.count("\n") == 1
     code = main(["train", "--tub", str(tmp_path), "--out", str(tmp_path / "m.onnx")])
     assert code == 2 and "must end in .keras or .h5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "LEARNING_RATE=5.0",
+            "--set LEARNING_RATE: donkeycar 5.4's training ignores it; use --learning-rate",
+        ),
+        (
+            "NO_SUCH_KEY=1",
+            "--set NO_SUCH_KEY: not a key donkeycar 5.4's training reads; one of AUGMENTATIONS, AUG_BLUR",
+        ),
+        ("MIN_DELTA=fast", "--set MIN_DELTA='fast': MIN_DELTA takes a number >= 0"),
+        ("MIN_DELTA=True", "--set MIN_DELTA=True: MIN_DELTA takes a number >= 0"),
+        ("AUGMENTATIONS=['SHARPEN']", "AUGMENTATIONS takes a list of 'BRIGHTNESS', 'BLUR'"),
+        ("MAX_EPOCHS=3", "--set MAX_EPOCHS: use --epochs"),
+        ("MIN_DELTA", "--set expects KEY=VALUE, got 'MIN_DELTA'"),
+    ],
+)
+def test_bad_set_is_one_line_before_tensorflow_loads(setting, message, make_tub, tmp_path):
+    """Checked in a fresh interpreter, so it shows TensorFlow was never imported for a bad --set."""
+    tub = make_tub(records=5)
+    code = (
+        "import sys; from pitlane.cli import main; "
+        f"rc = main(['train', '--tub', {str(tub)!r}, '--out', {str(tmp_path / 'm.keras')!r}, '--set', {setting!r}]); "
+        "print(rc, 'tensorflow' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.stdout.split()[-2:] == ["2", "False"]
+    assert run.stderr.startswith("pitlane: error: --set ") and run.stderr.count("\n") == 1
+    assert message in run.stderr
 
 
 def test_existing_model_is_not_overwritten_silently(make_tub, tmp_path):
