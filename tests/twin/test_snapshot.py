@@ -27,6 +27,28 @@ def test_snapshot_writes_camera_map_and_strip(tmp_path, capsys):
     assert "camera.png" in capsys.readouterr().out
 
 
+def test_map_and_strip_have_a_title_scale_bar_and_direction(tmp_path):
+    from pitlane.twin.scenes import load_scene
+    from pitlane.twin.snapshot import draw_map, nice_length
+
+    assert [nice_length(x) for x in (0.7, 1.0, 3.9, 7.5, 19.0, 260.0)] == [0.5, 1.0, 2.0, 5.0, 10.0, 200.0]
+    track = load_scene("generated_track")
+    bare, titled = draw_map(track), draw_map(track, title=["generated_track", "second line"])
+    band = titled.shape[0] - bare.shape[0]
+    assert band > 40 and titled.shape[1] == bare.shape[1]
+    assert (titled[:band, -40:] == 24).all(), "a dark title band on top"
+    assert titled[:band].max() == 255, "with white text"
+    # the scale bar: a white and a black half, bottom-left
+    h = bare.shape[0]
+    bar = bare[h - 22 : h - 20, 22:300]
+    assert (bar == 255).all(axis=2).any() and (bar == 0).all(axis=2).any()
+    out = tmp_path / "snap"
+    assert main(["twin", "snapshot", "--scene", "generated_track", "--out", str(out), "--frames", "4"]) == 0
+    strip = read(out / "strip.png")
+    assert strip.shape[0] > (240 + 4) + 40, "strip.png has a title band (4 frames: one row)"
+    assert (strip[:20, :200] == 24).all()
+
+
 def test_snapshot_of_a_track_file(tmp_path):
     track = tmp_path / "t.json"
     track.write_text(
