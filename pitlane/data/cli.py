@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pitlane.data.check import MANUAL, check_tub, fix_tub, format_report
 from pitlane.data.collect import collect, noise_from_flags
-from pitlane.data.stats import format_stats, plot_stats, tub_stats
+from pitlane.data.stats import format_stats, plot_stats, stats_png_path, tub_stats
 from pitlane.data.tub import find_tubs, is_tub
 from pitlane.errors import UserError
 from pitlane.twin.world import CONTROL_HZ
@@ -78,7 +78,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     stats = sub.add_parser("stats", help="records per session, angle/throttle histograms, PNG")
     stats.add_argument("tubs", nargs="+", type=Path, help="tub folders, or folders of tubs")
-    stats.add_argument("--out", type=Path, help="write the histograms to this PNG")
+    stats.add_argument(
+        "--out", type=Path, metavar="PNG|DIR", help="write the histograms to this .png, or to DIR/stats.png"
+    )
     stats.set_defaults(func=_stats)
 
 
@@ -123,6 +125,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
 
+    png = stats_png_path(args.out) if args.out else None  # checked before the tubs are read
     tubs = find_tubs(args.tubs)
     missing = [str(p) for p in tubs if not is_tub(p)]
     if missing:
@@ -130,6 +133,6 @@ def _stats(args: argparse.Namespace) -> int:
     all_stats = [tub_stats(p) for p in tubs]
     for stats in all_stats:
         print(format_stats(stats))
-    if args.out:
-        print(f"wrote {plot_stats(all_stats, args.out)}", file=sys.stderr)
+    if png is not None:
+        print(f"wrote {plot_stats(all_stats, png)}", file=sys.stderr)
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pitlane.data.tub import ANGLE_KEY, THROTTLE_KEY, read_raw_tub
+from pitlane.errors import UserError
 
 CTE_KEY = "pos/cte"
 
@@ -77,6 +78,21 @@ def format_stats(stats: TubStats) -> str:
     return "\n".join(lines)
 
 
+STATS_PNG = "stats.png"
+
+
+def stats_png_path(out: Path) -> Path:
+    """Where `--out` puts the PNG: OUT itself when it ends in .png, else the folder OUT/stats.png (a bare name
+    like `data` is a folder: matplotlib would have written `data.png` behind the user's back)."""
+    if out.suffix.lower() == ".png" and not out.is_dir():
+        return out
+    if out.suffix and not out.is_dir():
+        raise UserError(f"--out {out}: give a .png file or a folder (stats.png is written there)")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a .png file or a folder")
+    return out / STATS_PNG
+
+
 def plot_stats(all_stats: list[TubStats], out: Path) -> Path:
     """Write a PNG: angle, throttle and CTE histograms (one line per tub) and records per session."""
     import matplotlib
@@ -115,7 +131,11 @@ def plot_stats(all_stats: list[TubStats], out: Path) -> Path:
     ax.set_title("records per session")
     fig.suptitle(f"{sum(s.records for s in all_stats)} records in {len(all_stats)} tubs")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=90, format="png")
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
     return out

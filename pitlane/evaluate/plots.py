@@ -14,6 +14,7 @@ from pitlane.twin.texture import texture_for
 
 TRAJECTORY_PNG = "trajectory.png"
 TIMESERIES_PNG = "cte_speed.png"
+CTE_COLOURS = ("#00e5ff", "#76ff03", "#ffea00", "#ff9100", "#ff1744")  # |CTE| 0 -> the road edge and beyond
 
 
 def _pyplot():
@@ -25,11 +26,21 @@ def _pyplot():
     return plt
 
 
+def laps_done(report: Report) -> str:
+    """ "2/3 laps" against a lap goal; "5 laps in 60 s" for a drive bounded by time (laps_requested 0)."""
+    if report.laps_requested > 0:
+        return f"{report.laps_completed}/{report.laps_requested} laps"
+    return f"{report.laps_completed} laps in {report.wall_seconds:.0f} s"
+
+
 def plot_trajectory(track, trace: Trace, report: Report, path: str | Path) -> Path:
     """The driven path over the top-down track texture, coloured by |CTE|; start and end marked."""
     from matplotlib.collections import LineCollection
 
     plt = _pyplot()
+    from matplotlib.colors import LinearSegmentedColormap
+
+    cte_cmap = LinearSegmentedColormap.from_list("pitlane_cte", CTE_COLOURS)
     a = trace.arrays()
     tex = texture_for(track)
     level = 1 if len(tex.levels) > 1 else 0
@@ -46,34 +57,43 @@ def plot_trajectory(track, trace: Trace, report: Report, path: str | Path) -> Pa
         pts = np.stack([a["x_m"], a["y_m"]], axis=1)
         segs = np.stack([pts[:-1], pts[1:]], axis=1)
         cte = np.abs(a["cte_m"])
+        # bright colours only (no dark end, unlike turbo or viridis) on a dark casing: readable on the dark
+        # road and on light ground alike
+        ax.plot(pts[:, 0], pts[:, 1], color="black", lw=4.8, alpha=0.75, solid_capstyle="round", zorder=3)
         lc = LineCollection(
-            segs, cmap="turbo", norm=plt.Normalize(0.0, max(half_width, float(cte.max()))), lw=2.2
+            segs,
+            cmap=cte_cmap,
+            norm=plt.Normalize(0.0, max(half_width, float(cte.max()))),
+            lw=2.6,
+            zorder=4,
         )
         lc.set_array(cte[1:])
         ax.add_collection(lc)
         cbar = fig.colorbar(lc, ax=ax, shrink=0.8)
         cbar.set_label(f"|CTE| [m] (road edge at {half_width:.2f} m)")
-        ax.plot(pts[0, 0], pts[0, 1], "o", color="lime", ms=9, mec="black", label="start")
         end_style = "X" if report.end_reason == END_OFF_TRACK else "s"
+        # the end is drawn small and the start as a wide ring around it: a car that finished its laps ends
+        # where it started, and both stay visible
         ax.plot(
             pts[-1, 0],
             pts[-1, 1],
             end_style,
             color="red",
-            ms=10,
+            ms=8,
             mec="black",
+            zorder=5,
             label=f"end: {report.end_reason}",
         )
+        ax.plot(pts[0, 0], pts[0, 1], "o", mfc="none", mec="lime", mew=3, ms=17, zorder=6, label="start")
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_aspect("equal")
     ax.set_xlabel("x [m] (east)")
     ax.set_ylabel("y [m] (north)")
     ax.set_title(
-        f"{report.model} on {report.scene}: {report.laps_completed}/{report.laps_requested} laps, "
-        f"max |CTE| {report.max_abs_cte:.2f} m"
+        f"{report.model} on {report.scene}: {laps_done(report)}, max |CTE| {report.max_abs_cte:.2f} m"
     )
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.85, facecolor="0.25", labelcolor="white")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -38,6 +38,24 @@ def test_stats_cli_writes_png(make_tub, tmp_path, capsys):
     assert Image.open(png).size[0] > 500
 
 
+def test_stats_out_is_a_png_or_a_folder_and_says_which_file(make_tub, tmp_path, capsys):
+    """`--out data` used to print `wrote data` and write data.png; now `data` is a folder."""
+    tub = make_tub("a", n=12)
+    folder = tmp_path / "data"
+    assert main(["data", "stats", str(tub), "--out", str(folder)]) == 0
+    assert (folder / "stats.png").is_file() and not (tmp_path / "data.png").exists()
+    assert f"wrote {folder / 'stats.png'}" in capsys.readouterr().err
+    assert main(["data", "stats", str(tub), "--out", str(tmp_path / "plot.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pitlane: error: --out ") and "give a .png file or a folder" in err
+    assert err.count("\n") == 1
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    assert main(["data", "stats", str(tub), "--out", str(blocker / "stats.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pitlane: error: cannot write ") and err.count("\n") == 1
+
+
 def test_stats_refuses_non_tub(tmp_path, capsys):
     assert main(["data", "stats", str(tmp_path / "nothing")]) == 2
     assert "not a donkeycar tub" in capsys.readouterr().err
