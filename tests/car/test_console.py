@@ -86,6 +86,15 @@ def test_video_is_mjpeg_with_a_placeholder_before_the_first_frame():
         thread.join(5)
 
 
+class SteadyPilot:
+    """A pilot part (donkeycar's run(image) -> angle, throttle) that holds one gentle left curve."""
+
+    ANGLE, THROTTLE = -0.25, 0.2
+
+    def run(self, image):
+        return self.ANGLE, self.THROTTLE
+
+
 def _browser():
     webdriver = pytest.importorskip("selenium.webdriver")
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
@@ -118,12 +127,15 @@ def _failed_requests(driver) -> list[str]:
 @pytest.mark.slow
 def test_browser_drives_the_twin_by_keyboard_records_and_stops(car_config, twin, tmp_path):
     """A real chromium loads the console with no failed request, the up arrow drives the twin's car, the
-    record switch counts records, and the STOP button stops the car (the watchdog's operator stop).
+    record switch counts records, the STOP button stops the car (the watchdog's operator stop), resume and
+    the touch joystick drive again, and the mode buttons hand the car to the pilot.
 
     PITLANE_CONSOLE_SCREENSHOT=PATH saves a screenshot of the page while the car drives (docs/console.png).
     """
     driver = _browser()
-    car = build_car(car_config(twin.port, WEB_INIT_MODE="user"), None, tub_path=tmp_path / "tub")
+    car = build_car(
+        car_config(twin.port, WEB_INIT_MODE="user"), None, pilot=SteadyPilot(), tub_path=tmp_path / "tub"
+    )
     loop = threading.Thread(target=car.start, daemon=True)
     loop.start()
     try:
@@ -163,6 +175,21 @@ def test_browser_drives_the_twin_by_keyboard_records_and_stops(car_config, twin,
         assert wait_until(lambda: text("watchdog") == "STOPPED: operator_stop")
         assert wait_until(lambda: float(car.twin.telemetry.get("speed", 1.0)) < 0.05)
         ActionChains(driver).key_up(Keys.ARROW_UP).perform()
+
+        driver.find_element(By.ID, "resume").click()
+        assert wait_until(lambda: text("watchdog") == "watchdog ok")
+        joystick = driver.find_element(By.ID, "joy")
+        ActionChains(driver).click_and_hold(joystick).move_by_offset(0, -60).perform()  # stick pushed forward
+        assert wait_until(lambda: car.twin.last_control[1] > 0.0 and car.twin.last_control[2] == 0.0)
+        ActionChains(driver).release().perform()  # it springs back: throttle 0
+        assert wait_until(lambda: car.twin.last_control[:2] == (0.0, 0.0))
+
+        driver.find_element(By.CSS_SELECTOR, "button[data-mode='local']").click()
+        assert wait_until(lambda: car.twin.last_control[0] == SteadyPilot.ANGLE)  # the pilot steers
+        assert wait_until(lambda: text("latency").endswith(" ms"))
+        assert "active" in driver.find_element(By.CSS_SELECTOR, "button[data-mode='local']").get_attribute(
+            "class"
+        )
         assert _failed_requests(driver) == []
     finally:
         driver.quit()
