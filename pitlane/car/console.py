@@ -155,12 +155,15 @@ class WebController(web.LocalWebController):
         loop = web.IOLoop.current()
         try:
             server = self.listen(self.port, address=self.address)
-        except OSError as exc:
+        except OSError as exc:  # one line, not a thread traceback: the car drives on without its console
             logger.error(
-                "web controller cannot listen on port %s: %s (driving on without it)", self.port, exc
+                "operator console cannot listen on port %s: %s (driving on without it; set "
+                "WEB_CONTROL_PORT or --web-port)",
+                self.port,
+                exc.strerror or exc,
             )
             self.ready.set()
-            raise
+            return
         self.loop, self.server = loop, server
         self.bound_port = next(iter(server._sockets.values())).getsockname()[1]
         logger.info("operator console: http://localhost:%d/drive", self.bound_port)
@@ -233,10 +236,12 @@ class ConsoleTelemetry:
         if cte is None:
             cte = twin_t.get("cte")
         latency = getattr(self.pilot, "latency_s", None)
-        model = {"file": self.model}
-        model.update(
-            {k.split("/", 1)[1]: v for k, v in zip(MODEL_KEYS, model_values, strict=True) if v is not None}
-        )
+        model: dict[str, Any] = {"file": self.model}
+        for key, value in zip(MODEL_KEYS, model_values, strict=True):
+            if value is not None:  # JSON-safe whatever the model manager put in memory
+                model[key.split("/", 1)[1]] = (
+                    value if isinstance(value, str | int | float | bool) else str(value)
+                )
         self.web.telemetry = {
             "profile": self.profile,
             "steering": _number(steering),

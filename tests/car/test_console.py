@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from pitlane.car.app import build_car
-from pitlane.car.console import MJPEG_BOUNDARY, WebController
+from pitlane.car.console import MJPEG_BOUNDARY, ConsoleTelemetry, WebController
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -93,6 +93,53 @@ class SteadyPilot:
 
     def run(self, image):
         return self.ANGLE, self.THROTTLE
+
+
+def test_telemetry_shows_the_model_managers_keys_and_the_watchdog():
+    """model/digest, model/serial, model/state, model/error: what the model manager part outputs."""
+    web = WebController(port=0)
+    clock = iter([10.0, 10.05, 10.10])
+    telemetry = ConsoleTelemetry(web, profile="pi", model="pilot.tflite")
+    telemetry.clock = lambda: next(clock)
+    assert ConsoleTelemetry.INPUTS[-4:] == ["model/digest", "model/serial", "model/state", "model/error"]
+    telemetry.run(0.1, 0.0, True, "stale_frame", None, None, "sha256:ab12", 7, "running", None)
+    telemetry.run(0.1, 0.0, True, "stale_frame", None, None, "sha256:ab12", 7, "running", None)
+    telemetry.run(0.1, float("nan"), True, "stale_frame", None, None, "sha256:ab12", 7, "rolled_back", "bad")
+    t = web.telemetry
+    assert t["model"] == {
+        "file": "pilot.tflite",
+        "digest": "sha256:ab12",
+        "serial": 7,
+        "state": "rolled_back",
+        "error": "bad",
+    }
+    assert t["watchdog"] == {"stopped": True, "reason": "stale_frame"}
+    assert t["loop_hz"] == 20.0 and t["throttle"] is None  # NaN is not JSON: shown as unknown
+    assert t["speed_m_s"] is None and t["laps"] is None and t["profile"] == "pi"
+    json.dumps(t)
+
+
+def test_port_in_use_is_one_log_line_and_no_thread_traceback(caplog):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        web = WebController(port=port, address="127.0.0.1")
+        errors: list = []
+        previous, threading.excepthook = threading.excepthook, errors.append
+        try:
+            thread = threading.Thread(target=web.update, daemon=True)
+            thread.start()
+            thread.join(5)
+        finally:
+            threading.excepthook = previous
+    assert web.ready.is_set() and web.bound_port is None and errors == []
+    assert (
+        f"operator console cannot listen on port {port}" in caplog.text
+        and "driving on without it" in caplog.text
+    )
 
 
 def _browser():
