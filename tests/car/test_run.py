@@ -45,7 +45,7 @@ def test_car_app_drives_a_lap_in_local_mode_records_a_tub_and_serves_drive(train
     )
     runner = threading.Thread(target=lambda: result.update(report=run_car(opts)), daemon=True)
     runner.start()
-    assert _get(f"http://127.0.0.1:{web_port}/drive") == 200
+    assert _get(f"http://127.0.0.1:{web_port}/drive", timeout_s=120.0) == 200  # TensorFlow loads first
     runner.join(120)
     report = result["report"]
     # the same Report schema as `pitlane evaluate`, with the car block filled
