@@ -1,0 +1,340 @@
+"""A small OCI distribution client on `requests`: references, blobs and manifests, every digest checked.
+
+Why not oras-py: its push has no `artifactType` (the config media type becomes `vnd.unknown`), it cannot
+put an arbitrary manifest under cosign's `sha256-<hex>.sig` tag, and it does not check a pulled manifest's
+bytes against the digest asked for. The distribution API needed here is a dozen HTTP calls
+(distribution-spec v1.1: `/v2/<name>/blobs/...`, `/v2/<name>/manifests/<reference>`, `/v2/<name>/tags/list`),
+so this module speaks it directly and stays general: `images` and `release` push any blob and manifest with it.
+
+Plain HTTP is used for 127.0.0.1/localhost registries (the local `docker-registry`), HTTPS elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from pitlane.errors import UserError
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
+MAX_MANIFEST_BYTES = 4 << 20  # [B] distribution's own limit for a manifest
+CHUNK = 1 << 16  # [B] download chunk
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+class RegistryError(UserError):
+    """The registry refused or could not be reached; the message says which registry and what."""
+
+
+class NotFound(RegistryError):
+    pass
+
+
+class IntegrityError(UserError):
+    """Bytes whose sha256 is not the digest they were asked for (tampered, truncated or corrupted)."""
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def is_digest(text: str) -> bool:
+    return bool(_DIGEST.match(text))
+
+
+def check_digest(digest: str) -> str:
+    if not is_digest(digest):
+        raise UserError(f"{digest!r} is not a sha256 digest (sha256: and 64 lower-case hex digits)")
+    return digest
+
+
+def descriptor(media_type: str, data: bytes, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """An OCI content descriptor for `data`."""
+    d: dict[str, Any] = {"mediaType": media_type, "digest": sha256_digest(data), "size": len(data)}
+    if annotations:
+        d["annotations"] = dict(annotations)
+    return d
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Deterministic JSON bytes (sorted keys, no spaces): the same content always has the same digest."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Reference:
+    """`registry/repository[:tag][@sha256:...]`; the registry part is required (there is no default)."""
+
+    registry: str  # host[:port]
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        raw = text.strip()
+        if not raw or any(c.isspace() for c in raw):
+            raise UserError(f"{text!r} is not an image reference (REGISTRY/REPOSITORY[:TAG][@sha256:...])")
+        rest, digest = raw, None
+        if "@" in rest:
+            rest, digest = rest.split("@", 1)
+            if not is_digest(digest):
+                raise UserError(f"{text!r}: {digest!r} is not a sha256 digest (sha256: and 64 hex digits)")
+        registry, sep, path = rest.partition("/")
+        if not sep or not ("." in registry or ":" in registry or registry == "localhost"):
+            raise UserError(
+                f"{text!r} names no registry: write it as HOST:PORT/REPOSITORY, e.g. 127.0.0.1:5000/models/pilot"
+            )
+        tag = None
+        last = path.rsplit("/", 1)[-1]
+        if ":" in last:
+            path, tag = path.rsplit(":", 1)
+            if not _TAG.match(tag):
+                raise UserError(f"{text!r}: {tag!r} is not a valid tag")
+        if not _REPO.match(path):
+            raise UserError(
+                f"{text!r}: {path!r} is not a valid repository name (lower case, digits, . _ - /)"
+            )
+        return cls(registry, path, tag, digest)
+
+    @property
+    def name(self) -> str:
+        """registry/repository, no tag or digest (cosign's docker-reference)."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def ref(self) -> str:
+        """What goes in a manifest URL: the digest if known, else the tag (default `latest`)."""
+        return self.digest or self.tag or "latest"
+
+    def with_digest(self, digest: str) -> Reference:
+        return Reference(self.registry, self.repository, None, digest)
+
+    def with_tag(self, tag: str) -> Reference:
+        return Reference(self.registry, self.repository, tag, None)
+
+    def __str__(self) -> str:
+        if self.digest:
+            return f"{self.name}@{self.digest}"
+        return f"{self.name}:{self.tag or 'latest'}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    data: bytes  # exactly the registry's bytes: their sha256 is the digest
+    media_type: str
+    digest: str
+
+    def json(self) -> dict[str, Any]:
+        try:
+            doc = json.loads(self.data)
+        except ValueError as exc:
+            raise IntegrityError(f"manifest {self.digest} is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise IntegrityError(f"manifest {self.digest} is not a JSON object")
+        return doc
+
+
+class Client:
+    """One registry (`host[:port]`). Counts the body bytes it sends and receives (`sent`, `received`)."""
+
+    def __init__(self, registry: str, *, timeout_s: float = 30.0, scheme: str | None = None) -> None:
+        self.registry = registry
+        host = registry.split(":")[0]
+        self.scheme = scheme or ("http" if host in ("127.0.0.1", "localhost", "::1") else "https")
+        self.base = f"{self.scheme}://{registry}/v2"
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        self.sent = 0  # [B] request bodies
+        self.received = 0  # [B] response bodies
+
+    @classmethod
+    def for_ref(cls, ref: Reference, **kw: Any) -> Client:
+        return cls(ref.registry, **kw)
+
+    # --- HTTP -------------------------------------------------------------------------------------
+    def _request(self, method: str, url: str, what: str, ok: tuple[int, ...], **kw: Any) -> requests.Response:
+        if not url.startswith("http"):
+            url = self.base + url
+        try:
+            resp = self.session.request(method, url, timeout=self.timeout_s, **kw)
+        except requests.RequestException as exc:
+            raise RegistryError(
+                f"registry {self.registry} unreachable while {what}: {type(exc).__name__}"
+            ) from None
+        body = kw.get("data")
+        if isinstance(body, bytes):
+            self.sent += len(body)
+        if resp.status_code == 404:
+            resp.close()
+            raise NotFound(f"{what}: not found in registry {self.registry}")
+        if resp.status_code not in ok:
+            detail = resp.text[:300].strip().replace("\n", " ")
+            resp.close()
+            raise RegistryError(f"{what}: registry {self.registry} answered {resp.status_code}: {detail}")
+        return resp
+
+    def ping(self) -> None:
+        self._request("GET", "/", "checking the registry", (200, 401)).close()
+
+    # --- blobs ------------------------------------------------------------------------------------
+    def blob_exists(self, repo: str, digest: str) -> bool:
+        try:
+            self._request("HEAD", f"/{repo}/blobs/{digest}", f"checking blob {digest}", (200,)).close()
+        except NotFound:
+            return False
+        return True
+
+    def push_blob(self, repo: str, data: bytes, digest: str | None = None) -> str:
+        """Upload `data` (skipped when the registry already has it); returns its digest."""
+        digest = digest or sha256_digest(data)
+        if self.blob_exists(repo, digest):
+            return digest
+        what = f"uploading blob {digest} to {repo}"
+        start = self._request("POST", f"/{repo}/blobs/uploads/", what, (202,))
+        location = start.headers.get("Location", "")
+        start.close()
+        if not location:
+            raise RegistryError(f"{what}: registry {self.registry} gave no upload location")
+        if location.startswith("/"):
+            location = f"{self.scheme}://{self.registry}{location}"
+        sep = "&" if "?" in location else "?"
+        self._request(
+            "PUT",
+            f"{location}{sep}digest={digest}",
+            what,
+            (201,),
+            data=data,
+            headers={"Content-Type": "application/octet-stream"},
+        ).close()
+        return digest
+
+    def pull_blob(self, repo: str, digest: str, max_bytes: int | None = None) -> bytes:
+        """The blob's bytes, checked against `digest` (IntegrityError if they differ)."""
+        check_digest(digest)
+        resp = self._request("GET", f"/{repo}/blobs/{digest}", f"pulling blob {digest}", (200,), stream=True)
+        h, parts, size = hashlib.sha256(), [], 0
+        try:
+            for chunk in resp.iter_content(CHUNK):
+                size += len(chunk)
+                self.received += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise IntegrityError(f"blob {digest} is larger than the {max_bytes} bytes expected")
+                h.update(chunk)
+                parts.append(chunk)
+        except requests.RequestException as exc:
+            raise RegistryError(
+                f"registry {self.registry} dropped the link while pulling blob {digest}: {type(exc).__name__}"
+            ) from None
+        finally:
+            resp.close()
+        if "sha256:" + h.hexdigest() != digest:
+            raise IntegrityError(f"blob {digest} from {self.registry}/{repo} does not match its digest")
+        return b"".join(parts)
+
+    def download_blob(self, repo: str, digest: str, dest: Path, max_bytes: int | None = None) -> Path:
+        """Write the checked blob to `dest` atomically (a temporary file renamed into place)."""
+        data = self.pull_blob(repo, digest, max_bytes)
+        write_atomic(dest, data)
+        return dest
+
+    # --- manifests --------------------------------------------------------------------------------
+    def push_manifest(self, repo: str, data: bytes, reference: str, media_type: str = OCI_MANIFEST) -> str:
+        """PUT a manifest under a tag or its digest; returns its digest (checked against the registry's)."""
+        digest = sha256_digest(data)
+        resp = self._request(
+            "PUT",
+            f"/{repo}/manifests/{reference}",
+            f"pushing manifest to {repo}:{reference}",
+            (201,),
+            data=data,
+            headers={"Content-Type": media_type},
+        )
+        theirs = resp.headers.get("Docker-Content-Digest")
+        resp.close()
+        if theirs and theirs != digest:
+            raise IntegrityError(f"registry {self.registry} stored manifest {theirs}, not {digest}")
+        return digest
+
+    def get_manifest(self, repo: str, reference: str, accept: tuple[str, ...] = MANIFEST_TYPES) -> Manifest:
+        """The manifest's exact bytes; pulled by digest, they must hash to it (IntegrityError otherwise)."""
+        what = f"pulling manifest {repo}{'@' if is_digest(reference) else ':'}{reference}"
+        resp = self._request(
+            "GET", f"/{repo}/manifests/{reference}", what, (200,), headers={"Accept": ", ".join(accept)}
+        )
+        data = resp.content
+        resp.close()
+        self.received += len(data)
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise IntegrityError(f"{what}: manifest of {len(data)} bytes is larger than allowed")
+        digest = sha256_digest(data)
+        if is_digest(reference) and digest != reference:
+            raise IntegrityError(f"{what}: the registry's bytes hash to {digest}, not the digest asked for")
+        media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        return Manifest(data, media_type, digest)
+
+    def resolve(self, repo: str, reference: str) -> str:
+        """The digest a tag (or digest) points at, by HEAD (no manifest body on the wire)."""
+        if is_digest(reference):
+            return reference
+        resp = self._request(
+            "HEAD",
+            f"/{repo}/manifests/{reference}",
+            f"resolving {repo}:{reference}",
+            (200,),
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+        )
+        resp.close()
+        digest = resp.headers.get("Docker-Content-Digest", "")
+        if not is_digest(digest):
+            return self.get_manifest(repo, reference).digest
+        return digest
+
+    def manifest_exists(self, repo: str, reference: str) -> bool:
+        try:
+            self.resolve(repo, reference)
+        except NotFound:
+            return False
+        return True
+
+    def tags(self, repo: str) -> list[str]:
+        try:
+            resp = self._request("GET", f"/{repo}/tags/list", f"listing tags of {repo}", (200,))
+        except NotFound:
+            return []
+        self.received += len(resp.content)
+        tags = resp.json().get("tags") or []
+        return sorted(str(t) for t in tags)
+
+    def catalog(self) -> list[str]:
+        resp = self._request("GET", "/_catalog", "listing repositories", (200,))
+        self.received += len(resp.content)
+        return sorted(str(r) for r in (resp.json().get("repositories") or []))
+
+
+def write_atomic(dest: Path, data: bytes) -> None:
+    """Write `data` to `dest` so a reader sees the old file or the whole new one, never a partial one."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, dest)

@@ -1,0 +1,90 @@
+"""The OCI client against the real registry: blobs and manifests round trip, digests are checked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pitlane.artifacts import oci
+from pitlane.artifacts.registry import Registry, RegistryConfig
+from pitlane.errors import UserError
+
+
+def blob_file(registry, digest: str):
+    """Where distribution keeps a blob's bytes (to tamper with them at rest, as a compromised store would)."""
+    hexd = digest.split(":", 1)[1]
+    return registry.config.storage / "data/docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+
+
+def test_blob_and_artifact_manifest_round_trip(registry):
+    client = oci.Client(registry.host)
+    repo = "t/oci-roundtrip"
+    config = oci.canonical_json({"hello": "world"})
+    layer = b"model bytes" * 100
+    client.push_blob(repo, config)
+    client.push_blob(repo, layer)
+    assert client.blob_exists(repo, oci.sha256_digest(layer))
+    manifest = oci.canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": oci.OCI_MANIFEST,
+            "artifactType": "application/vnd.example.thing.v1",
+            "config": oci.descriptor("application/vnd.example.config.v1+json", config),
+            "layers": [oci.descriptor("application/octet-stream", layer)],
+        }
+    )
+    digest = client.push_manifest(repo, manifest, "v1")
+    got = client.get_manifest(repo, digest)
+    assert got.data == manifest  # stored byte for byte, artifactType included
+    assert got.json()["artifactType"] == "application/vnd.example.thing.v1"
+    assert client.resolve(repo, "v1") == digest
+    assert client.pull_blob(repo, oci.sha256_digest(layer)) == layer
+    assert client.tags(repo) == ["v1"]
+    assert repo in client.catalog()
+
+
+def test_tampered_blob_is_refused(registry):
+    client = oci.Client(registry.host)
+    repo = "t/oci-tamper"
+    data = b"the real bytes" * 50
+    digest = client.push_blob(repo, data)
+    path = blob_file(registry, digest)
+    path.write_bytes(b"X" + data[1:])
+    with pytest.raises(oci.IntegrityError, match="does not match its digest"):
+        client.pull_blob(repo, digest)
+
+
+def test_missing_things_and_down_registry_are_clear_errors(registry, tmp_path):
+    client = oci.Client(registry.host)
+    with pytest.raises(oci.NotFound, match="not found"):
+        client.get_manifest("t/none", "latest")
+    assert client.tags("t/none") == []
+    reg = Registry(RegistryConfig(storage=tmp_path / "r")).start()
+    down = oci.Client(reg.host)
+    reg.stop()
+    with pytest.raises(oci.RegistryError, match="unreachable"):
+        down.ping()
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("models/pilot", "names no registry"),
+        ("127.0.0.1:5000/Models", "not a valid repository"),
+        ("127.0.0.1:5000/m@sha256:abc", "not a sha256 digest"),
+        ("", "not an image reference"),
+    ],
+)
+def test_bad_references(text, why):
+    with pytest.raises(UserError, match=why):
+        oci.Reference.parse(text)
+
+
+def test_reference_forms():
+    d = "sha256:" + "a" * 64
+    ref = oci.Reference.parse(f"127.0.0.1:5000/models/pilot:v1@{d}")
+    assert (ref.registry, ref.repository, ref.tag, ref.digest) == ("127.0.0.1:5000", "models/pilot", "v1", d)
+    assert str(ref) == f"127.0.0.1:5000/models/pilot@{d}"
+    assert str(oci.Reference.parse("localhost/x")) == "localhost/x:latest"
+    assert json.loads(oci.canonical_json({"b": 1, "a": 2})) == {"a": 2, "b": 1}
