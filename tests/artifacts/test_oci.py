@@ -5,16 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from model_support import blob_file
 
 from pitlane.artifacts import oci
 from pitlane.artifacts.registry import Registry, RegistryConfig
 from pitlane.errors import UserError
-
-
-def blob_file(registry, digest: str):
-    """Where distribution keeps a blob's bytes (to tamper with them at rest, as a compromised store would)."""
-    hexd = digest.split(":", 1)[1]
-    return registry.config.storage / "data/docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
 
 
 def test_blob_and_artifact_manifest_round_trip(registry):

@@ -1,0 +1,377 @@
+"""The model bundle: one OCI image manifest per model, with a pitlane `artifactType`.
+
+  config  application/vnd.pitlane.model.config.v1+json  versioned metadata (see `bundle_config`)
+  layers  one per file, named by `org.opencontainers.image.title`:
+          pilot.tflite (required) | pilot.keras (optional) | gate.json (the gate report) | canary.npz
+
+The canary frames are a few frames of the training data (or of the twin when the tubs are gone) with the
+outputs the model gave at packing time; the car replays them before it trusts a model (see
+`pitlane.car.model_manager`). Everything is addressed by digest: a reference prints as `repo@sha256:...`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pitlane import __version__
+from pitlane.artifacts import oci
+from pitlane.errors import UserError
+
+ARTIFACT_TYPE = "application/vnd.pitlane.model.v1"
+CONFIG_TYPE = "application/vnd.pitlane.model.config.v1+json"
+TFLITE_TYPE = "application/vnd.pitlane.model.tflite"
+KERAS_TYPE = "application/vnd.pitlane.model.keras"
+GATE_TYPE = "application/vnd.pitlane.gate-report.v1+json"
+CANARY_TYPE = "application/vnd.pitlane.canary.v1+npz"
+SCHEMA = "pitlane.model-bundle/1"
+TITLE = "org.opencontainers.image.title"
+TFLITE_NAME, KERAS_NAME, GATE_NAME, CANARY_NAME = "pilot.tflite", "pilot.keras", "gate.json", "canary.npz"
+KINDS = {TFLITE_NAME: TFLITE_TYPE, KERAS_NAME: KERAS_TYPE, GATE_NAME: GATE_TYPE, CANARY_NAME: CANARY_TYPE}
+CANARY_FRAMES = 8
+MAX_CONFIG_BYTES = 1 << 20  # [B]
+MAX_LAYER_BYTES = 512 << 20  # [B] far above a donkeycar model; stops a hostile registry filling the disk
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle in memory: its config bytes and (title, media type, bytes) per layer."""
+
+    config: bytes
+    layers: tuple[tuple[str, str, bytes], ...]
+
+    def manifest(self) -> bytes:
+        doc = {
+            "schemaVersion": 2,
+            "mediaType": oci.OCI_MANIFEST,
+            "artifactType": ARTIFACT_TYPE,
+            "config": oci.descriptor(CONFIG_TYPE, self.config),
+            "layers": [oci.descriptor(mt, data, {TITLE: title}) for title, mt, data in self.layers],
+        }
+        return oci.canonical_json(doc)
+
+    @property
+    def digest(self) -> str:
+        return oci.sha256_digest(self.manifest())
+
+
+# --- packing ---------------------------------------------------------------------------------------
+def default_gate_report(model: Path) -> Path | None:
+    """The recipe's layout: out/recipe/model/pilot.tflite is gated in out/recipe/gate/gate.json."""
+    for candidate in (model.parent.parent / "gate" / "gate.json", model.parent / "gate.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_gate_report(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"gate report {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"gate report {path} is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or "verdict" not in doc or "model_digest" not in doc:
+        raise UserError(f"gate report {path} is not a pitlane gate report (no verdict/model_digest)")
+    return doc
+
+
+def gate_summary(report: dict[str, Any], report_bytes: bytes) -> dict[str, Any]:
+    checks = report.get("checks") or []
+    return {
+        "verdict": report.get("verdict"),
+        "model_digest": report.get("model_digest"),
+        "report_digest": oci.sha256_digest(report_bytes),
+        "checks_passed": sum(bool(c.get("passed")) for c in checks if isinstance(c, dict)),
+        "checks": len(checks),
+        "scenes": sorted((report.get("reports") or {}).keys()),
+    }
+
+
+def tub_frames(tubs: list[Path], shape: tuple[int, ...], count: int) -> np.ndarray | None:
+    """`count` frames spread over the first tub that still exists and matches `shape`, else None."""
+    from PIL import Image
+
+    for tub in tubs:
+        images = sorted((Path(tub) / "images").glob("*_cam_image_array_*"))
+        if len(images) < count:
+            continue
+        picks = [images[i] for i in np.linspace(0, len(images) - 1, count).round().astype(int)]
+        frames = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in picks])
+        if tuple(frames.shape[1:]) == tuple(shape):
+            return frames
+    return None
+
+
+def twin_frames(count: int, scene: str = "generated_track") -> np.ndarray:
+    """Frames of the twin's camera along the start of a scene (when the training tubs are not at hand)."""
+    from pitlane.twin.sim import Sim
+    from pitlane.twin.vehicle import Control
+
+    sim = Sim(scene, seed=0)
+    frames = []
+    for _ in range(count):
+        for _ in range(4):
+            sim.step(Control(steering=0.0, throttle=0.4))
+        frames.append(sim.render())
+    return np.stack(frames)
+
+
+def canary_npz(frames: np.ndarray, outputs: np.ndarray, source: str) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, frames=frames.astype(np.uint8), outputs=outputs.astype(np.float32), source=np.array(source))
+    return buf.getvalue()
+
+
+def read_canary(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(frames uint8 N x H x W x D, outputs float32 N x 2) from a canary layer; UserError if malformed."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            frames, outputs = z["frames"], z["outputs"]
+    except Exception as exc:  # numpy raises several kinds for a bad archive
+        raise UserError(f"canary frames are unreadable: {type(exc).__name__}: {exc}") from None
+    if frames.ndim != 4 or outputs.shape != (len(frames), 2) or frames.dtype != np.uint8:
+        raise UserError(
+            f"canary frames have shapes {frames.shape} / {outputs.shape}; expected N x H x W x D / N x 2"
+        )
+    return frames, outputs
+
+
+def pack(
+    model: Path,
+    *,
+    gate_report: Path | None,
+    serial: int,
+    keras: Path | None = None,
+    canary_count: int = CANARY_FRAMES,
+    created: str | None = None,
+) -> Bundle:
+    """Read the model, its run record and gate report; run the canary frames; return the bundle."""
+    from pitlane.pilots.model import ModelPilot
+    from pitlane.train.runrecord import file_digest, git_commit, run_record_path
+
+    model = Path(model)
+    if model.suffix.lower() != ".tflite":
+        raise UserError(
+            f"{model}: a bundle carries a .tflite model (the car's runtime); got {model.suffix!r}"
+        )
+    if not model.is_file():
+        raise UserError(f"model {model} does not exist")
+    pilot = ModelPilot(model)  # refuses files that are not donkeycar models
+    record_path = run_record_path(model)
+    record = json.loads(record_path.read_text()) if record_path.is_file() else None
+    if keras is None and record and record.get("model_path") and Path(record["model_path"]).is_file():
+        keras = Path(record["model_path"])
+    layers: list[tuple[str, str, bytes]] = [(TFLITE_NAME, TFLITE_TYPE, model.read_bytes())]
+    if keras is not None:
+        layers.append((KERAS_NAME, KERAS_TYPE, Path(keras).read_bytes()))
+    gate = None
+    if gate_report is not None:
+        report = read_gate_report(gate_report)
+        report_bytes = Path(gate_report).read_bytes()
+        gate = gate_summary(report, report_bytes)
+        layers.append((GATE_NAME, GATE_TYPE, report_bytes))
+
+    tubs = [Path(t["path"]) for t in (record or {}).get("tubs", []) if isinstance(t, dict) and "path" in t]
+    frames = tub_frames(tubs, pilot.input_shape, canary_count)
+    source = "training tubs"
+    if frames is None:
+        frames, source = twin_frames(canary_count), "twin:generated_track"
+        if tuple(frames.shape[1:]) != pilot.input_shape:
+            raise UserError(
+                f"{model} takes {pilot.input_shape} images and its training tubs are gone: no canary frames"
+            )
+    outputs = np.array([pilot.run(f) for f in frames], dtype=np.float32)
+    layers.append((CANARY_NAME, CANARY_TYPE, canary_npz(frames, outputs, source)))
+    commit = (record or {}).get("git_commit") or git_commit()[0]
+    config = {
+        "schema": SCHEMA,
+        "model_type": pilot.model_type,
+        "input_shape": list(pilot.input_shape),
+        "runtimes": ["tflite"] + (["keras"] if keras is not None else []),
+        "files": {title: oci.sha256_digest(data) for title, _, data in layers},
+        "model_digest": file_digest(model),
+        "training": None
+        if record is None
+        else {
+            "data_digest": record.get("data_digest"),
+            "tubs": record.get("tubs"),
+            "run_record": record,
+        },
+        "gate": gate,
+        "canary": {"frames": int(len(frames)), "source": source},
+        "git_commit": commit,
+        "serial": int(serial),
+        "created": created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "pitlane_version": __version__,
+    }
+    pilot.shutdown()
+    return Bundle(oci.canonical_json(config), tuple(layers))
+
+
+# --- registry ---------------------------------------------------------------------------------------
+def push(client: oci.Client, bundle: Bundle, ref: oci.Reference, tags: tuple[str, ...] = ()) -> oci.Reference:
+    """Upload the blobs the registry lacks, then the manifest under each tag; returns `repo@sha256:...`."""
+    client.push_blob(ref.repository, bundle.config)
+    for _, _, data in bundle.layers:
+        client.push_blob(ref.repository, data)
+    manifest = bundle.manifest()
+    digest = oci.sha256_digest(manifest)
+    for tag in tags or (digest,):
+        client.push_manifest(ref.repository, manifest, tag)
+    return ref.with_digest(digest)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A bundle's manifest and config as read (and checked) from the registry; layers are fetched on demand."""
+
+    ref: oci.Reference  # with its digest
+    manifest: dict[str, Any]
+    config: dict[str, Any]
+    manifest_bytes: bytes
+    config_bytes: bytes
+
+    def layer(self, title: str) -> dict[str, Any] | None:
+        for d in self.manifest.get("layers") or []:
+            if (d.get("annotations") or {}).get(TITLE) == title:
+                return d
+        return None
+
+    @property
+    def serial(self) -> int:
+        return int(self.config["serial"])
+
+
+def parse_manifest(manifest: oci.Manifest, ref: oci.Reference) -> dict[str, Any]:
+    """The manifest as JSON, refused unless it is a pitlane model bundle of a known shape."""
+    doc = manifest.json()
+    if doc.get("artifactType") != ARTIFACT_TYPE or (doc.get("config") or {}).get("mediaType") != CONFIG_TYPE:
+        raise UserError(f"{ref} is not a pitlane model bundle (artifactType {doc.get('artifactType')!r})")
+    layers = doc.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise UserError(f"{ref}: a model bundle has layers; this one has none")
+    titles = []
+    for d in layers:
+        title = (d.get("annotations") or {}).get(TITLE) if isinstance(d, dict) else None
+        if title not in KINDS or KINDS[title] != d.get("mediaType"):
+            raise UserError(
+                f"{ref}: unexpected layer {title!r} ({d.get('mediaType') if isinstance(d, dict) else d})"
+            )
+        oci.check_digest(str(d.get("digest")))
+        titles.append(title)
+    if TFLITE_NAME not in titles or len(set(titles)) != len(titles):
+        raise UserError(f"{ref}: a model bundle holds exactly one {TFLITE_NAME}; layers are {titles}")
+    return doc
+
+
+def parse_config(data: bytes, manifest: dict[str, Any], ref: oci.Reference) -> dict[str, Any]:
+    try:
+        config = json.loads(data)
+    except ValueError:
+        raise UserError(f"{ref}: the bundle's config is not JSON") from None
+    if not isinstance(config, dict) or config.get("schema") != SCHEMA:
+        raise UserError(
+            f"{ref}: config schema {config.get('schema') if isinstance(config, dict) else None!r}, "
+            f"this pitlane reads {SCHEMA}"
+        )
+    serial = config.get("serial")
+    if isinstance(serial, bool) or not isinstance(serial, int) or serial < 0:
+        raise UserError(f"{ref}: release serial {serial!r} is not a non-negative integer")
+    files = config.get("files") or {}
+    for d in manifest["layers"]:
+        title = d["annotations"][TITLE]
+        if files.get(title) != d["digest"]:
+            raise UserError(
+                f"{ref}: the config lists {title} as {files.get(title)}, the manifest as {d['digest']}"
+            )
+    return config
+
+
+def resolve(client: oci.Client, ref: oci.Reference) -> oci.Reference:
+    return ref if ref.digest else ref.with_digest(client.resolve(ref.repository, ref.ref))
+
+
+def fetch(client: oci.Client, ref: oci.Reference) -> Remote:
+    """Manifest (checked against the digest) and config (checked against the manifest) of a bundle."""
+    ref = resolve(client, ref)
+    assert ref.digest is not None
+    m = client.get_manifest(ref.repository, ref.digest)
+    doc = parse_manifest(m, ref)
+    cdesc = doc["config"]
+    cdata = client.pull_blob(ref.repository, oci.check_digest(str(cdesc.get("digest"))), MAX_CONFIG_BYTES)
+    return Remote(ref, doc, parse_config(cdata, doc, ref), m.data, cdata)
+
+
+def pull(client: oci.Client, ref: oci.Reference, dest: Path) -> tuple[Remote, dict[str, Path]]:
+    """Every layer into `dest` (atomic writes, digests checked); returns the bundle and title -> path."""
+    remote = fetch(client, ref)
+    paths = {}
+    for d in remote.manifest["layers"]:
+        title = d["annotations"][TITLE]  # one of KINDS: never a path
+        paths[title] = client.download_blob(
+            remote.ref.repository, d["digest"], Path(dest) / title, MAX_LAYER_BYTES
+        )
+    oci.write_atomic(Path(dest) / "bundle.json", json.dumps(remote.config, indent=2).encode() + b"\n")
+    return remote, paths
+
+
+def list_bundles(client: oci.Client, ref: oci.Reference) -> list[tuple[str, Remote]]:
+    """(tag, bundle) for each tag of the repository that names a model bundle (signatures skipped)."""
+    out = []
+    for tag in client.tags(ref.repository):
+        if tag.endswith((".sig", ".att")):
+            continue
+        try:
+            out.append((tag, fetch(client, ref.with_tag(tag))))
+        except UserError:
+            continue  # not a bundle (an image, a broken push): ls shows bundles only
+    return out
+
+
+def next_serial(client: oci.Client, ref: oci.Reference) -> int:
+    """One more than the highest release serial among the repository's tagged bundles (1 for the first)."""
+    return 1 + max((remote.serial for _, remote in list_bundles(client, ref)), default=0)
+
+
+# --- release rules -----------------------------------------------------------------------------------
+def passing_gate_report(client: oci.Client, remote: Remote) -> dict[str, Any]:
+    """The bundle's gate report, if it passed for exactly this bundle's .tflite; UserError says why not."""
+    desc = remote.layer(GATE_NAME)
+    if desc is None:
+        raise UserError(
+            f"{remote.ref} carries no gate report: gate the model (`pitlane evaluate gate`) and push again"
+        )
+    data = client.pull_blob(remote.ref.repository, desc["digest"], MAX_CONFIG_BYTES * 8)
+    try:
+        report = json.loads(data)
+    except ValueError:
+        raise UserError(f"{remote.ref}: its gate report is not JSON") from None
+    tflite = remote.config["files"][TFLITE_NAME]
+    if not isinstance(report, dict) or report.get("verdict") != "pass":
+        verdict = report.get("verdict") if isinstance(report, dict) else None
+        raise UserError(f"{remote.ref}: the gate report's verdict is {verdict!r}, not 'pass'")
+    if report.get("model_digest") != tflite:
+        raise UserError(
+            f"{remote.ref}: the gate report is for model {report.get('model_digest')}, "
+            f"not this bundle's {TFLITE_NAME} {tflite}"
+        )
+    return report
+
+
+def sign_bundle(client: oci.Client, ref: oci.Reference, key) -> tuple[Remote, oci.Reference, oci.Reference]:
+    """Sign a gated bundle and attest its gate report; (bundle, .sig reference, .att reference)."""
+    from pitlane.artifacts.attest import GATE_PREDICATE, attest
+    from pitlane.artifacts.signing import sign
+
+    remote = fetch(client, ref)
+    report = passing_gate_report(client, remote)
+    sig = sign(client, remote.ref, key, {"serial": str(remote.serial)})
+    att = attest(client, remote.ref, key, GATE_PREDICATE, report)
+    return remote, sig, att

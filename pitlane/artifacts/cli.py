@@ -1,0 +1,174 @@
+"""`pitlane model push|pull|inspect|ls|sign|verify` and `pitlane keys generate`.
+
+References print as `REGISTRY/REPOSITORY@sha256:...`: a digest names exactly one model, a tag can move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pitlane.artifacts import bundle, oci, signing
+from pitlane.artifacts.attest import GATE_PREDICATE, verify_attestation
+from pitlane.errors import UserError
+
+
+def _client(ref: oci.Reference) -> oci.Client:
+    return oci.Client.for_ref(ref)
+
+
+def _push(args: argparse.Namespace) -> int:
+    ref = oci.Reference.parse(args.to)
+    if ref.digest:
+        raise UserError(f"--to {args.to}: push to a repository or a tag; the registry gives the digest")
+    model = Path(args.model)
+    gate = Path(args.gate) if args.gate else bundle.default_gate_report(model)
+    client = _client(ref)
+    client.ping()
+    serial = args.serial if args.serial is not None else bundle.next_serial(client, ref)
+    b = bundle.pack(model, gate_report=gate, serial=serial, keras=Path(args.keras) if args.keras else None)
+    tags = (f"serial-{serial}",) + ((ref.tag,) if ref.tag else ())
+    pushed = bundle.push(client, b, ref, tags)
+    print(
+        f"pushed {model} (serial {serial}, gate {'report ' + str(gate) if gate else 'none'}) as tags {', '.join(tags)}"
+    )
+    print(pushed)
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    ref = oci.Reference.parse(args.ref)
+    remote, paths = bundle.pull(_client(ref), ref, Path(args.out))
+    for title, path in paths.items():
+        print(f"  {title}: {path}")
+    print(remote.ref)
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    ref = oci.Reference.parse(args.ref)
+    remote = bundle.fetch(_client(ref), ref)
+    if args.json:
+        print(
+            json.dumps(
+                {"reference": str(remote.ref), "manifest": remote.manifest, "config": remote.config}, indent=2
+            )
+        )
+        return 0
+    c = remote.config
+    gate = c.get("gate") or {}
+    print(f"reference     {remote.ref}")
+    print(f"serial        {c['serial']}")
+    print(
+        f"model         {c.get('model_type')} input {c.get('input_shape')} runtimes {', '.join(c.get('runtimes', []))}"
+    )
+    print(
+        f"gate          {gate.get('verdict', 'none')} ({gate.get('checks_passed', 0)}/{gate.get('checks', 0)} checks)"
+    )
+    print(f"training data {(c.get('training') or {}).get('data_digest') or 'unknown'}")
+    print(
+        f"git commit    {c.get('git_commit')}   created {c.get('created')}   pitlane {c.get('pitlane_version')}"
+    )
+    for d in remote.manifest["layers"]:
+        print(f"  layer {d['annotations'][bundle.TITLE]:<13} {d['size']:>10} B  {d['digest']}")
+    return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    ref = oci.Reference.parse(args.repo)
+    client = _client(ref)
+    tags = set(client.tags(ref.repository))
+    rows = bundle.list_bundles(client, ref)
+    if not rows:
+        print(f"no model bundles in {ref.name}")
+        return 0
+    print(f"{'tag':<20} {'serial':>6}  {'gate':<5} {'signed':<6} reference")
+    for tag, remote in sorted(rows, key=lambda r: (r[1].serial, r[0])):
+        assert remote.ref.digest is not None
+        signed = "yes" if signing.suffix_tag(remote.ref.digest, "sig") in tags else "no"
+        verdict = (remote.config.get("gate") or {}).get("verdict", "none")
+        print(f"{tag:<20} {remote.serial:>6}  {verdict:<5} {signed:<6} {remote.ref}")
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    ref = oci.Reference.parse(args.ref)
+    key = signing.load_private_key(Path(args.key))
+    client = _client(ref)
+    remote, sig, att = bundle.sign_bundle(client, ref, key)
+    print(f"signed {remote.ref} (serial {remote.serial}): signature {sig}, gate attestation {att}")
+    print(remote.ref)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    ref = oci.Reference.parse(args.ref)
+    key = signing.load_public_key(Path(args.key))
+    client = _client(ref)
+    remote = bundle.fetch(client, ref)
+    signing.verify(client, remote.ref, key)
+    report = verify_attestation(client, remote.ref, key, GATE_PREDICATE)
+    print(f"verified {remote.ref}: signature by {args.key}, gate attestation verdict {report.get('verdict')}")
+    return 0
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    key, pub = signing.generate_keys(Path(args.prefix))
+    print(f"private key {key} (encrypted with ${signing.PASSWORD_ENV}), public key {pub}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser(
+        "model",
+        help="model bundles in an OCI registry: push, pull, inspect, ls, sign, verify",
+        description="A model bundle is an OCI manifest (artifactType application/vnd.pitlane.model.v1) holding "
+        "the .tflite model, the .keras model when there is one, the gate report and canary frames, with "
+        "metadata in its config. References print as REGISTRY/REPOSITORY@sha256:...",
+    )
+    ms = m.add_subparsers(dest="model_command", metavar="COMMAND", required=True)
+    p = ms.add_parser("push", help="pack a trained .tflite model (and its gate report) and push it")
+    p.add_argument("model", help="the .tflite model (its run record and .keras beside it are picked up)")
+    p.add_argument("--to", required=True, help="REGISTRY/REPOSITORY[:TAG], e.g. 127.0.0.1:5000/models/pilot")
+    p.add_argument("--gate", help="gate report (default: ../gate/gate.json of the recipe layout, if present)")
+    p.add_argument("--keras", help="the .keras model to ship too (default: the one the run record names)")
+    p.add_argument(
+        "--serial", type=int, help="release serial (default: one more than the repository's highest)"
+    )
+    p.set_defaults(func=_push)
+    p = ms.add_parser("pull", help="pull a bundle's files into a folder (every digest checked)")
+    p.add_argument("ref", help="REGISTRY/REPOSITORY@sha256:... (or :TAG)")
+    p.add_argument("--out", default="model-bundle", help="folder to write (default ./model-bundle)")
+    p.set_defaults(func=_pull)
+    p = ms.add_parser("inspect", help="a bundle's metadata and layers")
+    p.add_argument("ref")
+    p.add_argument("--json", action="store_true", help="print manifest and config as JSON")
+    p.set_defaults(func=_inspect)
+    p = ms.add_parser("ls", help="the bundles of a repository, by serial")
+    p.add_argument("repo", help="REGISTRY/REPOSITORY")
+    p.set_defaults(func=_ls)
+    p = ms.add_parser(
+        "sign",
+        help="sign a gated bundle (cosign format) and attest its gate report",
+        description=f"Refuses a bundle without a passing gate report for its exact .tflite digest. The private "
+        f"key's passphrase comes from ${signing.PASSWORD_ENV}.",
+    )
+    p.add_argument("ref")
+    p.add_argument("--key", required=True, help="private key (PEM, from `pitlane keys generate`)")
+    p.set_defaults(func=_sign)
+    p = ms.add_parser("verify", help="check a bundle's signature and gate attestation with a public key")
+    p.add_argument("ref")
+    p.add_argument("--key", required=True, help="public key (PEM)")
+    p.set_defaults(func=_verify)
+
+    k = sub.add_parser("keys", help="signing keys (ECDSA P-256, cosign-compatible)")
+    ks = k.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
+    p = ks.add_parser(
+        "generate",
+        help="write PREFIX.key (encrypted) and PREFIX.pub",
+        description=f"The passphrase is read from ${signing.PASSWORD_ENV} (never a flag). Existing files are "
+        "never overwritten.",
+    )
+    p.add_argument("--prefix", default="pitlane", help="file name prefix (default ./pitlane)")
+    p.set_defaults(func=_keys_generate)

@@ -1,0 +1,98 @@
+"""Model bundles through the real registry: pack, push, fetch, pull, ls; tampering and bad bundles refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from model_support import blob_file, write_gate_report
+
+from pitlane.artifacts import bundle, oci
+from pitlane.errors import UserError
+from pitlane.train.runrecord import file_digest
+
+
+@pytest.fixture(scope="module")
+def pushed(registry, models, tmp_path_factory):
+    gate = write_gate_report(models["a"], tmp_path_factory.mktemp("gate") / "gate.json")
+    b = bundle.pack(models["a"], gate_report=gate, serial=3)
+    client = oci.Client(registry.host)
+    ref = bundle.push(client, b, oci.Reference(registry.host, "t/bundle"), ("serial-3", "latest"))
+    return b, ref
+
+
+def test_bundle_layout_and_round_trip(registry, models, pushed, tmp_path):
+    b, ref = pushed
+    client = oci.Client(registry.host)
+    assert ref.digest == b.digest
+    remote = bundle.fetch(client, ref.with_tag("latest"))
+    assert remote.ref == ref
+    m = remote.manifest
+    assert m["artifactType"] == bundle.ARTIFACT_TYPE and m["config"]["mediaType"] == bundle.CONFIG_TYPE
+    titles = [d["annotations"][bundle.TITLE] for d in m["layers"]]
+    assert titles == ["pilot.tflite", "gate.json", "canary.npz"]
+    c = remote.config
+    assert c["schema"] == bundle.SCHEMA and c["serial"] == 3 and c["model_type"] == "linear"
+    assert c["input_shape"] == [120, 160, 3] and c["gate"]["verdict"] == "pass"
+    assert c["files"]["pilot.tflite"] == c["model_digest"] == file_digest(models["a"])
+    remote2, paths = bundle.pull(client, ref, tmp_path / "out")
+    assert paths["pilot.tflite"].read_bytes() == models["a"].read_bytes()
+    frames, outputs = bundle.read_canary(paths["canary.npz"].read_bytes())
+    assert frames.shape == (bundle.CANARY_FRAMES, 120, 160, 3) and np.isfinite(outputs).all()
+    assert bundle.next_serial(client, ref) == 4
+    assert [t for t, _ in bundle.list_bundles(client, ref)] == ["latest", "serial-3"]
+
+
+def test_a_second_push_of_the_same_model_uploads_no_layer_again(registry, pushed):
+    b, ref = pushed
+    client = oci.Client(registry.host)
+    bundle.push(client, b, ref, ("again",))
+    assert client.sent == len(b.manifest())  # blobs were all there: only the manifest went up
+
+
+def test_tampered_layer_and_config_are_refused(registry, models, tmp_path):
+    client = oci.Client(registry.host)
+    gate = write_gate_report(models["b"], tmp_path / "gate.json")
+    b = bundle.pack(models["b"], gate_report=gate, serial=1)
+    ref = bundle.push(client, b, oci.Reference(registry.host, "t/tamper"), ("v1",))
+    remote = bundle.fetch(client, ref)
+    layer = blob_file(registry, remote.layer("pilot.tflite")["digest"])
+    original = layer.read_bytes()
+    layer.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    with pytest.raises(oci.IntegrityError, match="does not match its digest"):
+        bundle.pull(client, ref, tmp_path / "t1")
+    assert not (tmp_path / "t1" / "pilot.tflite").exists()  # nothing half-written
+    layer.write_bytes(original)
+    config = blob_file(registry, remote.manifest["config"]["digest"])
+    config.write_bytes(config.read_bytes().replace(b'"serial":1', b'"serial":9'))
+    with pytest.raises(oci.IntegrityError, match="does not match its digest"):
+        bundle.fetch(client, ref)
+
+
+def test_not_a_bundle(registry, tmp_path):
+    client = oci.Client(registry.host)
+    cfg = oci.canonical_json({})
+    client.push_blob("t/notbundle", cfg)
+    m = oci.canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": oci.OCI_MANIFEST,
+            "config": oci.descriptor(oci.OCI_CONFIG, cfg),
+            "layers": [],
+        }
+    )
+    client.push_manifest("t/notbundle", m, "x")
+    with pytest.raises(UserError, match="not a pitlane model bundle"):
+        bundle.fetch(client, oci.Reference(registry.host, "t/notbundle", "x"))
+
+
+def test_pack_refuses_what_is_not_a_car_model(models, tmp_path):
+    with pytest.raises(UserError, match="not a donkeycar"):
+        bundle.pack(models["wide"], gate_report=None, serial=1)
+    with pytest.raises(UserError, match="carries a .tflite"):
+        bundle.pack(tmp_path / "m.keras", gate_report=None, serial=1)
+    bad = tmp_path / "gate.json"
+    bad.write_text(json.dumps({"x": 1}))
+    with pytest.raises(UserError, match="not a pitlane gate report"):
+        bundle.pack(models["a"], gate_report=bad, serial=1)

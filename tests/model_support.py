@@ -1,0 +1,69 @@
+"""Test support for model artifacts: tiny real TFLite models built in seconds (no training), gate reports
+as the gate writes them, and where the registry keeps a blob (to tamper with it at rest)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pitlane.train.runrecord import file_digest
+
+
+def make_tflite(path: Path, seed: int, kind: str = "linear") -> Path:
+    """A tiny Keras model converted to TFLite: `linear` (angle, throttle), `nan` (outputs NaN), `wide`
+    (one output of width 3: loads, but is no donkeycar model), `far` (linear, scaled far from `linear`)."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((120, 160, 3), name="img_in")
+    x = keras.layers.Conv2D(4, 5, strides=8, activation="relu")(inp)
+    x = keras.layers.Flatten()(x)
+    if kind == "wide":
+        outs = [keras.layers.Dense(3, name="n_outputs0")(x)]
+    else:
+        outs = [keras.layers.Dense(1, activation="tanh", name=f"n_outputs{i}")(x) for i in range(2)]
+        if kind == "nan":
+            outs = [
+                keras.layers.Lambda(lambda t: t * np.float32("nan"), name=f"nan{i}")(o)
+                for i, o in enumerate(outs)
+            ]
+        if kind == "far":
+            outs = [
+                keras.layers.Lambda(lambda t: t * 0.0 + 5.0, name=f"far{i}")(o) for i, o in enumerate(outs)
+            ]
+    model = keras.Model(inp, outs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return path
+
+
+def write_gate_report(model: Path, path: Path, verdict: str = "pass", digest: str | None = None) -> Path:
+    """A gate report as `pitlane evaluate gate` writes it (verdict, model digest, checks), for `model`."""
+    checks = [
+        {
+            "scene": "generated_track",
+            "metric": "laps_completed",
+            "op": ">=",
+            "threshold": 3,
+            "value": 3,
+            "passed": verdict == "pass",
+        }
+    ]
+    doc = {
+        "verdict": verdict,
+        "model": model.name,
+        "model_digest": digest or file_digest(model),
+        "checks": checks,
+        "reports": {"generated_track": {}},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def blob_file(registry, digest: str):
+    """Where distribution keeps a blob's bytes (to tamper with them at rest, as a compromised store would)."""
+    hexd = digest.split(":", 1)[1]
+    return registry.config.storage / "data/docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
