@@ -1,10 +1,12 @@
-"""Fixtures every test area may use: a real OCI registry (Debian's docker-registry) per test session."""
+"""Fixtures every test area may use: a real OCI registry (Debian's docker-registry) per test session, and
+tiny real TFLite models (built in seconds, no training) for model bundles."""
 
 from __future__ import annotations
 
 import shutil
 
 import pytest
+from model_support import make_tflite
 
 from pitlane.artifacts.registry import BINARY, Registry, RegistryConfig
 
@@ -20,3 +22,20 @@ def registry(tmp_path_factory):
     reg = Registry(RegistryConfig(storage=tmp_path_factory.mktemp("registry"))).start()
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """{"a", "b" (another linear model), "nan", "wide", "far", "c"} -> .tflite path, each in its own folder."""
+    root = tmp_path_factory.mktemp("models")
+    kinds = {
+        "a": ("linear", 0),
+        "b": ("linear", 1),
+        "nan": ("nan", 2),
+        "wide": ("wide", 3),
+        "far": ("far", 4),
+        "c": ("linear", 5),
+    }
+    return {
+        name: make_tflite(root / name / "pilot.tflite", seed, kind) for name, (kind, seed) in kinds.items()
+    }

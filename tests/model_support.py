@@ -67,3 +67,22 @@ def blob_file(registry, digest: str):
     """Where distribution keeps a blob's bytes (to tamper with them at rest, as a compromised store would)."""
     hexd = digest.split(":", 1)[1]
     return registry.config.storage / "data/docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+
+
+def with_tflite(b, data: bytes):
+    """The bundle `b` with its .tflite replaced by `data` (config digests updated to match, canary outputs
+    kept): a bundle whose model loads but behaves differently from what was recorded when it was packed."""
+    from pitlane.artifacts import bundle, oci
+
+    config = json.loads(b.config)
+    config["files"][bundle.TFLITE_NAME] = config["model_digest"] = oci.sha256_digest(data)
+    layers = tuple((t, mt, data if t == bundle.TFLITE_NAME else d) for t, mt, d in b.layers)
+    return bundle.Bundle(oci.canonical_json(config), layers)
+
+
+def with_serial(b, serial: int):
+    from pitlane.artifacts import bundle, oci
+
+    config = json.loads(b.config)
+    config["serial"] = serial
+    return bundle.Bundle(oci.canonical_json(config), b.layers)

@@ -123,24 +123,27 @@ def twin_frames(count: int, scene: str = "generated_track") -> np.ndarray:
     return np.stack(frames)
 
 
-def canary_npz(frames: np.ndarray, outputs: np.ndarray, source: str) -> bytes:
+def canary_npz(frames: np.ndarray) -> bytes:
+    """The canary frames layer: frames only (compressed), so bundles of models trained on the same data share
+    it and a model-only update does not move it again; the recorded outputs live in the config."""
     buf = io.BytesIO()
-    np.savez(buf, frames=frames.astype(np.uint8), outputs=outputs.astype(np.float32), source=np.array(source))
+    np.savez_compressed(buf, frames=frames.astype(np.uint8))
     return buf.getvalue()
 
 
-def read_canary(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(frames uint8 N x H x W x D, outputs float32 N x 2) from a canary layer; UserError if malformed."""
+def read_canary(data: bytes, outputs: object) -> tuple[np.ndarray, np.ndarray]:
+    """(frames uint8 N x H x W x D, recorded outputs float32 N x 2); UserError if malformed."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            frames, outputs = z["frames"], z["outputs"]
+            frames = z["frames"]
+        recorded = np.asarray(outputs, dtype=np.float32)
     except Exception as exc:  # numpy raises several kinds for a bad archive
         raise UserError(f"canary frames are unreadable: {type(exc).__name__}: {exc}") from None
-    if frames.ndim != 4 or outputs.shape != (len(frames), 2) or frames.dtype != np.uint8:
+    if frames.ndim != 4 or frames.dtype != np.uint8 or recorded.shape != (len(frames), 2):
         raise UserError(
-            f"canary frames have shapes {frames.shape} / {outputs.shape}; expected N x H x W x D / N x 2"
+            f"canary frames have shapes {frames.shape} / {recorded.shape}; expected N x H x W x D / N x 2"
         )
-    return frames, outputs
+    return frames, recorded
 
 
 def pack(
@@ -188,7 +191,9 @@ def pack(
                 f"{model} takes {pilot.input_shape} images and its training tubs are gone: no canary frames"
             )
     outputs = np.array([pilot.run(f) for f in frames], dtype=np.float32)
-    layers.append((CANARY_NAME, CANARY_TYPE, canary_npz(frames, outputs, source)))
+    if not np.isfinite(outputs).all():
+        raise UserError(f"{model} gives non-finite outputs on its canary frames: it cannot drive")
+    layers.append((CANARY_NAME, CANARY_TYPE, canary_npz(frames)))
     commit = (record or {}).get("git_commit") or git_commit()[0]
     config = {
         "schema": SCHEMA,
@@ -205,7 +210,7 @@ def pack(
             "run_record": record,
         },
         "gate": gate,
-        "canary": {"frames": int(len(frames)), "source": source},
+        "canary": {"frames": int(len(frames)), "source": source, "outputs": outputs.round(6).tolist()},
         "git_commit": commit,
         "serial": int(serial),
         "created": created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

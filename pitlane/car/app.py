@@ -160,6 +160,7 @@ class Car:
     autopilot_refusal: str | None = None
     tub_path: str | None = None
     tub_writer: Any | None = None
+    model_manager: Any | None = None  # pitlane.car.model_manager.ModelManager when MODEL_MANAGER
 
     def start(self, max_loop_count: int | None = None):
         """Run the drive loop (blocks) until stopped, Ctrl-C, or max_loop_count loops."""
@@ -231,7 +232,15 @@ def build_car(
 
     check_config(cfg)
     refusal = None
-    if pilot is None:
+    manager = None
+    if getattr(cfg, "MODEL_MANAGER", False):
+        if model_path or pilot is not None:
+            raise UserError("MODEL_MANAGER = True: the car pulls its model itself; drop --model")
+        from pitlane.car.model_manager import ManagerParams, ModelManager
+
+        manager = ModelManager(ManagerParams.from_config(cfg))  # starts from its cache, offline
+        pilot = manager.pilot
+    elif pilot is None:
         pilot, refusal = load_pilot(model_path, cfg, model_type)
     if refusal and cfg.WEB_INIT_MODE != "user":
         logger.error("autopilot refused: %s; starting in user mode", refusal)
@@ -253,7 +262,12 @@ def build_car(
     V.add(Pipe(), inputs=["user/steering"], outputs=["user/angle"])
     V.add(ExplodeDict(V.mem, "web/"), inputs=["web/buttons"])
     V.add(ThrottleFilter(), inputs=["user/throttle"], outputs=["user/throttle"])
-    V.add(car_parts.AutopilotGuard(refusal), inputs=["user/mode"], outputs=["user/mode"])
+    if manager is not None:  # swaps a checked model in between two iterations, reports model/*
+        from pitlane.car.model_manager import MEMORY_KEYS
+
+        V.add(manager, outputs=MEMORY_KEYS, threaded=True)
+    guard = car_parts.AutopilotGuard(refusal, manager.refusal if manager is not None else None)
+    V.add(guard, inputs=["user/mode"], outputs=["user/mode"])
     V.add(car_parts.PilotCondition(), inputs=["user/mode"], outputs=["run_user", "run_pilot"])
     safe_pilot = car_parts.SafePilot(pilot) if pilot is not None else None
     if safe_pilot is not None:
@@ -289,7 +303,7 @@ def build_car(
     elif cfg.PITLANE_PROFILE == "pi":
         for plan in pi_drivetrain_plans(cfg):
             V.add(plan.build(), inputs=plan.inputs, outputs=plan.outputs, threaded=plan.threaded)
-    model_name = Path(model_path).name if model_path and pilot else None
+    model_name = Path(model_path).name if model_path and pilot else "managed" if manager else None
     console = ConsoleTelemetry(
         web, profile=cfg.PITLANE_PROFILE, model=model_name, twin=twin, pilot=safe_pilot
     )
@@ -305,7 +319,9 @@ def build_car(
         inputs += ["pilot/angle", "pilot/throttle"]
         types += ["float", "float"]
     if not record:
-        return Car(V, cfg, web, watchdog, twin=twin, pilot=pilot, autopilot_refusal=refusal)
+        return Car(
+            V, cfg, web, watchdog, twin=twin, pilot=pilot, autopilot_refusal=refusal, model_manager=manager
+        )
     V.add(
         car_parts.RecordingGate(cfg.AUTO_RECORD_ON_THROTTLE, cfg.RECORD_DURING_AI),
         inputs=["user/mode", "recording", "user/throttle"],
@@ -332,4 +348,5 @@ def build_car(
         autopilot_refusal=refusal,
         tub_path=str(tub_path),
         tub_writer=tub_writer,
+        model_manager=manager,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +30,14 @@ class AutopilotGuard:
     The web controller reads user/mode back from memory, so the web page flips back to "user" too.
     """
 
-    def __init__(self, refusal: str | None) -> None:
+    def __init__(self, refusal: str | None, refusal_fn: Callable[[], str | None] | None = None) -> None:
         self.refusal = refusal  # why autopilot is refused; None when the pilot is fine
+        self.refusal_fn = refusal_fn  # asked every loop when the pilot can change (the model manager)
         self._warned_mode: str | None = None
 
     def run(self, mode: str | None) -> str:
+        if self.refusal_fn is not None:
+            self.refusal = self.refusal_fn()
         if self.refusal is None or mode in (None, "user"):
             self._warned_mode = None
             return mode or "user"

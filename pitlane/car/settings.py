@@ -129,6 +129,8 @@ def check_config(cfg) -> None:
     for key in ("DATA_PATH", "MODELS_PATH"):
         if not isinstance(getattr(cfg, key, None), str):
             problems.append(f"{key} must be a path string, got {getattr(cfg, key, None)!r}")
+    if getattr(cfg, "MODEL_MANAGER", False):
+        _model_manager_problems(cfg, problems)
     profile = getattr(cfg, "PITLANE_PROFILE", None)
     if profile == "twin":
         if not isinstance(getattr(cfg, "SIM_HOST", None), str) or not cfg.SIM_HOST:
@@ -169,6 +171,26 @@ def check_config(cfg) -> None:
         problems.append(str(exc))
     if problems:
         raise UserError("invalid car config: " + "; ".join(problems))
+
+
+def _model_manager_problems(cfg, problems: list[str]) -> None:
+    for key in ("MODEL_PUBLIC_KEY", "MODEL_CACHE_DIR", "MODEL_REF_ENV"):
+        if not isinstance(getattr(cfg, key, None), str) or not getattr(cfg, key):
+            problems.append(f"{key} must be a non-empty string, got {getattr(cfg, key, None)!r}")
+    for key in ("MODEL_REF_FILE", "MODEL_STATUS_FILE"):
+        value = getattr(cfg, key, None)
+        if value is not None and (not isinstance(value, str) or not value):
+            problems.append(f"{key} must be a path or None, got {value!r}")
+    for key in (
+        "MODEL_POLL_S",
+        "MODEL_CANARY_TOLERANCE",
+        "MODEL_LATENCY_BUDGET_MS",
+        "MODEL_REGISTRY_TIMEOUT_S",
+    ):
+        _number(cfg, key, problems, low=0, low_open=True)
+    pin = getattr(cfg, "MODEL_PIN_SERIAL", None)
+    if pin is not None and (isinstance(pin, bool) or not isinstance(pin, int) or pin < 0):
+        problems.append(f"MODEL_PIN_SERIAL must be a release serial (an integer >= 0) or None, got {pin!r}")
 
 
 def watchdog_params(cfg) -> WatchdogParams:

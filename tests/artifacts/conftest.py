@@ -1,27 +1,10 @@
-"""Small real donkeycar-shaped TFLite models (built in seconds, no training) and gate reports for them."""
+"""Signing keys and a small manifest to sign, for the artifacts tests."""
 
 from __future__ import annotations
 
 import pytest
-from model_support import make_tflite
 
 from pitlane.artifacts import oci, signing
-
-
-@pytest.fixture(scope="session")
-def models(tmp_path_factory):
-    """{"a", "b" (another linear model), "nan", "wide", "far"} -> .tflite path, each in its own folder."""
-    root = tmp_path_factory.mktemp("models")
-    kinds = {
-        "a": ("linear", 0),
-        "b": ("linear", 1),
-        "nan": ("nan", 2),
-        "wide": ("wide", 3),
-        "far": ("far", 4),
-    }
-    return {
-        name: make_tflite(root / name / "pilot.tflite", seed, kind) for name, (kind, seed) in kinds.items()
-    }
 
 
 @pytest.fixture()

@@ -38,7 +38,7 @@ def test_bundle_layout_and_round_trip(registry, models, pushed, tmp_path):
     assert c["files"]["pilot.tflite"] == c["model_digest"] == file_digest(models["a"])
     remote2, paths = bundle.pull(client, ref, tmp_path / "out")
     assert paths["pilot.tflite"].read_bytes() == models["a"].read_bytes()
-    frames, outputs = bundle.read_canary(paths["canary.npz"].read_bytes())
+    frames, outputs = bundle.read_canary(paths["canary.npz"].read_bytes(), c["canary"]["outputs"])
     assert frames.shape == (bundle.CANARY_FRAMES, 120, 160, 3) and np.isfinite(outputs).all()
     assert bundle.next_serial(client, ref) == 4
     assert [t for t, _ in bundle.list_bundles(client, ref)] == ["latest", "serial-3"]

@@ -6,7 +6,8 @@ myconfig.py over it). Every value is checked when the car starts (pitlane.car.se
 an invalid one stops the start with a clear message.
 
 Keys keep donkeycar's names, so donkeycar's own tools (`donkey train`, `donkey tubclean`, ...) read them.
-pitlane adds PITLANE_PROFILE, SIM_PORT, SIM_SCENE, SIM_CONNECT_TIMEOUT_S, AI_MAX_THROTTLE and WATCHDOG_*.
+pitlane adds PITLANE_PROFILE, SIM_PORT, SIM_SCENE, SIM_CONNECT_TIMEOUT_S, AI_MAX_THROTTLE, WATCHDOG_* and
+MODEL_* (the model manager).
 """
 
 import os
@@ -87,6 +88,20 @@ DEFAULT_MODEL_TYPE = "linear"  # linear | categorical | inferred (a .tflite mode
 MODEL_CATEGORICAL_MAX_THROTTLE_RANGE = 0.8
 AI_THROTTLE_MULT = 1.0  # scale the pilot's throttle (donkeycar's DriveMode)
 AI_MAX_THROTTLE = 0.6  # [-] cap on |throttle| while the pilot drives ("local" mode)
+
+# MODEL MANAGER: the car pulls a signed model bundle by digest, verifies, health-checks and hot-swaps it
+# (pitlane.car.model_manager). With it on, --model is not used: the deployment says which model to run.
+MODEL_MANAGER = False
+MODEL_REF_FILE = None  # file holding REGISTRY/REPO@sha256:... (a mounted ConfigMap); None: MODEL_REF_ENV only
+MODEL_REF_ENV = "PITLANE_MODEL_REF"  # environment variable with the desired reference (when no file)
+MODEL_PUBLIC_KEY = os.path.join(CAR_PATH, "release.pub")  # PEM public key the releases are signed with
+MODEL_CACHE_DIR = os.path.join(CAR_PATH, "models", "cache")  # content-addressed cache: starts without network
+MODEL_STATUS_FILE = None  # JSON status (None: MODEL_CACHE_DIR/status.json)
+MODEL_POLL_S = 10.0  # [s] between checks of the desired reference
+MODEL_PIN_SERIAL = None  # an older release serial the operator pins on purpose (else older ones are refused)
+MODEL_CANARY_TOLERANCE = 0.05  # [-] largest |output - recorded| on the bundle's canary frames
+MODEL_LATENCY_BUDGET_MS = 25.0  # [ms] median inference time per frame allowed (half a 20 Hz loop)
+MODEL_REGISTRY_TIMEOUT_S = 10.0  # [s] per registry request
 
 # SAFETY WATCHDOG: throttle 0 (and brake in the twin) when these trip; every stop is logged
 WATCHDOG_MAX_FRAME_AGE_S = 0.25  # [s] newest camera frame older than this stops the car

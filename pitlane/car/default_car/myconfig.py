@@ -40,6 +40,12 @@ car. Uncomment and edit. Invalid values stop the car at start with a clear messa
 # WATCHDOG_MAX_FRAME_AGE_S = 0.25
 # WATCHDOG_MAX_OVERRUNS = 5
 
+# --- model manager (signed model bundles pulled by digest and hot-swapped) ---
+# MODEL_MANAGER = True
+# MODEL_REF_FILE = "/etc/pitlane/model-ref"   # REGISTRY/REPO@sha256:... mounted by the deployment
+# MODEL_PUBLIC_KEY = "/etc/pitlane/release.pub"
+# MODEL_PIN_SERIAL = 7                        # run this older release on purpose
+
 # --- driving ---
 # DRIVE_LOOP_HZ = 20
 # WEB_CONTROL_PORT = 8887

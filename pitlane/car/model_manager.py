@@ -1,0 +1,518 @@
+"""The model manager: the car pulls a signed model bundle by digest, checks it, and hot-swaps it.
+
+The deployment says which model the car should run: `REGISTRY/REPO@sha256:...` (never a tag) in a mounted
+file (a ConfigMap) or an environment variable. A worker thread polls it; for a new digest it
+
+  1. pulls the manifest by digest (its bytes must hash to it) and its cosign signature, and verifies the
+     signature with the deployment's public key before pulling anything else,
+  2. reads the config; refuses a release serial older than the newest it accepted (a replayed old release)
+     unless the operator pins exactly that serial (MODEL_PIN_SERIAL),
+  3. pulls the .tflite and canary frames into a content-addressed cache (atomic writes, digests checked on
+     every read), writes the verified bytes out and only then hands them to the interpreter,
+  4. health-checks the candidate: it loads, its outputs on the canary frames are finite, of the right shape
+     and close to the ones recorded at packing time, and inference fits the latency budget.
+
+The vehicle loop swaps the checked pilot in at the start of an iteration (`run_threaded`: one reference
+assignment), so the loop never stops. Any refusal leaves the last good model driving; a model that keeps
+failing in the loop is rolled back to the previous one. At start the car runs the model its cache says was
+last accepted (verified again, offline). State goes to the log, a status file and vehicle memory
+(`model/digest`, `model/serial`, `model/state`, `model/error`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pitlane.artifacts import bundle, oci, signing
+from pitlane.artifacts.cache import BlobCache, CorruptCacheFile
+from pitlane.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+NONE, RUNNING, CHECKING, REFUSED, ROLLED_BACK = "none", "running", "checking", "refused", "rolled back"
+MEMORY_KEYS = ["model/digest", "model/serial", "model/state", "model/error"]
+STATE_FILE = "state.json"
+
+
+@dataclass(frozen=True)
+class ManagerParams:
+    public_key: Path  # PEM public key of the releases this car trusts
+    cache_dir: Path  # content-addressed cache + state.json
+    ref_file: Path | None = None  # file holding the desired REGISTRY/REPO@sha256:... (a mounted ConfigMap)
+    ref_env: str = "PITLANE_MODEL_REF"  # environment variable read when ref_file is unset or absent
+    status_file: Path | None = None  # JSON status for people and tools (default: cache_dir/status.json)
+    poll_s: float = 10.0  # [s] between checks of the desired reference
+    pin_serial: int | None = None  # accept exactly this older release serial (an operator's explicit pin)
+    canary_tolerance: float = 0.05  # [-] largest |output - recorded| on a canary frame
+    latency_budget_ms: float = 25.0  # [ms] median inference time per frame on the canary frames
+    registry_timeout_s: float = 10.0  # [s] per registry request
+    camera_shape: tuple[int, int, int] = (120, 160, 3)  # (height, width, depth) of the camera's frames
+    max_loop_failures: int = 3  # consecutive failed inferences in the loop that roll back a fresh model
+
+    @classmethod
+    def from_config(cls, cfg) -> ManagerParams:
+        cache = Path(os.path.expanduser(cfg.MODEL_CACHE_DIR))
+        return cls(
+            public_key=Path(os.path.expanduser(cfg.MODEL_PUBLIC_KEY)),
+            cache_dir=cache,
+            ref_file=Path(cfg.MODEL_REF_FILE) if cfg.MODEL_REF_FILE else None,
+            ref_env=cfg.MODEL_REF_ENV,
+            status_file=Path(cfg.MODEL_STATUS_FILE) if cfg.MODEL_STATUS_FILE else None,
+            poll_s=float(cfg.MODEL_POLL_S),
+            pin_serial=cfg.MODEL_PIN_SERIAL,
+            canary_tolerance=float(cfg.MODEL_CANARY_TOLERANCE),
+            latency_budget_ms=float(cfg.MODEL_LATENCY_BUDGET_MS),
+            registry_timeout_s=float(cfg.MODEL_REGISTRY_TIMEOUT_S),
+            camera_shape=(cfg.IMAGE_H, cfg.IMAGE_W, cfg.IMAGE_DEPTH),
+        )
+
+
+class Refused(UserError):
+    """A candidate the car will not run. `transient`: worth retrying (the registry was unreachable)."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass
+class Loaded:
+    """A verified, health-checked model, ready to drive."""
+
+    ref: oci.Reference  # with its digest
+    serial: int
+    pilot: Any
+    path: Path  # the verified .tflite the interpreter loaded
+    signature: str  # digest of the signature manifest that verified it (kept in the cache)
+    canary_error: float  # largest |output - recorded| on the canary frames
+    latency_ms: float  # median inference time on the canary frames
+
+
+class ManagedPilot:
+    """The pilot part the vehicle runs: the manager's current model, counting failed inferences."""
+
+    def __init__(self) -> None:
+        self.pilot: Any | None = None
+        self.failures = 0  # consecutive exceptions or non-finite outputs
+
+    def run(self, image):
+        pilot = self.pilot
+        if pilot is None:
+            return math.nan, math.nan  # the autopilot guard keeps the car in user mode meanwhile
+        try:
+            angle, throttle = pilot.run(image)
+        except Exception:
+            self.failures += 1
+            raise
+        self.failures = 0 if math.isfinite(angle) and math.isfinite(throttle) else self.failures + 1
+        return angle, throttle
+
+    def shutdown(self) -> None:
+        pass  # the manager owns the pilots
+
+
+def read_desired(params: ManagerParams) -> str | None:
+    """The desired reference text: the first non-comment line of the mounted file, else the variable."""
+    if params.ref_file is not None and params.ref_file.is_file():
+        try:
+            for line in params.ref_file.read_text().splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    return line.strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Refused(f"cannot read desired model file {params.ref_file}: {exc}") from None
+        return None
+    value = os.environ.get(params.ref_env, "").strip()
+    return value or None
+
+
+def parse_desired(text: str) -> oci.Reference:
+    ref = oci.Reference.parse(text)
+    if not ref.digest:
+        raise Refused(
+            f"desired model {text!r} is a tag; the car runs only REGISTRY/REPO@sha256:... references"
+        )
+    return ref
+
+
+def health_check(
+    pilot, frames: np.ndarray, recorded: np.ndarray, params: ManagerParams
+) -> tuple[float, float]:
+    """(largest canary error, median latency [ms]) or Refused with the reason (pure but for the timing)."""
+    outputs, times = [], []
+    for frame in frames:
+        t0 = time.perf_counter()
+        out = pilot.run(frame)
+        times.append(time.perf_counter() - t0)
+        outputs.append(np.asarray(out, dtype=np.float64).ravel())
+    if any(o.shape != (2,) for o in outputs):
+        raise Refused(f"the model's outputs have shape {outputs[0].shape}, not (angle, throttle)")
+    got = np.stack(outputs)
+    if not np.isfinite(got).all():
+        raise Refused("the model gives non-finite outputs (NaN or inf) on the canary frames")
+    error = float(np.max(np.abs(got - recorded)))
+    if error > params.canary_tolerance:
+        raise Refused(
+            f"the model's outputs on the canary frames differ from the recorded ones by up to {error:.3f} "
+            f"(tolerance {params.canary_tolerance})"
+        )
+    latency_ms = float(np.median(times) * 1000.0)
+    if latency_ms > params.latency_budget_ms:
+        raise Refused(
+            f"inference takes {latency_ms:.1f} ms per frame, over the {params.latency_budget_ms} ms budget"
+        )
+    return error, latency_ms
+
+
+class ModelManager:
+    """A donkeycar part (threaded): `update()` polls and prepares; `run_threaded()` swaps and reports."""
+
+    def __init__(
+        self,
+        params: ManagerParams,
+        *,
+        loader: Callable[[Path], Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.params = params
+        self.key = signing.load_public_key(params.public_key)
+        self.cache = BlobCache(params.cache_dir)
+        self.status_file = params.status_file or params.cache_dir / "status.json"
+        self.loader = loader or self._load_model_pilot
+        self.clock = clock
+        self.pilot = ManagedPilot()
+        self.current: Loaded | None = None
+        self.previous: Loaded | None = None  # the last good model before the current one
+        self.state = NONE
+        self.error = ""
+        self.last_check: float | None = None
+        self.desired: str | None = None
+        self.refused: dict[str, str] = {}  # digest -> why (not retried until the desired digest changes)
+        self.swaps: list[dict[str, Any]] = []
+        self._pending: Loaded | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._dirty = True
+        self._poll_requested = False
+        self.on = True
+        self._clients: dict[str, oci.Client] = {}
+        self._disk = self._read_state()
+        self.start_from_cache()
+
+    # --- persistent state ------------------------------------------------------------------------------
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.params.cache_dir / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write_state(self) -> None:
+        oci.write_atomic(self.params.cache_dir / STATE_FILE, json.dumps(self._disk, indent=2).encode())
+
+    @property
+    def highest_serial(self) -> int:
+        value = self._disk.get("highest_serial", 0)
+        return value if isinstance(value, int) else 0
+
+    def status(self) -> dict[str, Any]:
+        cur = self.current
+        return {
+            "state": self.state,
+            "reference": str(cur.ref) if cur else None,
+            "digest": cur.ref.digest if cur else None,
+            "serial": cur.serial if cur else None,
+            "highest_serial": self.highest_serial,
+            "desired": self.desired,
+            "last_check": self.last_check,
+            "error": self.error,
+            "previous": str(self.previous.ref) if self.previous else None,
+            "swaps": self.swaps[-10:],
+        }
+
+    def write_status(self) -> None:
+        oci.write_atomic(self.status_file, json.dumps(self.status(), indent=2).encode() + b"\n")
+        self._dirty = False
+
+    # --- preparing a candidate (worker thread) ----------------------------------------------------------
+    def _client(self, ref: oci.Reference) -> oci.Client:
+        if ref.registry not in self._clients:
+            self._clients[ref.registry] = oci.Client(ref.registry, timeout_s=self.params.registry_timeout_s)
+        return self._clients[ref.registry]
+
+    def _load_model_pilot(self, path: Path):
+        from pitlane.pilots.model import ModelPilot
+
+        return ModelPilot(path, camera_shape=self.params.camera_shape)
+
+    def _signature(
+        self, client: oci.Client | None, ref: oci.Reference
+    ) -> tuple[bytes, list, dict[str, bytes]]:
+        assert ref.digest is not None
+        if client is not None:
+            return signing.fetch_signature(client, ref)
+        sig_digest = (self._disk.get("signatures") or {}).get(ref.digest)
+        data = (
+            self.cache.get(sig_digest) if isinstance(sig_digest, str) and oci.is_digest(sig_digest) else None
+        )
+        if data is None:
+            raise Refused(f"{ref}: its signature is not cached and the car is offline", transient=True)
+        layers = [d for d in (json.loads(data).get("layers") or []) if isinstance(d, dict)]
+        blobs = {}
+        for d in layers:
+            if oci.is_digest(str(d.get("digest"))):
+                blob = self.cache.get(d["digest"])
+                if blob is not None:
+                    blobs[d["digest"]] = blob
+        return data, layers, blobs
+
+    def prepare(self, ref: oci.Reference, client: oci.Client | None) -> Loaded:
+        """Pull (or read from the cache), verify and health-check `ref`; Refused/UserError says why not."""
+        assert ref.digest is not None
+        repo, digest = ref.repository, ref.digest
+        try:
+            mbytes = self.cache.get(digest)
+        except CorruptCacheFile:
+            if client is None:
+                raise
+            mbytes = None
+        if mbytes is None:
+            if client is None:
+                raise Refused(f"{ref} is not in the cache and the car is offline", transient=True)
+            mbytes = client.get_manifest(repo, digest).data
+        sig_data, layers, blobs = self._signature(client, ref)
+        signing.verify_layers(layers, blobs, digest, self.key, str(ref))
+        manifest = bundle.parse_manifest(oci.Manifest(mbytes, oci.OCI_MANIFEST, digest), ref)
+        config_bytes = self.cache.fetch_blob(
+            client, repo, manifest["config"]["digest"], bundle.MAX_CONFIG_BYTES
+        )
+        config = bundle.parse_config(config_bytes, manifest, ref)
+        serial = int(config["serial"])
+        floor = self.highest_serial
+        if serial < floor and serial != self.params.pin_serial:
+            raise Refused(
+                f"{ref} is release serial {serial}, older than serial {floor} this car already accepted "
+                f"(a rollback); set MODEL_PIN_SERIAL = {serial} to run it on purpose"
+            )
+        remote = bundle.Remote(ref, manifest, config, mbytes, config_bytes)
+        canary_desc = remote.layer(bundle.CANARY_NAME)
+        if canary_desc is None:
+            raise Refused(f"{ref} carries no canary frames; the car cannot health-check it")
+        tflite_digest = remote.layer(bundle.TFLITE_NAME)["digest"]  # type: ignore[index]
+        tflite = self.cache.fetch_blob(client, repo, tflite_digest, bundle.MAX_LAYER_BYTES)
+        canary = self.cache.fetch_blob(client, repo, canary_desc["digest"], bundle.MAX_LAYER_BYTES)
+        frames, recorded = bundle.read_canary(canary, (config.get("canary") or {}).get("outputs"))
+        # everything verified: keep it, then give the interpreter exactly the verified bytes
+        self.cache.put(mbytes, digest)
+        sig_digest = self.cache.put(sig_data)
+        for blob in blobs.values():
+            self.cache.put(blob)
+        path = self.params.cache_dir / "run" / (tflite_digest.split(":", 1)[1] + ".tflite")
+        oci.write_atomic(path, tflite)
+        try:
+            pilot = self.loader(path)
+        except UserError as exc:
+            raise Refused(f"{ref}: the model does not load: {exc}") from None
+        except Exception as exc:  # a broken model can raise anything inside the runtime
+            raise Refused(f"{ref}: the model does not load: {type(exc).__name__}: {exc}") from None
+        try:
+            error, latency = health_check(pilot, frames, recorded, self.params)
+        except Refused as exc:
+            _shutdown(pilot)
+            raise Refused(f"{ref}: {exc}") from None
+        except Exception as exc:
+            _shutdown(pilot)
+            raise Refused(
+                f"{ref}: the model fails on the canary frames: {type(exc).__name__}: {exc}"
+            ) from None
+        return Loaded(ref, serial, pilot, path, sig_digest, error, latency)
+
+    def _accept(self, loaded: Loaded) -> None:
+        """Record an accepted model in the cache's state (the car starts from it next time)."""
+        assert loaded.ref.digest is not None
+        sigs = dict(self._disk.get("signatures") or {})
+        sigs[loaded.ref.digest] = loaded.signature
+        self._disk.update(
+            current=str(loaded.ref),
+            serial=loaded.serial,
+            highest_serial=max(self.highest_serial, loaded.serial),
+            signatures=sigs,
+        )
+        self._write_state()
+
+    def start_from_cache(self) -> None:
+        """Run the model the cache last accepted, verified again without any network."""
+        text = self._disk.get("current")
+        if not isinstance(text, str):
+            return
+        try:
+            loaded = self.prepare(parse_desired(text), None)
+        except UserError as exc:
+            self._set_error(f"cached model refused: {exc}")
+            return
+        self._install(loaded)
+        logger.info("model manager: started from cache with %s (serial %d)", loaded.ref, loaded.serial)
+
+    def check_once(self) -> None:
+        """One poll: read the desired reference and, when it names another digest, prepare it."""
+        self.last_check = self.clock()
+        self._dirty = True
+        try:
+            text = read_desired(self.params)
+            self.desired = text
+            if text is None:
+                return
+            ref = parse_desired(text)
+        except UserError as exc:
+            self._set_error(str(exc))
+            return
+        assert ref.digest is not None
+        running = self.current.ref.digest if self.current else None
+        if ref.digest == running or (self._pending and self._pending.ref.digest == ref.digest):
+            if self.state == REFUSED and self.error.startswith("desired model"):
+                self.state, self.error = RUNNING, ""
+            return
+        if ref.digest in self.refused:
+            return
+        self.state = CHECKING
+        logger.info("model manager: checking %s", ref)
+        try:
+            loaded = self.prepare(ref, self._client(ref))
+        except (Refused, oci.RegistryError, oci.IntegrityError) as exc:
+            transient = isinstance(exc, oci.RegistryError) or (isinstance(exc, Refused) and exc.transient)
+            transient = transient or isinstance(exc, CorruptCacheFile)
+            why = str(exc) if str(ref) in str(exc) else f"{ref}: {exc}"
+            if not transient:
+                self.refused[ref.digest] = why
+            self._set_error(why + (" (will retry)" if transient else ""))
+            return
+        except UserError as exc:
+            self.refused[ref.digest] = str(exc)
+            self._set_error(str(exc))
+            return
+        self._accept(loaded)
+        with self._lock:
+            self._pending = loaded
+        logger.info(
+            "model manager: %s (serial %d) passed: canary error %.4f, %.1f ms/frame; swapping in",
+            ref,
+            loaded.serial,
+            loaded.canary_error,
+            loaded.latency_ms,
+        )
+
+    def _set_error(self, message: str) -> None:
+        self.error = message
+        self.state = REFUSED if self.current else NONE
+        self._dirty = True
+        logger.error(
+            "model manager: %s%s", message, "; the last good model keeps driving" if self.current else ""
+        )
+
+    # --- the vehicle loop side ----------------------------------------------------------------------------
+    def _install(self, loaded: Loaded) -> None:
+        old = self.current
+        self.pilot.pilot, self.pilot.failures = loaded.pilot, 0
+        self.previous, self.current = (old or self.previous), loaded
+        self.state, self.error, self._dirty = RUNNING, "", True
+        self.swaps.append({"at": self.clock(), "to": str(loaded.ref), "serial": loaded.serial})
+
+    def swap_if_ready(self) -> bool:
+        """Install a prepared model (between two loop iterations) or roll back a failing one; True if swapped."""
+        if (
+            self.current is not None
+            and self.pilot.failures >= self.params.max_loop_failures
+            and self.previous
+        ):
+            bad, good = self.current, self.previous
+            assert bad.ref.digest is not None
+            self.refused[bad.ref.digest] = (
+                f"{bad.ref} failed {self.pilot.failures} times in a row while driving"
+            )
+            self.pilot.pilot, self.pilot.failures = good.pilot, 0
+            self.current, self.previous = good, None
+            self.state, self.error, self._dirty = ROLLED_BACK, self.refused[bad.ref.digest], True
+            logger.error("model manager: %s; rolled back to %s", self.error, good.ref)
+            return True
+        if self._pending is None:
+            return False
+        with self._lock:
+            loaded, self._pending = self._pending, None
+        if loaded is None:
+            return False
+        self._install(loaded)
+        return True
+
+    def outputs(self) -> tuple[str, int, str, str]:
+        cur = self.current
+        return (cur.ref.digest or "" if cur else "", cur.serial if cur else 0, self.state, self.error)
+
+    def run_threaded(self):
+        self.swap_if_ready()
+        return self.outputs()
+
+    def run(self):
+        """Not threaded (tests, a single-threaded loop): poll when due, then swap and report."""
+        if self.last_check is None or self.clock() - self.last_check >= self.params.poll_s:
+            self.check_once()
+        out = self.run_threaded()
+        if self._dirty:
+            self.write_status()
+        return out
+
+    def update(self) -> None:
+        """The worker: poll every `poll_s`, keep the status file current, until `shutdown`."""
+        next_poll = 0.0
+        while self.on:
+            now = time.monotonic()
+            if now >= next_poll or self._poll_requested:
+                self._poll_requested = False
+                try:
+                    self.check_once()
+                except Exception:  # the worker must outlive any surprise; the loop keeps driving
+                    logger.exception("model manager: unexpected failure while checking")
+                next_poll = now + self.params.poll_s
+            if self._dirty:
+                try:
+                    self.write_status()
+                except OSError as exc:
+                    logger.error("model manager: cannot write status file %s: %s", self.status_file, exc)
+            self._wake.wait(0.2)
+            self._wake.clear()
+
+    def poll_now(self) -> None:
+        """Ask the worker to check the desired reference right away (an operator, or a test)."""
+        self._poll_requested = True
+        self._wake.set()
+
+    def refusal(self) -> str | None:
+        """Why the autopilot cannot run now (no verified model yet), or None."""
+        if self.pilot.pilot is not None:
+            return None
+        return f"no verified model yet (model manager: {self.error or self.state})"
+
+    def shutdown(self) -> None:
+        self.on = False
+        self._wake.set()
+        for loaded in (self.current, self.previous, self._pending):
+            if loaded is not None:
+                _shutdown(loaded.pilot)
+
+
+def _shutdown(pilot) -> None:
+    fn = getattr(pilot, "shutdown", None)
+    if fn:
+        try:
+            fn()
+        except Exception:
+            logger.debug("pilot shutdown failed", exc_info=True)

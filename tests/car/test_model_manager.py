@@ -1,0 +1,272 @@
+"""The model manager on the car, through the real registry and a real donkeycar vehicle loop.
+
+Every bad input is refused with a reason a person understands, the loop keeps driving on the last good
+model, and nothing unverified reaches the interpreter: the loader records the sha256 of every file it was
+handed, and the tests compare that list with the digests that were signed with the car's key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+import time
+
+import numpy as np
+import pytest
+from helpers import wait_until
+from model_support import blob_file, with_serial, with_tflite
+
+from pitlane.artifacts import bundle, oci, signing
+from pitlane.artifacts.relay import Relay
+from pitlane.car.model_manager import MEMORY_KEYS, ManagerParams, ModelManager
+from pitlane.car.parts import SafePilot
+
+
+@pytest.fixture(scope="module")
+def world(registry, models, tmp_path_factory):
+    """Keys, a client, and bundle A (serial 1) and B (serial 2) packed once for the module."""
+    import os
+
+    root = tmp_path_factory.mktemp("mm")
+    os.environ[signing.PASSWORD_ENV] = "pw"
+    key_path, pub = signing.generate_keys(root / "release")
+    _, other_pub = signing.generate_keys(root / "intruder")
+    del os.environ[signing.PASSWORD_ENV]
+    os.environ[signing.PASSWORD_ENV] = "pw"
+    key = signing.load_private_key(key_path)
+    intruder = signing.load_private_key(root / "intruder.key")
+    del os.environ[signing.PASSWORD_ENV]
+    a = bundle.pack(models["a"], gate_report=None, serial=1)
+    b = bundle.pack(models["b"], gate_report=None, serial=2)
+    return dict(key=key, pub=pub, intruder=intruder, a=a, b=b, client=oci.Client(registry.host), root=root)
+
+
+def publish(world, registry, b: bundle.Bundle, repo: str = "car/pilot", key="key") -> oci.Reference:
+    ref = bundle.push(world["client"], b, oci.Reference(registry.host, repo), ())
+    if key:
+        signing.sign(world["client"], ref, world[key])
+    return ref
+
+
+class Loads:
+    """The manager's loader, recording the sha256 of each file handed to the interpreter."""
+
+    def __init__(self, camera_shape=(120, 160, 3)) -> None:
+        self.digests: list[str] = []
+        self.camera_shape = camera_shape
+
+    def __call__(self, path):
+        from pitlane.pilots.model import ModelPilot
+
+        self.digests.append("sha256:" + hashlib.sha256(path.read_bytes()).hexdigest())
+        return ModelPilot(path, camera_shape=self.camera_shape)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.loops: list[tuple[float, object, object]] = []
+
+    def run(self, angle, digest, state):
+        self.loops.append((time.perf_counter(), digest, state))
+
+
+class Loop:
+    """A donkeycar Vehicle at 20 Hz: frames -> model manager -> SafePilot(managed pilot) -> recorder."""
+
+    def __init__(self, manager: ModelManager, frame: np.ndarray) -> None:
+        import donkeycar as dk
+
+        self.rec = Recorder()
+        self.vehicle = dk.vehicle.Vehicle()
+        self.vehicle.add(lambda_part(frame), outputs=["cam/image_array"])
+        self.vehicle.add(manager, outputs=MEMORY_KEYS, threaded=True)
+        self.vehicle.add(
+            SafePilot(manager.pilot), inputs=["cam/image_array"], outputs=["pilot/angle", "pilot/throttle"]
+        )
+        self.vehicle.add(self.rec, inputs=["pilot/angle", "model/digest", "model/state"])
+        self.thread = threading.Thread(
+            target=self.vehicle.start, kwargs=dict(rate_hz=20, max_loop_count=10**6)
+        )
+        self.thread.start()
+
+    def loops(self) -> int:
+        return len(self.rec.loops)
+
+    def stop(self) -> None:
+        self.vehicle.on = False
+        self.thread.join(10)
+
+
+def lambda_part(frame):
+    class Frames:
+        def run(self):
+            return frame
+
+    return Frames()
+
+
+def params(world, tmp_path, **kw) -> ManagerParams:
+    base = ManagerParams(
+        public_key=world["pub"],
+        cache_dir=tmp_path / "cache",
+        ref_file=tmp_path / "model-ref",
+        poll_s=3600.0,
+        latency_budget_ms=200.0,  # a shared 2-core CI machine; speed is measured in bench/, not here
+    )
+    return dataclasses.replace(base, **kw)
+
+
+def set_desired(manager: ModelManager, text: str) -> None:
+    assert manager.params.ref_file is not None
+    manager.params.ref_file.write_text(f"# pitlane model (written by the deployment)\n{text}\n")
+    manager.poll_now()
+
+
+def expect_refusal(manager: ModelManager, loop: Loop, text: str, why: str, running: oci.Reference) -> None:
+    before_err = manager.error
+    set_desired(manager, text)
+    assert wait_until(lambda: manager.error != before_err and manager.state != "checking", 60), (
+        manager.status()
+    )
+    assert why in manager.error, manager.error
+    assert manager.state == "refused"
+    assert manager.current.ref == running
+    n = loop.loops()
+    assert wait_until(lambda: loop.loops() >= n + 3, 5), "the loop stopped"
+    assert loop.rec.loops[-1][1] == running.digest
+
+
+def test_bad_inputs_in_the_loop(registry, models, world, tmp_path):
+    c = world["client"]
+    ref_a = publish(world, registry, world["a"])
+    loads = Loads()
+    manager = ModelManager(params(world, tmp_path), loader=loads)
+    frame = bundle.read_canary(world["a"].layers[-1][2], [[0, 0]] * bundle.CANARY_FRAMES)[0][0]
+    loop = Loop(manager, frame)
+    try:
+        set_desired(manager, str(ref_a))
+        assert wait_until(lambda: manager.state == "running" and loop.rec.loops[-1][1] == ref_a.digest, 60), (
+            manager.status()
+        )
+        signed_ok = [world["a"].layers[0][2]]
+        good = {oci.sha256_digest(signed_ok[0])}
+        assert set(loads.digests) == good
+
+        # a tag instead of a digest
+        expect_refusal(manager, loop, f"{registry.host}/car/pilot:latest", "is a tag", ref_a)
+        # missing signature
+        unsigned = publish(world, registry, with_serial(world["b"], 5), key=None)
+        expect_refusal(manager, loop, str(unsigned), "is not signed", ref_a)
+        # wrong key
+        intruded = publish(world, registry, with_serial(world["b"], 6), key="intruder")
+        expect_refusal(manager, loop, str(intruded), "does not verify with this public key", ref_a)
+        # a (valid) signature for another digest, copied under this one's tag
+        other = publish(world, registry, with_serial(world["b"], 7), key=None)
+        sig = c.get_manifest("car/pilot", signing.suffix_tag(ref_a.digest, "sig"))
+        c.push_manifest("car/pilot", sig.data, signing.suffix_tag(other.digest, "sig"))
+        expect_refusal(manager, loop, str(other), "signs another digest", ref_a)
+        # tampered layer (at rest in the registry): a signed bundle of model c, then its bytes changed
+        tampered = publish(world, registry, bundle.pack(models["c"], gate_report=None, serial=8))
+        layer = blob_file(registry, oci.sha256_digest(models["c"].read_bytes()))
+        layer.write_bytes(layer.read_bytes()[:-10] + b"0123456789")
+        expect_refusal(manager, loop, str(tampered), "does not match its digest", ref_a)
+        # tampered config
+        cfg_tampered = publish(world, registry, with_serial(world["b"], 9))
+        config = blob_file(registry, oci.sha256_digest(with_serial(world["b"], 9).config))
+        config.write_bytes(config.read_bytes().replace(b'"serial":9', b'"serial":99'))
+        expect_refusal(manager, loop, str(cfg_tampered), "does not match its digest", ref_a)
+        # signed models that load but must not drive: NaN outputs, wrong output shape, far from the canary
+        nan = publish(world, registry, with_serial(with_tflite(world["a"], models["nan"].read_bytes()), 10))
+        expect_refusal(manager, loop, str(nan), "non-finite outputs", ref_a)
+        wide = publish(world, registry, with_serial(with_tflite(world["a"], models["wide"].read_bytes()), 11))
+        expect_refusal(manager, loop, str(wide), "does not load", ref_a)
+        far = publish(world, registry, with_serial(with_tflite(world["a"], models["far"].read_bytes()), 12))
+        expect_refusal(manager, loop, str(far), "differ from the recorded ones", ref_a)
+        # nothing unsigned or tampered was ever handed to the interpreter; only signed bundles were loaded
+        signed_loaded = {oci.sha256_digest(models[k].read_bytes()) for k in ("a", "nan", "wide", "far")}
+        assert set(loads.digests) <= signed_loaded
+        assert oci.sha256_digest(models["c"].read_bytes()) not in loads.digests
+        assert oci.sha256_digest(models["b"].read_bytes()) not in loads.digests
+
+        # registry down in the middle of the pull (a relay that cuts the link), then back
+        ref_b = publish(world, registry, with_serial(world["b"], 20))
+        relay = Relay(registry.host, cut_after=3000)
+        via_relay = oci.Reference(relay.host, ref_b.repository, None, ref_b.digest)
+        try:
+            expect_refusal(manager, loop, str(via_relay), f"registry {relay.host}", ref_a)
+            assert "will retry" in manager.error
+            relay.reset(cut_after=None)
+            manager.poll_now()
+            assert wait_until(lambda: loop.rec.loops[-1][1] == ref_b.digest, 60), manager.status()
+        finally:
+            relay.close()
+        assert manager.current.serial == 20 and manager.state == "running"
+        # a replayed older release (validly signed serial 1) is a rollback attempt
+        expect_refusal(manager, loop, str(ref_a), "older than serial 20", via_relay)
+        status = manager.status_file.read_text()
+        assert "older than serial 20" in status and ref_b.digest in status
+    finally:
+        loop.stop()
+    # the loop never missed more than one iteration at the swap (figures are in bench/, this is a bound)
+    times = [t for t, _, _ in loop.rec.loops]
+    assert max(np.diff(times)) < 1.0
+
+
+def test_offline_start_from_cache_truncated_file_and_pin(registry, models, world, tmp_path):
+    ref_a = publish(world, registry, world["a"], repo="car/offline")
+    ref_b = publish(world, registry, world["b"], repo="car/offline")
+    p = params(world, tmp_path)
+    m = ModelManager(p, loader=Loads())
+    set_desired(m, str(ref_b))
+    m.check_once()
+    assert m.swap_if_ready() and m.current.ref == ref_b
+    m.shutdown()
+    # restart with the registry unreachable: the cache alone starts the car, verified again
+    offline = dataclasses.replace(p, ref_file=None, ref_env="PITLANE_TEST_NO_SUCH_VAR")
+    loads = Loads()
+    m2 = ModelManager(offline, loader=loads)
+    assert m2.current.ref == ref_b and m2.state == "running"
+    assert loads.digests == [oci.sha256_digest(models["b"].read_bytes())]
+    assert m2.outputs()[:3] == (ref_b.digest, 2, "running")
+    m2.shutdown()
+    # a truncated cache file: refused at start (nothing loaded), then pulled again from the registry
+    cache_file = m2.cache.path(oci.sha256_digest(models["b"].read_bytes()))
+    cache_file.write_bytes(cache_file.read_bytes()[:100])
+    loads = Loads()
+    m3 = ModelManager(offline, loader=loads)
+    assert m3.current is None and "corrupt" in m3.error and loads.digests == []
+    assert m3.refusal() is not None  # the autopilot stays refused: the car drives by hand only
+    m4 = ModelManager(p, loader=loads)
+    set_desired(m4, str(ref_b))
+    m4.check_once()
+    assert m4.swap_if_ready() and m4.current.ref == ref_b
+    # the older serial is refused ... unless the operator pins it
+    set_desired(m4, str(ref_a))
+    m4.check_once()
+    assert "older than serial 2" in m4.error and m4.current.ref == ref_b
+    m5 = ModelManager(dataclasses.replace(p, pin_serial=1), loader=loads)
+    set_desired(m5, str(ref_a))
+    m5.check_once()
+    assert m5.swap_if_ready() and m5.current.ref == ref_a, m5.error
+    for m in (m3, m4, m5):
+        m.shutdown()
+
+
+def test_rolls_back_a_model_that_fails_while_driving(registry, models, world, tmp_path):
+    ref_a = publish(world, registry, world["a"], repo="car/rollback")
+    ref_b = publish(world, registry, world["b"], repo="car/rollback")
+    m = ModelManager(params(world, tmp_path), loader=Loads())
+    for ref in (ref_a, ref_b):
+        set_desired(m, str(ref))
+        m.check_once()
+        assert m.swap_if_ready()
+    frame = np.zeros((120, 160, 3), np.uint8)
+    m.pilot.pilot.run = lambda image: (float("nan"), float("nan"))  # B starts failing on the road
+    for _ in range(m.params.max_loop_failures):
+        m.pilot.run(frame)
+    assert m.swap_if_ready()
+    assert m.current.ref == ref_a and m.state == "rolled back" and "failed 3 times" in m.error
+    m.check_once()  # B is not tried again
+    assert m.current.ref == ref_a
+    m.shutdown()
