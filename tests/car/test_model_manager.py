@@ -270,3 +270,47 @@ def test_rolls_back_a_model_that_fails_while_driving(registry, models, world, tm
     m.check_once()  # B is not tried again
     assert m.current.ref == ref_a
     m.shutdown()
+
+
+@pytest.mark.parametrize("profile", ["twin", "pi"])
+def test_the_car_app_pulls_its_model_by_digest_and_drives(
+    registry, world, car_config, twin, tmp_path, monkeypatch, profile
+):
+    """build_car with MODEL_MANAGER (both profiles): no --model; the desired digest comes from the environment."""
+    from pitlane.car.app import build_car
+
+    ref_a = publish(world, registry, world["a"], repo=f"car/app-{profile}")
+    monkeypatch.setenv("PITLANE_TEST_MODEL_REF", str(ref_a))
+    extra = {"CAMERA_TYPE": "MOCK", "DRIVE_TRAIN_TYPE": "MOCK"} if profile == "pi" else {}
+    cfg = car_config(
+        twin.port,
+        PITLANE_PROFILE=profile,
+        MODEL_MANAGER=True,
+        MODEL_REF_ENV="PITLANE_TEST_MODEL_REF",
+        MODEL_PUBLIC_KEY=str(world["pub"]),
+        MODEL_CACHE_DIR=str(tmp_path / "cache"),
+        MODEL_POLL_S=0.2,
+        MODEL_LATENCY_BUDGET_MS=200.0,
+        WEB_INIT_MODE="local",
+        **extra,
+    )
+    car = build_car(cfg, None, record=False)
+    assert car.model_manager is not None and car.model_manager.refusal() is not None
+    runner = threading.Thread(target=car.start, kwargs=dict(max_loop_count=10**6))
+    runner.start()
+    try:
+        mem = car.vehicle.mem
+        assert wait_until(lambda: mem.get(["model/digest"])[0] == ref_a.digest, 60), (
+            car.model_manager.status()
+        )
+        assert mem.get(["model/serial", "model/state", "model/error"]) == [1, "running", ""]
+        # the guard held the car in user mode until a verified model ran; the operator switches to local
+        car.web.mode_latch = "local"
+        assert wait_until(lambda: mem.get(["user/mode"])[0] == "local", 10)
+        assert wait_until(lambda: isinstance(mem.get(["pilot/angle"])[0], float), 10)
+        assert np.isfinite(mem.get(["pilot/angle", "pilot/throttle"])).all()
+    finally:
+        car.vehicle.on = False
+        runner.join(10)
+    with pytest.raises(Exception, match="drop --model"):
+        build_car(cfg, "some.tflite", record=False)
