@@ -91,11 +91,13 @@ AI_MAX_THROTTLE = 0.6  # [-] cap on |throttle| while the pilot drives ("local" m
 
 # MODEL MANAGER: the car pulls a signed model bundle by digest, verifies, health-checks and hot-swaps it
 # (pitlane.car.model_manager). With it on, --model is not used: the deployment says which model to run.
-MODEL_MANAGER = False
-MODEL_REF_FILE = None  # file holding REGISTRY/REPO@sha256:... (a mounted ConfigMap); None: MODEL_REF_ENV only
+# On by default where the deployment mounts a desired reference (argocd/base/car-deployment.yaml sets these).
+MODEL_REF_FILE = os.getenv("PITLANE_MODEL_REF_FILE") or None  # file holding REGISTRY/REPO@sha256:... (ConfigMap)
 MODEL_REF_ENV = "PITLANE_MODEL_REF"  # environment variable with the desired reference (when no file)
-MODEL_PUBLIC_KEY = os.path.join(CAR_PATH, "release.pub")  # PEM public key the releases are signed with
-MODEL_CACHE_DIR = os.path.join(CAR_PATH, "models", "cache")  # content-addressed cache: starts without network
+MODEL_MANAGER = bool(MODEL_REF_FILE or os.getenv(MODEL_REF_ENV))
+MODEL_PUBLIC_KEY = os.getenv("PITLANE_MODEL_KEY") or os.path.join(CAR_PATH, "cosign.pub")  # release key (PEM)
+# content-addressed cache (the car starts from it without network), writable state
+MODEL_CACHE_DIR = os.path.join(os.getenv("PITLANE_STATE_DIR") or os.path.join(CAR_PATH, "models"), "cache")
 MODEL_STATUS_FILE = None  # JSON status (None: MODEL_CACHE_DIR/status.json)
 MODEL_POLL_S = 10.0  # [s] between checks of the desired reference
 MODEL_PIN_SERIAL = None  # an older release serial the operator pins on purpose (else older ones are refused)
