@@ -54,13 +54,6 @@ def main() -> int:
     from pitlane.car.model_manager import MEMORY_KEYS, ManagerParams, ModelManager
     from pitlane.car.parts import SafePilot
 
-    def with_serial(bb: bundle.Bundle, serial: int) -> bundle.Bundle:
-        import json
-
-        config = json.loads(bb.config)
-        config["serial"] = serial
-        return bundle.Bundle(oci.canonical_json(config), bb.layers)
-
     for name in ("pitlane", "donkeycar", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="bench-model-update-"))
@@ -149,7 +142,7 @@ def main() -> int:
         V.add(Stamp(), inputs=["pilot/angle", "model/digest"])
         swap_refs = []
         for i in range(args.swaps):  # packed before the loop starts: only the car's own work runs beside it
-            ref = bundle.push(client, with_serial(bundles[i % 2], 10 + i), base, ())
+            ref = bundle.push(client, bundles[i % 2].replaced(serial=10 + i), base, ())
             signing.sign(client, ref, key)
             swap_refs.append(ref)
         runner = threading.Thread(target=V.start, kwargs=dict(rate_hz=LOOP_HZ, max_loop_count=10**7))

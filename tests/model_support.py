@@ -70,19 +70,12 @@ def blob_file(registry, digest: str):
 
 
 def with_tflite(b, data: bytes):
-    """The bundle `b` with its .tflite replaced by `data` (config digests updated to match, canary outputs
-    kept): a bundle whose model loads but behaves differently from what was recorded when it was packed."""
-    from pitlane.artifacts import bundle, oci
+    """The bundle `b` with its .tflite replaced by `data` (canary outputs kept): a bundle whose model loads
+    but behaves differently from what was recorded when it was packed."""
+    from pitlane.artifacts import bundle
 
-    config = json.loads(b.config)
-    config["files"][bundle.TFLITE_NAME] = config["model_digest"] = oci.sha256_digest(data)
-    layers = tuple((t, mt, data if t == bundle.TFLITE_NAME else d) for t, mt, d in b.layers)
-    return bundle.Bundle(oci.canonical_json(config), layers)
+    return b.replaced(bundle.TFLITE_NAME, data)
 
 
 def with_serial(b, serial: int):
-    from pitlane.artifacts import bundle, oci
-
-    config = json.loads(b.config)
-    config["serial"] = serial
-    return bundle.Bundle(oci.canonical_json(config), b.layers)
+    return b.replaced(serial=serial)

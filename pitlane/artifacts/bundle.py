@@ -60,6 +60,19 @@ class Bundle:
     def digest(self) -> str:
         return oci.sha256_digest(self.manifest())
 
+    def replaced(self, title: str | None = None, data: bytes = b"", **config: Any) -> Bundle:
+        """A copy with file `title` replaced by `data` (its digests updated) and/or config keys changed:
+        for release tooling that re-serials a bundle, and for showing what a tampered copy looks like."""
+        doc = json.loads(self.config)
+        doc.update(config)
+        layers = self.layers
+        if title is not None:
+            layers = tuple((t, mt, data if t == title else d) for t, mt, d in self.layers)
+            doc["files"][title] = oci.sha256_digest(data)
+            if title == TFLITE_NAME:
+                doc["model_digest"] = doc["files"][title]
+        return Bundle(oci.canonical_json(doc), layers)
+
 
 # --- packing ---------------------------------------------------------------------------------------
 def default_gate_report(model: Path) -> Path | None:

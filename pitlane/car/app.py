@@ -239,6 +239,8 @@ def build_car(
         from pitlane.car.model_manager import ManagerParams, ModelManager
 
         manager = ModelManager(ManagerParams.from_config(cfg))  # starts from its cache, offline
+        manager.check_once()  # one try before the loop starts, so a reachable model drives from the start
+        manager.swap_if_ready()
         pilot = manager.pilot
     elif pilot is None:
         pilot, refusal = load_pilot(model_path, cfg, model_type)

@@ -505,6 +505,10 @@ class ModelManager:
     def shutdown(self) -> None:
         self.on = False
         self._wake.set()
+        try:
+            self.write_status()  # the last word: what ran when the car stopped
+        except OSError as exc:
+            logger.error("model manager: cannot write status file %s: %s", self.status_file, exc)
         for loaded in (self.current, self.previous, self._pending):
             if loaded is not None:
                 _shutdown(loaded.pilot)

@@ -1,8 +1,9 @@
 """`pitlane demo`: the whole loop on embedded defaults, end to end, leaving pictures a person can open.
 
 twin snapshot -> expert data (donkeycar tub) -> donkeycar linear model -> the gate drives it in the twin ->
-the donkeycar car app drives the twin with the gated model. Every step is the same code the CLI, the
-notebooks and the release pipeline call; this module only strings them together and says where things are.
+the gated model is pushed to a local OCI registry, signed and verified -> the donkeycar car app pulls it by
+digest (its model manager) and drives the twin; a tampered copy is refused while the car keeps driving.
+Every step is the same code the CLI, the notebooks and the release pipeline call; this module only strings them together and says where things are.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pitlane.artifacts import attest, bundle, oci, signing
+from pitlane.artifacts.registry import Registry, RegistryConfig
 from pitlane.evaluate.gate import format_table
 from pitlane.evaluate.report import EvalParams
 from pitlane.evaluate.run import evaluate
@@ -36,7 +41,6 @@ class DemoOptions:
 
 def run_demo(opts: DemoOptions) -> int:
     """Run every stage; returns the process exit code (1 when the gate refuses the model)."""
-    from pitlane.car.run import RunOptions, run_car  # lazy: pitlane.car loads donkeycar at import time
 
     out = opts.out
     out.mkdir(parents=True, exist_ok=True)
@@ -66,26 +70,27 @@ def run_demo(opts: DemoOptions) -> int:
         f"ended by {unseen.end_reason}"
     )
 
-    _stage(
-        4,
-        f"the donkeycar car app drives {opts.drive_scene} with the gated model "
-        f"({opts.drive_seconds:.0f} s, real time)",
-    )
-    car = run_car(
-        RunOptions(
-            model=str(result.tflite),
-            scene=opts.drive_scene,
-            duration_s=opts.drive_seconds,
-            report_dir=str(out / "car"),
-            port=0,
-            web_port=0,
+    _stage(4, "ship the model: push the gated bundle to a local registry, sign it, verify it")
+    with Registry(RegistryConfig(storage=out / "registry")) as registry:
+        t_ship = time.perf_counter()
+        shipped = ship_model(result.tflite, registry.host, out / "keys")
+        shipped["ship_seconds"] = round(time.perf_counter() - t_ship, 2)
+        print(f"  pushed + signed {shipped['reference']}")
+        print(f"  verified: cosign signature and gate attestation ({shipped['attestation']})")
+
+        _stage(
+            5,
+            f"the car app pulls the model by digest and drives {opts.drive_scene} "
+            f"({opts.drive_seconds:.0f} s, real time); a tampered copy is offered halfway",
         )
-    )
+        car, status = drive_managed(opts, shipped, out)
     assert car.car is not None  # run_car always fills the car block
+    refused = status.get("error", "")
     print(
         f"  {car.laps_completed} laps, mean |CTE| {car.mean_abs_cte} m, loop {car.car.loop_hz} Hz, "
-        f"{len(car.car.stops)} watchdog stops"
+        f"{len(car.car.stops)} watchdog stops; model {status.get('reference')} (serial {status.get('serial')})"
     )
+    print(f"  tampered copy refused: {refused}")
 
     summary = {
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -102,6 +107,18 @@ def run_demo(opts: DemoOptions) -> int:
             "mean_abs_cte": car.mean_abs_cte,
             "loop_hz": car.car.loop_hz,
         },
+        "model_bundle": {
+            "reference": shipped["reference"],
+            "serial": shipped["serial"],
+            "signed": True,
+            "verified": True,
+            "gate_attestation": shipped["attestation"],
+            "ship_seconds": shipped["ship_seconds"],
+            "car_ran": status.get("reference"),
+            "tampered_reference": shipped["tampered"],
+            "tampered_refused": bool(refused) and status.get("reference") == shipped["reference"],
+            "tampered_refusal": refused,
+        },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nDone in {summary['wall_seconds']} s. Open these:")
@@ -111,10 +128,84 @@ def run_demo(opts: DemoOptions) -> int:
         out / "recipe" / "gate",
         out / "unseen",
         out / "car",
+        out / "car-model" / "status.json",
         out / "summary.json",
     ):
         print(f"  {path}")
     return 0
+
+
+DEMO_KEY_PASSWORD = "pitlane-demo"  # the demo's throwaway signing key only; real keys get theirs from the env
+
+
+def ship_model(model: Path, registry: str, key_dir: Path) -> dict:
+    """Push the gated model, sign it (the gate report becomes an attestation), verify both; also push a
+    tampered copy (one byte of the model changed) carrying the original's signature, as an attacker would."""
+    client = oci.Client(registry)
+    repo = oci.Reference(registry, "pitlane/models")
+    os.environ.setdefault(signing.PASSWORD_ENV, DEMO_KEY_PASSWORD)
+    key_path, pub = Path(f"{key_dir}/release.key"), Path(f"{key_dir}/release.pub")
+    if not key_path.is_file():
+        key_path, pub = signing.generate_keys(key_dir / "release", overwrite=True)
+    key = signing.load_private_key(key_path)
+    serial = bundle.next_serial(client, repo)
+    good = bundle.pack(model, gate_report=bundle.default_gate_report(model), serial=serial)
+    ref = bundle.push(client, good, repo, (f"serial-{serial}", "demo"))
+    bundle.sign_bundle(client, ref, key)
+    signing.verify(client, ref, signing.load_public_key(pub))
+    report = attest.verify_attestation(client, ref, signing.load_public_key(pub), attest.GATE_PREDICATE)
+    tflite = bytearray(model.read_bytes())
+    tflite[len(tflite) // 2] ^= 0x01
+    tampered = bundle.push(
+        client, good.replaced(bundle.TFLITE_NAME, bytes(tflite), serial=serial + 1), repo, ()
+    )
+    assert ref.digest is not None and tampered.digest is not None
+    sig = client.get_manifest(repo.repository, signing.suffix_tag(ref.digest, "sig"))
+    client.push_manifest(repo.repository, sig.data, signing.suffix_tag(tampered.digest, "sig"))
+    return {
+        "reference": str(ref),
+        "serial": serial,
+        "public_key": str(pub),
+        "attestation": f"gate verdict {report.get('verdict')}",
+        "tampered": str(tampered),
+    }
+
+
+def drive_managed(opts: DemoOptions, shipped: dict, out: Path):
+    """The car app with its model manager: desired reference in a file (as the ConfigMap mounts it); halfway
+    the file names the tampered copy. Returns the car's report and the model manager's status file."""
+    from pitlane.car.run import RunOptions, run_car  # lazy: pitlane.car loads donkeycar at import time
+
+    state = out / "car-model"
+    ref_file = state / "model-ref"
+    state.mkdir(parents=True, exist_ok=True)
+    ref_file.write_text(shipped["reference"] + "\n")
+    offer = threading.Timer(opts.drive_seconds / 2, lambda: ref_file.write_text(shipped["tampered"] + "\n"))
+    overrides = {
+        "MODEL_MANAGER": True,
+        "MODEL_REF_FILE": str(ref_file),
+        "MODEL_PUBLIC_KEY": shipped["public_key"],
+        "MODEL_CACHE_DIR": str(state / "cache"),
+        "MODEL_STATUS_FILE": str(state / "status.json"),
+        "MODEL_POLL_S": 1.0,
+    }
+    offer.start()
+    try:
+        car = run_car(
+            RunOptions(
+                model=None,
+                scene=opts.drive_scene,
+                duration_s=opts.drive_seconds,
+                report_dir=str(out / "car"),
+                port=0,
+                web_port=0,
+                overrides=overrides,
+            )
+        )
+    finally:
+        offer.cancel()
+    status = json.loads((state / "status.json").read_text())
+    return car, status
 
 
 def _stage(n: int, what: str) -> None:

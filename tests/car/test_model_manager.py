@@ -295,7 +295,8 @@ def test_the_car_app_pulls_its_model_by_digest_and_drives(
         **extra,
     )
     car = build_car(cfg, None, record=False)
-    assert car.model_manager is not None and car.model_manager.refusal() is not None
+    # the first check runs before the loop starts: a reachable model drives from the first iteration
+    assert car.model_manager is not None and car.model_manager.refusal() is None
     runner = threading.Thread(target=car.start, kwargs=dict(max_loop_count=10**6))
     runner.start()
     try:
@@ -304,8 +305,6 @@ def test_the_car_app_pulls_its_model_by_digest_and_drives(
             car.model_manager.status()
         )
         assert mem.get(["model/serial", "model/state", "model/error"]) == [1, "running", ""]
-        # the guard held the car in user mode until a verified model ran; the operator switches to local
-        car.web.mode_latch = "local"
         assert wait_until(lambda: mem.get(["user/mode"])[0] == "local", 10)
         assert wait_until(lambda: isinstance(mem.get(["pilot/angle"])[0], float), 10)
         assert np.isfinite(mem.get(["pilot/angle", "pilot/throttle"])).all()

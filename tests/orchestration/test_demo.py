@@ -36,6 +36,12 @@ def test_demo_runs_the_whole_loop_and_leaves_what_readme_promises(tmp_path, caps
     assert summary["gate"] == "pass"
     assert summary["car"]["laps_completed"] >= 1
     assert summary["car"]["loop_hz"] > 15
+    # the car ran the signed bundle it pulled by digest, and refused the tampered copy while driving
+    bundle = summary["model_bundle"]
+    assert bundle["signed"] and bundle["verified"] and bundle["car_ran"] == bundle["reference"]
+    assert bundle["tampered_refused"] and "signs another digest" in bundle["tampered_refusal"]
+    status = json.loads((out / "car-model" / "status.json").read_text())
+    assert status["digest"] == bundle["reference"].split("@")[1]
 
     # the tub the car app recorded is one `pitlane data check` accepts
     assert main(["data", "check", str(out / "car" / "tub")]) == 0
