@@ -6,7 +6,8 @@ one layer per signature: the simple-signing payload as the blob and its base64 D
 and sigstore's policy-controller (`signatureFormat: legacy`) accept what `sign` writes. Any manifest in any
 repository can be signed: a model bundle, a container image, an index.
 
-Keys: `generate_keys` writes an encrypted PKCS#8 private key (the passphrase comes from the environment
+Keys: `load_private_key` reads pitlane's keys and cosign's own encrypted ones (`cosign generate-key-pair`,
+scrypt + nacl/secretbox); `generate_keys` writes an encrypted PKCS#8 private key (the passphrase comes from the environment
 variable PITLANE_KEY_PASSWORD, never a flag: flags end up in shell history and process lists) and a
 SubjectPublicKeyInfo public key.
 """
@@ -83,13 +84,11 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
         pem = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"private key {path} does not exist") from None
-    if b"ENCRYPTED SIGSTORE PRIVATE KEY" in pem or b"ENCRYPTED COSIGN PRIVATE KEY" in pem:
-        raise UserError(
-            f"{path} is cosign's own encrypted key format; export it as PKCS#8 "
-            "(or make a pitlane key with `pitlane keys generate`)"
-        )
     try:
-        key = serialization.load_pem_private_key(pem, _password(required=b"ENCRYPTED" in pem))
+        if b"ENCRYPTED SIGSTORE PRIVATE KEY" in pem or b"ENCRYPTED COSIGN PRIVATE KEY" in pem:
+            key = serialization.load_der_private_key(open_cosign_key(pem, _password() or b""), None)
+        else:
+            key = serialization.load_pem_private_key(pem, _password(required=b"ENCRYPTED" in pem))
     except (ValueError, TypeError) as exc:
         raise UserError(
             f"cannot read private key {path} (wrong {PASSWORD_ENV}, or not a PEM key): {exc}"
@@ -97,6 +96,35 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise UserError(f"{path} is not an ECDSA P-256 private key")
     return key
+
+
+def open_cosign_key(pem: bytes, password: bytes) -> bytes:
+    """The PKCS#8 DER inside cosign's encrypted key file (`cosign generate-key-pair`): a PEM block around
+    JSON {kdf: scrypt N/r/p + salt, cipher: nacl/secretbox + nonce, ciphertext}. ValueError if it won't open."""
+    import nacl.exceptions
+    import nacl.secret
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    body = b"".join(line for line in pem.strip().splitlines() if not line.startswith(b"-----"))
+    try:
+        env = json.loads(base64.b64decode(body))
+        kdf, cipher = env["kdf"], env["cipher"]
+        if kdf["name"] != "scrypt" or cipher["name"] != "nacl/secretbox":
+            raise ValueError(f"unsupported key encryption {kdf['name']} / {cipher['name']}")
+        params = kdf["params"]
+        box_key = Scrypt(
+            salt=base64.b64decode(kdf["salt"]),
+            length=32,
+            n=int(params["N"]),
+            r=int(params["r"]),
+            p=int(params["p"]),
+        ).derive(password)
+        nonce, ciphertext = base64.b64decode(cipher["nonce"]), base64.b64decode(env["ciphertext"])
+        return bytes(nacl.secret.SecretBox(box_key).decrypt(ciphertext, nonce))
+    except nacl.exceptions.CryptoError:
+        raise ValueError("the passphrase does not open it") from None
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a cosign encrypted key: {exc}") from None
 
 
 def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:

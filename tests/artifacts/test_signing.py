@@ -64,3 +64,42 @@ def test_keys_need_the_passphrase_and_are_never_overwritten(tmp_path, monkeypatc
         signing.load_public_key(key)
     with pytest.raises(UserError, match="does not exist"):
         signing.load_public_key(tmp_path / "none.pub")
+
+
+def test_reads_cosigns_encrypted_private_key(tmp_path, monkeypatch):
+    """cosign generate-key-pair's file: PEM around JSON (scrypt KDF, nacl/secretbox), PKCS#8 inside."""
+    import base64
+
+    import nacl.secret
+    import nacl.utils
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    salt, nonce = nacl.utils.random(32), nacl.utils.random(24)
+    box_key = Scrypt(salt=salt, length=32, n=32768, r=8, p=1).derive(b"cosign-pw")
+    sealed = nacl.secret.SecretBox(box_key).encrypt(der, nonce).ciphertext
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode()
+
+    env = {
+        "kdf": {"name": "scrypt", "params": {"N": 32768, "r": 8, "p": 1}, "salt": b64(salt)},
+        "cipher": {"name": "nacl/secretbox", "nonce": b64(nonce)},
+        "ciphertext": b64(sealed),
+    }
+    body = base64.encodebytes(json.dumps(env).encode()).decode()
+    path = tmp_path / "cosign.key"
+    path.write_text(
+        f"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n{body}-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n"
+    )
+    monkeypatch.setenv(signing.PASSWORD_ENV, "cosign-pw")
+    loaded = signing.load_private_key(path)
+    assert loaded.private_numbers() == key.private_numbers()
+    monkeypatch.setenv(signing.PASSWORD_ENV, "wrong")
+    with pytest.raises(UserError, match="passphrase does not open it"):
+        signing.load_private_key(path)
