@@ -195,7 +195,8 @@ class ModelManager:
         self.current: Loaded | None = None
         self.previous: Loaded | None = None  # the last good model before the current one
         self.state = NONE
-        self.error = ""
+        self.error = ""  # why the desired model is not running now ("" when it is)
+        self.last_error = ""  # the most recent refusal, kept after the problem went away
         self.last_check: float | None = None
         self.desired: str | None = None
         self.refused: dict[str, str] = {}  # digest -> why (not retried until the desired digest changes)
@@ -205,6 +206,7 @@ class ModelManager:
         self._wake = threading.Event()
         self._dirty = True
         self._poll_requested = False
+        self._state_dirty = False  # _disk changed in the loop thread; the worker writes it
         self.on = True
         self._clients: dict[str, oci.Client] = {}
         self._disk = self._read_state()
@@ -237,6 +239,7 @@ class ModelManager:
             "desired": self.desired,
             "last_check": self.last_check,
             "error": self.error,
+            "last_error": self.last_error,
             "previous": str(self.previous.ref) if self.previous else None,
             "swaps": self.swaps[-10:],
         }
@@ -277,8 +280,13 @@ class ModelManager:
                     blobs[d["digest"]] = blob
         return data, layers, blobs
 
-    def prepare(self, ref: oci.Reference, client: oci.Client | None) -> Loaded:
-        """Pull (or read from the cache), verify and health-check `ref`; Refused/UserError says why not."""
+    def prepare(
+        self, ref: oci.Reference, client: oci.Client | None, *, accepted_before: bool = False
+    ) -> Loaded:
+        """Pull (or read from the cache), verify and health-check `ref`; Refused/UserError says why not.
+
+        `accepted_before`: the cache's own record of the model it last ran (exempt from the serial floor,
+        which a rollback to it may have left behind)."""
         assert ref.digest is not None
         repo, digest = ref.repository, ref.digest
         try:
@@ -300,7 +308,7 @@ class ModelManager:
         config = bundle.parse_config(config_bytes, manifest, ref)
         serial = int(config["serial"])
         floor = self.highest_serial
-        if serial < floor and serial != self.params.pin_serial:
+        if serial < floor and serial != self.params.pin_serial and not accepted_before:
             raise Refused(
                 f"{ref} is release serial {serial}, older than serial {floor} this car already accepted "
                 f"(a rollback); set MODEL_PIN_SERIAL = {serial} to run it on purpose"
@@ -357,7 +365,7 @@ class ModelManager:
         if not isinstance(text, str):
             return
         try:
-            loaded = self.prepare(parse_desired(text), None)
+            loaded = self.prepare(parse_desired(text), None, accepted_before=True)
         except UserError as exc:
             self._set_error(f"cached model refused: {exc}")
             return
@@ -380,7 +388,7 @@ class ModelManager:
         assert ref.digest is not None
         running = self.current.ref.digest if self.current else None
         if ref.digest == running or (self._pending and self._pending.ref.digest == ref.digest):
-            if self.state == REFUSED and self.error.startswith("desired model"):
+            if self.state == REFUSED:  # the deployment went back to what runs: nothing is wrong any more
                 self.state, self.error = RUNNING, ""
             return
         if ref.digest in self.refused:
@@ -413,7 +421,7 @@ class ModelManager:
         )
 
     def _set_error(self, message: str) -> None:
-        self.error = message
+        self.error = self.last_error = message
         self.state = REFUSED if self.current else NONE
         self._dirty = True
         logger.error(
@@ -443,6 +451,9 @@ class ModelManager:
             self.pilot.pilot, self.pilot.failures = good.pilot, 0
             self.current, self.previous = good, None
             self.state, self.error, self._dirty = ROLLED_BACK, self.refused[bad.ref.digest], True
+            self.last_error = self.error
+            self._disk.update(current=str(good.ref), serial=good.serial)  # a restart starts from the good one
+            self._state_dirty = True
             logger.error("model manager: %s; rolled back to %s", self.error, good.ref)
             return True
         if self._pending is None:
@@ -483,6 +494,9 @@ class ModelManager:
                 except Exception:  # the worker must outlive any surprise; the loop keeps driving
                     logger.exception("model manager: unexpected failure while checking")
                 next_poll = now + self.params.poll_s
+            if self._state_dirty:
+                self._state_dirty = False
+                self._write_state()
             if self._dirty:
                 try:
                     self.write_status()

@@ -204,8 +204,12 @@ def test_bad_inputs_in_the_loop(registry, models, world, tmp_path):
         assert manager.current.serial == 20 and manager.state == "running"
         # a replayed older release (validly signed serial 1) is a rollback attempt
         expect_refusal(manager, loop, str(ref_a), "older than serial 20", via_relay)
-        status = manager.status_file.read_text()
-        assert "older than serial 20" in status and ref_b.digest in status
+        assert wait_until(lambda: "older than serial 20" in manager.status_file.read_text(), 5)
+        assert ref_b.digest in manager.status_file.read_text()
+        # the deployment goes back to what runs: no error now, the refusal kept as the last one
+        set_desired(manager, str(via_relay))
+        assert wait_until(lambda: manager.state == "running" and manager.error == "", 10)
+        assert "older than serial 20" in manager.last_error
     finally:
         loop.stop()
     # the loop never missed more than one iteration at the swap (figures are in bench/, this is a bound)
@@ -269,7 +273,11 @@ def test_rolls_back_a_model_that_fails_while_driving(registry, models, world, tm
     assert m.current.ref == ref_a and m.state == "rolled back" and "failed 3 times" in m.error
     m.check_once()  # B is not tried again
     assert m.current.ref == ref_a
+    m._write_state()
     m.shutdown()
+    restarted = ModelManager(dataclasses.replace(m.params, ref_file=None), loader=Loads())
+    assert restarted.current.ref == ref_a  # a restart after the rollback starts from the good model
+    restarted.shutdown()
 
 
 @pytest.mark.parametrize("profile", ["twin", "pi"])
