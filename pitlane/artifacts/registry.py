@@ -8,8 +8,11 @@ so signatures and attestations live under cosign's tag scheme (see `pitlane.arti
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -43,6 +46,13 @@ def config_yaml(storage: Path, host: str, port: int) -> str:
         "  maintenance:\n    uploadpurging:\n      enabled: false\n"
         f"http:\n  addr: {host}:{port}\n"
     )
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux sends it SIGTERM when pitlane exits, even by a crash or SIGKILL,
+    so a test run that dies never leaves a registry behind (Linux ties it to the thread that started it)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_port(host: str) -> int:
@@ -88,6 +98,7 @@ class Registry:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if os.name == "posix" else None,
             )
             log.close()
             self.port = port
@@ -135,6 +146,10 @@ class Registry:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    def stop(_sig, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # `kill` stops the registry too, not only Ctrl-C
     reg = Registry(RegistryConfig(storage=args.storage, host=args.host, port=args.port)).start()
     print(
         f"registry: {reg.url} (storage {args.storage}); push to {reg.host}/REPO; Ctrl-C stops it", flush=True
