@@ -12,6 +12,8 @@ from pitlane.artifacts import bundle, oci
 from pitlane.errors import UserError
 from pitlane.train.runrecord import file_digest
 
+pytestmark = pytest.mark.slow  # builds small TFLite models with TensorFlow (a minute on 2 cores)
+
 
 @pytest.fixture(scope="module")
 def pushed(registry, models, tmp_path_factory):

@@ -10,6 +10,8 @@ from model_support import write_gate_report
 from pitlane.artifacts import signing
 from pitlane.cli import main
 
+pytestmark = pytest.mark.slow  # builds small TFLite models with TensorFlow (a minute on 2 cores)
+
 REF = re.compile(r"^(\S+@sha256:[0-9a-f]{64})$", re.M)
 
 

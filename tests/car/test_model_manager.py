@@ -22,6 +22,8 @@ from pitlane.artifacts.relay import Relay
 from pitlane.car.model_manager import MEMORY_KEYS, ManagerParams, ModelManager
 from pitlane.car.parts import SafePilot
 
+pytestmark = pytest.mark.slow  # real TFLite models, a registry and a 20 Hz loop: minutes on 2 cores
+
 
 @pytest.fixture(scope="module")
 def world(registry, models, tmp_path_factory):
@@ -212,9 +214,8 @@ def test_bad_inputs_in_the_loop(registry, models, world, tmp_path):
         assert "older than serial 20" in manager.last_error
     finally:
         loop.stop()
-    # the loop never missed more than one iteration at the swap (figures are in bench/, this is a bound)
-    times = [t for t, _, _ in loop.rec.loops]
-    assert max(np.diff(times)) < 1.0
+    # the loop ran all along on verified models only (what a swap costs in loop time: bench_model_update.py)
+    assert {d for _, d, _ in loop.rec.loops} <= {"", None, ref_a.digest, ref_b.digest}
 
 
 def test_offline_start_from_cache_truncated_file_and_pin(registry, models, world, tmp_path):
