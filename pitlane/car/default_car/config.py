@@ -92,7 +92,9 @@ AI_MAX_THROTTLE = 0.6  # [-] cap on |throttle| while the pilot drives ("local" m
 # MODEL MANAGER: the car pulls a signed model bundle by digest, verifies, health-checks and hot-swaps it
 # (pitlane.car.model_manager). With it on, --model is not used: the deployment says which model to run.
 # On by default where the deployment mounts a desired reference (argocd/base/car-deployment.yaml sets these).
-MODEL_REF_FILE = os.getenv("PITLANE_MODEL_REF_FILE") or None  # file holding REGISTRY/REPO@sha256:... (ConfigMap)
+MODEL_REF_FILE = (
+    os.getenv("PITLANE_MODEL_REF_FILE") or None
+)  # file holding REGISTRY/REPO@sha256:... (ConfigMap)
 MODEL_REF_ENV = "PITLANE_MODEL_REF"  # environment variable with the desired reference (when no file)
 MODEL_MANAGER = bool(MODEL_REF_FILE or os.getenv(MODEL_REF_ENV))
 MODEL_PUBLIC_KEY = os.getenv("PITLANE_MODEL_KEY") or os.path.join(CAR_PATH, "cosign.pub")  # release key (PEM)
