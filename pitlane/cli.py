@@ -20,7 +20,6 @@ DOMAINS: tuple[str, ...] = (
     "pitlane.data.cli",
     "pitlane.train.cli",
     "pitlane.evaluate.cli",
-    "pitlane.artifacts.registry",
     "pitlane.artifacts.cli",
     "pitlane.car.cli",
     "pitlane.deploy.cli",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pitlane.train.runrecord import file_digest
+from pitlane.provenance import file_digest
 
 
 def make_tflite(path: Path, seed: int, kind: str = "linear") -> Path:
@@ -51,7 +51,7 @@ def write_gate_report(model: Path, path: Path, verdict: str = "pass", digest: st
             "passed": verdict == "pass",
         }
     ]
-    doc = {
+    doc: dict[str, object] = {
         "verdict": verdict,
         "model": model.name,
         "model_digest": digest or file_digest(model),

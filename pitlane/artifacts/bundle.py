@@ -22,7 +22,13 @@ import numpy as np
 
 from pitlane import __version__
 from pitlane.artifacts import oci
+from pitlane.artifacts.attest import GATE_PREDICATE, attest
+from pitlane.artifacts.signing import sign
 from pitlane.errors import UserError
+from pitlane.pilots.model import ModelPilot
+from pitlane.provenance import file_digest, git_commit, run_record_path
+from pitlane.twin.sim import Sim
+from pitlane.twin.vehicle import Control
 
 ARTIFACT_TYPE = "application/vnd.pitlane.model.v1"
 CONFIG_TYPE = "application/vnd.pitlane.model.config.v1+json"
@@ -124,9 +130,6 @@ def tub_frames(tubs: list[Path], shape: tuple[int, ...], count: int) -> np.ndarr
 
 def twin_frames(count: int, scene: str = "generated_track") -> np.ndarray:
     """Frames of the twin's camera along the start of a scene (when the training tubs are not at hand)."""
-    from pitlane.twin.sim import Sim
-    from pitlane.twin.vehicle import Control
-
     sim = Sim(scene, seed=0)
     frames = []
     for _ in range(count):
@@ -169,9 +172,6 @@ def pack(
     created: str | None = None,
 ) -> Bundle:
     """Read the model, its run record and gate report; run the canary frames; return the bundle."""
-    from pitlane.pilots.model import ModelPilot
-    from pitlane.train.runrecord import file_digest, git_commit, run_record_path
-
     model = Path(model)
     if model.suffix.lower() != ".tflite":
         raise UserError(
@@ -386,9 +386,6 @@ def passing_gate_report(client: oci.Client, remote: Remote) -> dict[str, Any]:
 
 def sign_bundle(client: oci.Client, ref: oci.Reference, key) -> tuple[Remote, oci.Reference, oci.Reference]:
     """Sign a gated bundle and attest its gate report; (bundle, .sig reference, .att reference)."""
-    from pitlane.artifacts.attest import GATE_PREDICATE, attest
-    from pitlane.artifacts.signing import sign
-
     remote = fetch(client, ref)
     report = passing_gate_report(client, remote)
     sig = sign(client, remote.ref, key, {"serial": str(remote.serial)})

@@ -1,4 +1,4 @@
-"""`pitlane model push|pull|inspect|ls|sign|verify` and `pitlane keys generate`.
+"""`pitlane model push|pull|inspect|ls|sign|verify`, `pitlane keys generate` and `pitlane registry serve`.
 
 References print as `REGISTRY/REPOSITORY@sha256:...`: a digest names exactly one model, a tag can move.
 """
@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import time
 from pathlib import Path
 
 from pitlane.artifacts import bundle, oci, signing
 from pitlane.artifacts.attest import GATE_PREDICATE, verify_attestation
+from pitlane.artifacts.registry import Registry, RegistryConfig
 from pitlane.errors import UserError
 
 
@@ -119,6 +122,25 @@ def _keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_serve(args: argparse.Namespace) -> int:
+    def stop(_sig, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # `kill` stops the registry too, not only Ctrl-C
+    reg = Registry(RegistryConfig(storage=args.storage, host=args.host, port=args.port)).start()
+    print(
+        f"registry: {reg.url} (storage {args.storage}); push to {reg.host}/REPO; Ctrl-C stops it", flush=True
+    )
+    try:
+        while reg.running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reg.stop()
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser(
         "model",
@@ -172,3 +194,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--prefix", default="pitlane", help="file name prefix (default ./pitlane)")
     p.set_defaults(func=_keys_generate)
+
+    p = sub.add_parser(
+        "registry",
+        help="a local OCI registry (Debian's docker-registry) for models and images",
+        description="Run a local OCI registry: Debian's docker-registry 2.8 on 127.0.0.1 with its own config "
+        "and storage folder. No TLS and no auth: for a laptop, the tests and the demo, never the internet.",
+    )
+    rsub = p.add_subparsers(dest="registry_command", metavar="COMMAND", required=True)
+    s = rsub.add_parser("serve", help="run the registry in the foreground until Ctrl-C")
+    s.add_argument(
+        "--storage", type=Path, default=Path("out/registry"), help="storage folder (default out/registry)"
+    )
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 = any free port)")
+    s.set_defaults(func=_registry_serve)

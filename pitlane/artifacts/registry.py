@@ -7,7 +7,6 @@ so signatures and attestations live under cosign's tag scheme (see `pitlane.arti
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import os
@@ -143,39 +142,3 @@ class Registry:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _serve(args: argparse.Namespace) -> int:
-    def stop(_sig, _frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)  # `kill` stops the registry too, not only Ctrl-C
-    reg = Registry(RegistryConfig(storage=args.storage, host=args.host, port=args.port)).start()
-    print(
-        f"registry: {reg.url} (storage {args.storage}); push to {reg.host}/REPO; Ctrl-C stops it", flush=True
-    )
-    try:
-        while reg.running:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        reg.stop()
-    return 0
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "registry",
-        help="a local OCI registry (Debian's docker-registry) for models and images",
-        description="Run a local OCI registry: Debian's docker-registry 2.8 on 127.0.0.1 with its own config "
-        "and storage folder. No TLS and no auth: for a laptop, the tests and the demo, never the internet.",
-    )
-    rsub = p.add_subparsers(dest="registry_command", metavar="COMMAND", required=True)
-    s = rsub.add_parser("serve", help="run the registry in the foreground until Ctrl-C")
-    s.add_argument(
-        "--storage", type=Path, default=Path("out/registry"), help="storage folder (default out/registry)"
-    )
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=5000, help="port (default 5000; 0 = any free port)")
-    s.set_defaults(func=_serve)

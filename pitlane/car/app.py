@@ -22,6 +22,7 @@ from typing import Any
 
 from pitlane.car import parts as car_parts
 from pitlane.car.console import ConsoleTelemetry, WebController
+from pitlane.car.model_manager import MEMORY_KEYS, ManagerParams, ModelManager
 from pitlane.car.settings import check_config, watchdog_params
 from pitlane.car.twin_part import TwinPart
 from pitlane.data.tub import POSITION_KEYS, tub_metadata
@@ -236,8 +237,6 @@ def build_car(
     if getattr(cfg, "MODEL_MANAGER", False):
         if model_path or pilot is not None:
             raise UserError("MODEL_MANAGER = True: the car pulls its model itself; drop --model")
-        from pitlane.car.model_manager import ManagerParams, ModelManager
-
         manager = ModelManager(ManagerParams.from_config(cfg))  # starts from its cache, offline
         manager.check_once()  # one try before the loop starts, so a reachable model drives from the start
         manager.swap_if_ready()
@@ -265,8 +264,6 @@ def build_car(
     V.add(ExplodeDict(V.mem, "web/"), inputs=["web/buttons"])
     V.add(ThrottleFilter(), inputs=["user/throttle"], outputs=["user/throttle"])
     if manager is not None:  # swaps a checked model in between two iterations, reports model/*
-        from pitlane.car.model_manager import MEMORY_KEYS
-
         V.add(manager, outputs=MEMORY_KEYS, threaded=True)
     guard = car_parts.AutopilotGuard(refusal, manager.refusal if manager is not None else None)
     V.add(guard, inputs=["user/mode"], outputs=["user/mode"])

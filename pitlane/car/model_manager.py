@@ -37,6 +37,7 @@ import numpy as np
 from pitlane.artifacts import bundle, oci, signing
 from pitlane.artifacts.cache import BlobCache, CorruptCacheFile
 from pitlane.errors import UserError
+from pitlane.pilots.model import ModelPilot
 
 logger = logging.getLogger(__name__)
 
@@ -255,8 +256,6 @@ class ModelManager:
         return self._clients[ref.registry]
 
     def _load_model_pilot(self, path: Path):
-        from pitlane.pilots.model import ModelPilot
-
         return ModelPilot(path, camera_shape=self.params.camera_shape)
 
     def _signature(

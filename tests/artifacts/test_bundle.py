@@ -10,7 +10,7 @@ from model_support import blob_file, write_gate_report
 
 from pitlane.artifacts import bundle, oci
 from pitlane.errors import UserError
-from pitlane.train.runrecord import file_digest
+from pitlane.provenance import file_digest
 
 pytestmark = pytest.mark.slow  # builds small TFLite models with TensorFlow (a minute on 2 cores)
 

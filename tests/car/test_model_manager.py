@@ -133,7 +133,7 @@ def expect_refusal(manager: ModelManager, loop: Loop, text: str, why: str, runni
     )
     assert why in manager.error, manager.error
     assert manager.state == "refused"
-    assert manager.current.ref == running
+    assert manager.current is not None and manager.current.ref == running
     n = loop.loops()
     assert wait_until(lambda: loop.loops() >= n + 3, 5), "the loop stopped"
     assert loop.rec.loops[-1][1] == running.digest
