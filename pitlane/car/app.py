@@ -229,7 +229,6 @@ def build_car(
     from donkeycar.parts.explode import ExplodeDict
     from donkeycar.parts.pipe import Pipe
     from donkeycar.parts.throttle_filter import ThrottleFilter
-    from donkeycar.parts.tub_v2 import TubWriter
 
     check_config(cfg)
     refusal = None
@@ -335,7 +334,8 @@ def build_car(
 
     meta = list(meta or []) + list(getattr(cfg, "METADATA", []))
     meta += tub_metadata(profile=cfg.PITLANE_PROFILE, model=model_name or "none")
-    tub_writer = TubWriter(str(tub_path), inputs=inputs, types=types, metadata=meta)
+    meta += tub_metadata(image_h=cfg.IMAGE_H, image_w=cfg.IMAGE_W, image_depth=cfg.IMAGE_DEPTH)
+    tub_writer = car_parts.SafeTubWriter(TubWriter(str(tub_path), inputs=inputs, types=types, metadata=meta))
     V.add(tub_writer, inputs=inputs, outputs=["tub/num_records"], run_condition="tub/recording")
     return Car(
         V,

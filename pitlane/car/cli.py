@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from pitlane.car.settings import DEFAULT_CAR_DIR, DRIVE_MODES, PROFILES
 
@@ -36,8 +37,12 @@ def _run(args: argparse.Namespace) -> int:
         "loop_hz": car.loop_hz,
         "tub_records": car.tub_records,
         "stops": len(car.stops),
+        "nonfinite_outputs": report.nonfinite_outputs,
     }
     print(json.dumps(summary))
+    if car.loop_error:
+        print(f"pitlane: the drive loop died: {car.loop_error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+import numbers
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,36 @@ class DriveMode:
             return angle, user_throttle
         throttle = 0.0 if pilot_throttle is None else pilot_throttle * self.ai_throttle_mult
         return angle, throttle
+
+
+class SafeTubWriter:
+    """Wraps donkeycar's TubWriter: a record holding a NaN or infinite number is skipped (and counted)
+    instead of raising: donkeycar writes catalogs with ``json.dumps(allow_nan=False)``, so one NaN from a
+    broken pilot would otherwise end the drive loop, and with it the watchdog that stops the car."""
+
+    def __init__(self, writer) -> None:
+        self.writer = writer  # donkeycar.parts.tub_v2.TubWriter
+        self.tub = writer.tub
+        self.skipped_nonfinite = 0
+
+    def run(self, *args):
+        bad = [
+            key
+            for key, value in zip(self.tub.inputs, args, strict=False)
+            if isinstance(value, numbers.Real) and not isinstance(value, int) and not math.isfinite(value)
+        ]
+        if bad:
+            self.skipped_nonfinite += 1
+            if self.skipped_nonfinite % 100 == 1:
+                logger.warning("tub: skipped %d records with non-finite %s", self.skipped_nonfinite, bad)
+            return self.tub.manifest.current_index
+        return self.writer.run(*args)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def shutdown(self) -> None:
+        self.writer.shutdown()
 
 
 class RecordingGate:

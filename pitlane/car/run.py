@@ -4,7 +4,8 @@ It reads the car app's config (the default car app shipped in pitlane/car/defaul
 process when none answers at SIM_HOST:SIM_PORT, builds the car (`pitlane.car.app.build_car`), drives for
 `duration_s` and writes DIR/report.json: the same `Report` as `pitlane evaluate` (a car run is an evaluation
 on a wall clock: laps, |CTE|, the same plots), with its `car` block holding the loop rate achieved, every
-watchdog stop and the tub recorded.
+watchdog stop, the tub recorded, the records kept out of it for a NaN, and ``loop_error`` when a part raised
+and ended the drive loop early (donkeycar's Vehicle prints it and returns; `car run` then exits 1).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class RunOptions:
     myconfig: str = "myconfig.py"
     overrides: dict = field(default_factory=dict)  # any other config keys
     plots: bool = True  # trajectory.png and cte_speed.png next to report.json
+    pilot: object | None = None  # an already built pilot part (`run(image) -> (angle, throttle)`), not model
 
 
 class RunStats:
@@ -139,6 +141,24 @@ def _start_twin(host: str, port: int):
     return server
 
 
+def _catch_loop_error(vehicle) -> list[str]:
+    """Wrap the vehicle's loop body so an exception that ends donkeycar's loop is kept for the report
+    (donkeycar's Vehicle.start prints it and returns as if the drive had finished)."""
+    caught: list[str] = []
+    update_parts = vehicle.update_parts
+
+    def guarded() -> None:
+        try:
+            update_parts()
+        except Exception as exc:
+            caught.append(f"{type(exc).__name__}: {exc}")
+            logger.error("the drive loop died: %s: %s", type(exc).__name__, exc)
+            raise
+
+    vehicle.update_parts = guarded
+    return caught
+
+
 def run_car(opts: RunOptions) -> Report:
     """Drive for opts.duration_s and return (and write, with report_dir) the report."""
     if not (opts.duration_s > 0 and math.isfinite(opts.duration_s)):
@@ -164,7 +184,7 @@ def run_car(opts: RunOptions) -> Report:
         if value is not None:
             overrides[key] = value
     cfg = load_car_config(opts.car_dir, opts.myconfig, profile=opts.profile, overrides=overrides)
-    if opts.model and not Path(opts.model).is_file():
+    if opts.model and opts.pilot is None and not Path(opts.model).is_file():
         raise UserError(f"model {opts.model} does not exist")
     report_dir = Path(opts.report_dir) if opts.report_dir else None
     tub_dir = opts.tub_dir or (str(report_dir / "tub") if report_dir else None)
@@ -174,7 +194,7 @@ def run_car(opts: RunOptions) -> Report:
     if server is not None:
         cfg.SIM_PORT = server.port
     try:
-        car = build_car(cfg, opts.model, tub_path=tub_dir, record=tub_dir is not None)
+        car = build_car(cfg, opts.model, pilot=opts.pilot, tub_path=tub_dir, record=tub_dir is not None)
         if car.autopilot_refusal and opts.mode != "user":
             car.vehicle.stop()
             raise UserError(f"{car.autopilot_refusal}; refusing to drive in {opts.mode} mode")
@@ -183,6 +203,7 @@ def run_car(opts: RunOptions) -> Report:
             stats, inputs=["pos/pos_x", "pos/pos_z", "pos/cte", "pos/speed", "steering", "throttle"]
         )
         car.web.recording = tub_dir is not None  # the record switch of the web page, on from the start
+        loop_error = _catch_loop_error(car.vehicle)
         started = time.monotonic()
         car.start()
         wall_s = time.monotonic() - started
@@ -197,12 +218,14 @@ def run_car(opts: RunOptions) -> Report:
         mode=opts.mode,
         loops=stats.loops,
         loop_hz=round(stats.loop_hz, 2),
-        stops=[e.to_json(t0_s=stats.start_s or 0.0) for e in events],
+        stops=[e.to_json(t0_s=started) for e in events],  # the watchdog's clock is monotonic too
         stop_counts=dict(Counter(e.reason for e in events)),
         twin_reconnects=twin.reconnects if twin else 0,
         tub=car.tub_path if tub_dir else None,
         tub_records=car.tub_writer.tub.manifest.current_index if car.tub_writer else 0,
         web_port=car.web.bound_port,
+        loop_error=loop_error[0] if loop_error else None,
+        records_skipped_nonfinite=getattr(car.tub_writer, "skipped_nonfinite", 0),
     )
     # the track is the scene at the twin's seed: ours when we started it, else the default 0
     seed = server.seed if server is not None else 0
@@ -221,6 +244,7 @@ def run_car(opts: RunOptions) -> Report:
     )
     params = EvalParams(laps=1, seed=seed, control_hz=float(cfg.DRIVE_LOOP_HZ), max_seconds=opts.duration_s)
     report = summarize(episode, track, model, params, scene=cfg.SIM_SCENE, car=run)
+    report = replace(report, nonfinite_outputs=car.watchdog.nonfinite_loops)  # loops stopped for NaN/inf
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         if opts.plots and stats.trace.time_s:

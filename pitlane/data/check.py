@@ -2,25 +2,33 @@
 
 ``check_tub`` reads a tub defensively (``tub.read_raw_tub``) and returns a ``TubReport``: one ``Problem``
 per bad record or tub-level inconsistency, plus the repair plan. ``fix_tub`` carries the plan out: it
-marks bad records deleted through donkeycar's ``Tub.delete_records`` and, where a file itself would
+marks bad records deleted in the manifest's ``deleted_indexes`` (what donkeycar's ``Tub.delete_records``
+does) and, where a file itself would
 make donkeycar misread or crash, rewrites it after keeping the original bytes next to it (``*.orig``).
-It never removes a file.
+It never removes a file, and ``undo_fix`` puts every changed file back from its ``.orig``.
+
+A tub is untrusted input: every file is read and written through ``tubfiles`` (no symlink followed, no
+name leaving the tub), and a tub holding a symlink is reported and left untouched by ``--fix``. The
+expected image shape comes from ``--shape``, the tub's own metadata (``image_h``/``image_w``/
+``image_depth``, written by ``pitlane data collect`` and the car app) or the twin camera's default size,
+never from a majority vote: a tub of mostly wrong frames must not lose its good ones.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
-import shutil
+import re
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from pitlane.data import tubfiles
 from pitlane.data.tub import (
     ANGLE_KEY,
     CAMERA_KEY,
@@ -33,9 +41,16 @@ from pitlane.data.tub import (
     catalog_lines,
     read_raw_tub,
 )
+from pitlane.data.tubfiles import UnsafePath
+from pitlane.errors import UserError
+from pitlane.twin.camera import CameraParams
 
 DELETE, REPAIR, MANUAL = "delete", "repair", "manual"  # what --fix does about a problem
 _FOREIGN_CREATED_AT_S = 60.0  # catalog_0 is created within ms of its manifest; further apart = not its own
+_CATALOG_FILE_RE = re.compile(r"catalog_\d+\.catalog(_manifest)?")
+JOURNAL = "pitlane-fix-journal.json"  # which files --fix changed and where their originals are, for --undo
+SHAPE_KEYS = ("image_h", "image_w", "image_depth")
+CAMERA_DEFAULT = "the twin camera's default (no image_h/w/depth in the tub)"  # tub metadata (donkeycar's IMAGE_H/W/DEPTH names)
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,7 @@ class TubReport:
     deleted_before: int = 0
     problems: list[Problem] = field(default_factory=list)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # expected image shape per key
+    shape_source: str = ""  # where the expected shape came from (--shape, tub metadata, camera default)
     # Repair plan, carried out by fix_tub.
     delete: set[int] = field(default_factory=set)
     rebuild_manifest: bool = False  # write a manifest from the catalogs (foreign or unreadable one)
@@ -145,33 +161,63 @@ def _check_catalogs(report: TubReport, raw: RawTub) -> None:
             report.rewrite_catalogs.add(catalog.name)
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value) if not isinstance(value, list | dict) else type(value).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _check_number(report: TubReport, index: int, record: dict[str, Any], key: str) -> None:
     value = record.get(key)
     if value is None:
         _add(report, index, f"{key} is missing", DELETE)
     elif isinstance(value, bool) or not isinstance(value, int | float):
-        _add(report, index, f"{key} is not a number ({value!r})", DELETE)
+        _add(report, index, f"{key} is not a number ({_short(value)})", DELETE)
+    elif isinstance(value, int) and not -1 <= value <= 1:
+        _add(report, index, f"{key} {str(value)[:40]} is outside [-1, 1]", DELETE)
     elif not math.isfinite(value):
         _add(report, index, f"{key} is {value}", DELETE)
     elif not -1.0 <= value <= 1.0:
         _add(report, index, f"{key} {value} is outside [-1, 1]", DELETE)
 
 
-def _image_shape(path: Path) -> tuple[tuple[int, ...] | None, str | None]:
-    if not path.is_file():
-        return None, f"image {path.name} is missing"
+def _image_shape(tub: Path, name: str) -> tuple[tuple[int, ...] | None, str | None]:
     try:
-        with Image.open(path) as image:
+        data = tubfiles.read_bytes(tub, f"{IMAGES}/{name}")
+    except UnsafePath as exc:
+        return None, f"image {exc}"
+    except FileNotFoundError:
+        return None, f"image {name} is missing"
+    except OSError as exc:
+        return None, f"image {name} cannot be read ({exc.strerror})"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
             image.load()  # decodes fully: a truncated or corrupt JPEG raises here
             return (image.height, image.width, len(image.getbands())), None
-    except (OSError, SyntaxError, ValueError) as exc:
-        return None, f"image {path.name} does not decode ({exc})"
+    except UnidentifiedImageError:
+        return None, f"image {name} does not decode (not a JPEG or PNG)"
+    except Exception as exc:  # PIL raises many kinds (OSError, SyntaxError, DecompressionBombError, ...)
+        return None, f"image {name} does not decode ({type(exc).__name__}: {exc})"
 
 
-def _check_records(report: TubReport, raw: RawTub, expected_shape: tuple[int, ...] | None) -> None:
+def expected_shape(raw: RawTub, shape: tuple[int, ...] | None) -> tuple[tuple[int, ...], str]:
+    """(H, W, C) every camera frame must have, and where that comes from: --shape, the tub, the camera."""
+    if shape is not None:
+        return tuple(shape), "--shape"
+    meta = raw.metadata if isinstance(raw.metadata, dict) else {}
+    values = [str(meta.get(key, "")) for key in SHAPE_KEYS]
+    if all(v.isdigit() and 0 < int(v) < 100_000 for v in values):
+        return tuple(int(v) for v in values), "the tub's metadata"
+    camera = CameraParams()
+    return (camera.img_h, camera.img_w, 3), CAMERA_DEFAULT
+
+
+def _check_records(
+    report: TubReport, raw: RawTub, shape: tuple[int, ...] | None, force: bool = False
+) -> None:
     deleted = {i for i in raw.deleted_indexes if isinstance(i, int)}
     types = raw.input_types or dict(zip(INPUTS, ("image_array",), strict=False))
     image_keys = [k for k, t in types.items() if t in IMAGE_TYPES]
+    sized_keys = {k for k, t in types.items() if t == "image_array"}  # gray16 depth maps have their own
     shapes: dict[str, dict[int, tuple[int, ...]]] = {k: {} for k in image_keys}
     previous_ms: tuple[int, int] | None = None
     mismatched_index: list[int] = []
@@ -189,7 +235,7 @@ def _check_records(report: TubReport, raw: RawTub, expected_shape: tuple[int, ..
                 _check_number(report, i, record, key)
         stamp = record.get("_timestamp_ms")
         if not isinstance(stamp, int) or isinstance(stamp, bool):
-            _add(report, i, f"_timestamp_ms is not an integer ({stamp!r})", DELETE)
+            _add(report, i, f"_timestamp_ms is not an integer ({_short(stamp)})", DELETE)
         elif previous_ms is not None and stamp < previous_ms[1]:
             _add(
                 report,
@@ -202,13 +248,13 @@ def _check_records(report: TubReport, raw: RawTub, expected_shape: tuple[int, ..
         for key in image_keys:
             name = record.get(key)
             if not isinstance(name, str) or not name or "/" in name or "\\" in name:
-                _add(report, i, f"{key} is not an image file name ({name!r})", DELETE)
+                _add(report, i, f"{key} is not an image file name ({_short(name)})", DELETE)
                 continue
-            shape, error = _image_shape(raw.path / IMAGES / name)
+            found, error = _image_shape(raw.path, name)
             if error:
                 _add(report, i, error, DELETE)
-            elif shape is not None:
-                shapes[key][i] = shape
+            elif found is not None and key in sized_keys:
+                shapes[key][i] = found
     if mismatched_index:
         _add(
             report,
@@ -217,14 +263,30 @@ def _check_records(report: TubReport, raw: RawTub, expected_shape: tuple[int, ..
             f"(first: record {mismatched_index[0]}); lines were lost or reordered",
             MANUAL,
         )
+    expected, source = expected_shape(raw, shape)
+    report.shape_source = source
     for key, by_index in shapes.items():
         if not by_index:
             continue
-        expected = expected_shape or Counter(by_index.values()).most_common(1)[0][0]
-        report.shapes[key] = expected
-        for i, shape in by_index.items():
-            if shape != expected:
-                _add(report, i, f"{key} has shape {shape}, expected {expected}", DELETE)
+        seen = set(by_index.values())
+        key_expected, key_source = expected, source
+        if source == CAMERA_DEFAULT and len(seen) == 1:  # every frame agrees: the tub's own size, no vote
+            key_expected, key_source = next(iter(seen)), "every frame of the tub"
+        report.shapes[key] = key_expected
+        report.shape_source = key_source
+        wrong = {i: s for i, s in by_index.items() if s != key_expected}
+        if wrong and len(wrong) == len(by_index) and not force:
+            found_shapes = sorted(set(wrong.values()))
+            _add(
+                report,
+                None,
+                f"every {key} has shape {', '.join(map(str, found_shapes[:3]))} but {key_source} says {key_expected}; "
+                "nothing deleted: give the right --shape, or --force to delete them all",
+                MANUAL,
+            )
+            continue
+        for i, found in wrong.items():
+            _add(report, i, f"{key} has shape {found}, expected {key_expected} (from {key_source})", DELETE)
 
 
 def _check_manifest_counts(report: TubReport, raw: RawTub) -> None:
@@ -237,7 +299,11 @@ def _check_manifest_counts(report: TubReport, raw: RawTub) -> None:
         _add(report, None, f"deleted_indexes name records that do not exist: {bad[:10]}", REPAIR)
         report.repair_manifest = True
     sessions = raw.manifest_metadata.get("sessions") or {}
+    if not isinstance(sessions, dict):
+        sessions = {}
     listed = sessions.get("all_full_ids") or []
+    if not isinstance(listed, list):
+        listed = []
     deleted = {i for i in raw.deleted_indexes if isinstance(i, int)}  # the others are reported above
     seen = list(
         dict.fromkeys(
@@ -255,13 +321,14 @@ def _check_manifest_counts(report: TubReport, raw: RawTub) -> None:
         report.repair_manifest = True
 
 
-def check_tub(path: Path, shape: tuple[int, ...] | None = None) -> TubReport:
-    """Check one tub; ``shape`` (H, W, C) overrides the expected image shape (else the most common one)."""
+def check_tub(path: Path, shape: tuple[int, ...] | None = None, force: bool = False) -> TubReport:
+    """Check one tub; ``shape`` (H, W, C) overrides the expected image shape (else the tub's, else the
+    camera's); ``force`` lets a shape that every record misses plan their deletion."""
     report = TubReport(path=path)
     if not path.is_dir():
         _add(report, None, "does not exist" if not path.exists() else "not a directory", MANUAL)
         return report
-    if not (path / MANIFEST).is_file():
+    if not (path / MANIFEST).is_symlink() and not (path / MANIFEST).is_file():
         _add(report, None, f"no {MANIFEST}: not a donkeycar tub", MANUAL)
         return report
     raw = read_raw_tub(path)
@@ -296,7 +363,9 @@ def check_tub(path: Path, shape: tuple[int, ...] | None = None) -> TubReport:
     _check_catalogs(report, raw)
     if not report.rebuild_manifest:
         _check_manifest_counts(report, raw)
-    _check_records(report, raw, shape)
+    _check_records(report, raw, shape, force)
+    for reason in dict.fromkeys(raw.unsafe):
+        _add(report, None, f"{reason}: --fix leaves this tub untouched", MANUAL)
     if report.records == 0:
         _add(
             report,
@@ -312,37 +381,61 @@ def check_tub(path: Path, shape: tuple[int, ...] | None = None) -> TubReport:
 
 
 # ---------------------------------------------------------------------------------------------- fixing
-def _backup(path: Path) -> Path:
-    """Copy ``path`` to a free ``<name>.orig[.N]`` so the original bytes are never lost."""
-    target, n = path.with_name(path.name + ".orig"), 1
-    while target.exists():
-        target, n = path.with_name(f"{path.name}.orig.{n}"), n + 1
-    shutil.copy2(path, target)
-    return target
+class _Journal:
+    """Every file --fix changes and its backup, appended to JOURNAL in the tub, so --undo can restore them."""
+
+    def __init__(self, tub: Path) -> None:
+        self.tub = tub
+
+    def entries(self) -> list[dict[str, str]]:
+        try:
+            data = json.loads(tubfiles.read_bytes(self.tub, JOURNAL))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, RecursionError) as exc:
+            raise UserError(
+                f"{self.tub}: {JOURNAL} is unreadable ({exc}); restore the .orig files by hand"
+            ) from None
+        if not isinstance(data, list) or not all(_journal_entry_ok(e) for e in data):
+            raise UserError(f"{self.tub}: {JOURNAL} is not a pitlane fix journal; restore by hand")
+        return data
+
+    def backup(self, name: str) -> str:
+        """Keep the original bytes of ``name`` as ``<name>.orig[.N]`` and record it before ``name`` changes."""
+        entries = self.entries()
+        kept = tubfiles.backup(self.tub, name)
+        entries.append({"file": name, "backup": kept})
+        tubfiles.write_bytes(self.tub, JOURNAL, (json.dumps(entries, indent=1) + "\n").encode())
+        return kept
 
 
-def _rewrite_catalog(tub: Path, name: str, start_index: int) -> str:
-    path = tub / name
-    fixed = [line.decode("utf-8", errors="replace") for line in catalog_lines(path.read_bytes())]
-    backup = _backup(path)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(line + "\n" for line in fixed)
-    manifest_path = path.with_suffix(".catalog_manifest")
+def _journal_entry_ok(entry: Any) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+        return False
+    name, kept = entry["file"], entry.get("backup")
+    allowed = name == MANIFEST or bool(_CATALOG_FILE_RE.match(name))
+    return allowed and isinstance(kept, str) and bool(re.fullmatch(re.escape(name) + r"\.orig(\.\d+)?", kept))
+
+
+def _rewrite_catalog(tub: Path, name: str, start_index: int, journal: _Journal) -> str:
+    fixed = [line.decode("utf-8", errors="replace") for line in catalog_lines(tubfiles.read_bytes(tub, name))]
+    backup = journal.backup(name)
+    tubfiles.write_bytes(tub, name, "".join(line + "\n" for line in fixed).encode("utf-8"))
+    manifest_name = name.removesuffix(".catalog") + ".catalog_manifest"
     created_at = time.time()
-    if manifest_path.exists():
-        with contextlib.suppress(ValueError, AttributeError, UnicodeDecodeError):
-            created_at = json.loads(manifest_path.read_text().split("\n", 1)[0]).get("created_at", created_at)
-        _backup(manifest_path)
+    if tubfiles.is_file(tub, manifest_name):
+        with contextlib.suppress(ValueError, AttributeError, UnicodeDecodeError, RecursionError):
+            first = tubfiles.read_bytes(tub, manifest_name).decode().split("\n", 1)[0]
+            created_at = json.loads(first).get("created_at", created_at)
+        journal.backup(manifest_name)
     meta = {
         "created_at": created_at,
         "line_lengths": [len(line) + 1 for line in fixed],
-        "path": manifest_path.name,
+        "path": manifest_name,
         "start_index": start_index,
     }
-    manifest_path.write_text(json.dumps(meta, allow_nan=False, sort_keys=True) + "\n", encoding="utf-8")
-    return (
-        f"rewrote {name} and its catalog manifest with every line terminated (original kept as {backup.name})"
-    )
+    tubfiles.write_bytes(tub, manifest_name, (json.dumps(meta, sort_keys=True) + "\n").encode("utf-8"))
+    return f"rewrote {name} and its catalog manifest with every line terminated (original kept as {backup})"
 
 
 def _infer_type(key: str, value: Any) -> str:
@@ -379,7 +472,7 @@ def _manifest_lines(report: TubReport) -> list[Any]:
     inputs, types = (
         (raw.inputs, raw.types) if report.rebuild_manifest else _inferred_inputs(raw, raw.input_types)
     )
-    dropped = set(raw.deleted_indexes) | report.delete
+    dropped = {i for i in raw.deleted_indexes if isinstance(i, int)} | report.delete
     session_ids = list(
         dict.fromkeys(
             str(line.record["_session_id"])
@@ -387,11 +480,9 @@ def _manifest_lines(report: TubReport) -> list[Any]:
             if line.record and "_session_id" in line.record and line.position not in dropped
         )
     )
-    listed = (
-        []
-        if report.rebuild_manifest
-        else (raw.manifest_metadata.get("sessions") or {}).get("all_full_ids", [])
-    )
+    sessions = raw.manifest_metadata.get("sessions") if not report.rebuild_manifest else None
+    listed = sessions.get("all_full_ids") if isinstance(sessions, dict) else None
+    listed = [str(s) for s in listed] if isinstance(listed, list) else []
     all_ids = list(dict.fromkeys([*listed, *session_ids]))
     manifest_meta = dict(raw.manifest_metadata) if not report.rebuild_manifest else {}
     first = raw.catalogs[0].manifest if raw.catalogs and raw.catalogs[0].manifest else {}
@@ -405,6 +496,7 @@ def _manifest_lines(report: TubReport) -> list[Any]:
         }
     deleted = sorted(
         {i for i in raw.deleted_indexes if isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n}
+        | report.delete
     )
     sizes = [len(c.lines) for c in raw.catalogs]
     max_len = sizes[0] if len(sizes) > 1 else max(raw.max_len, n, 1)
@@ -419,41 +511,67 @@ def _manifest_lines(report: TubReport) -> list[Any]:
 
 
 def fix_tub(report: TubReport) -> list[str]:
-    """Carry out the repair plan of ``report``; returns what was done, one line per action."""
-    from donkeycar.parts.tub_v2 import Tub  # heavy import (prints a banner), only when fixing
+    """Carry out the repair plan of ``report``; returns what was done, one line per action.
 
-    actions: list[str] = []
+    Every changed file keeps its original as ``<name>.orig[.N]``, listed in JOURNAL for ``undo_fix``;
+    deletions only add to the manifest's ``deleted_indexes`` (donkeycar's own way), so they are undone too.
+    """
     manual = [f"NOT fixed: {p.reason}" for p in report.problems if p.fix == MANUAL]
     raw = report.raw
     if raw is None or not report.records:
         return manual
-    for catalog in raw.catalogs:
-        if catalog.name in report.rewrite_catalogs and catalog.exists:
-            start = catalog.lines[0].position if catalog.lines else 0
-            actions.append(_rewrite_catalog(report.path, catalog.name, start))
-    if report.rebuild_manifest or report.repair_manifest:
-        manifest = report.path / MANIFEST
-        backup = _backup(manifest)
-        lines = _manifest_lines(report)
-        manifest.write_text("".join(json.dumps(v) + "\n" for v in lines), encoding="utf-8")
-        what = (
-            "rebuilt manifest.json from the catalogs" if report.rebuild_manifest else "updated manifest.json"
-        )
-        actions.append(
-            f"{what}: {report.records} records in {len(lines[4]['paths'])} catalogs "
-            f"(original kept as {backup.name})"
-        )
-    if report.delete:
-        tub = Tub(str(report.path))
-        try:
-            tub.delete_records(sorted(report.delete))
-        finally:
-            tub.close()
-        actions.append(
-            f"marked {len(report.delete)} records deleted (manifest deleted_indexes): "
-            f"{_ranges(sorted(report.delete))}"
-        )
+    if raw.unsafe:
+        return ["NOT fixed: the tub holds symlinks or names outside it; nothing was changed", *manual]
+    actions: list[str] = []
+    journal = _Journal(report.path)
+    try:
+        journal.entries()  # a journal that is a symlink or garbage stops the fix before anything changes
+    except (UnsafePath, UserError) as exc:
+        return [f"NOT fixed: {exc}; nothing was changed", *manual]
+    try:
+        for catalog in raw.catalogs:
+            if catalog.name in report.rewrite_catalogs and catalog.exists:
+                start = catalog.lines[0].position if catalog.lines else 0
+                actions.append(_rewrite_catalog(report.path, catalog.name, start, journal))
+        if report.rebuild_manifest or report.repair_manifest or report.delete:
+            backup = journal.backup(MANIFEST)
+            lines = _manifest_lines(report)
+            text = "".join(json.dumps(v) + "\n" for v in lines)
+            tubfiles.write_bytes(report.path, MANIFEST, text.encode("utf-8"))
+            if report.rebuild_manifest or report.repair_manifest:
+                what = "rebuilt manifest.json from the catalogs" if report.rebuild_manifest else "updated"
+                actions.append(
+                    f"{what}: {report.records} records in {len(lines[4]['paths'])} catalogs "
+                    f"(original kept as {backup})"
+                )
+            if report.delete:
+                actions.append(
+                    f"marked {len(report.delete)} records deleted (manifest deleted_indexes): "
+                    f"{_ranges(sorted(report.delete))} (original kept as {backup})"
+                )
+    except (UnsafePath, OSError) as exc:
+        actions.append(f"NOT fixed: stopped at {exc}; `pitlane data check --undo` restores what changed")
     return actions + manual
+
+
+def undo_fix(tub: Path) -> list[str]:
+    """Put back every file ``fix_tub`` changed in ``tub`` (all fixes, newest first); UserError if none."""
+    journal = _Journal(tub)
+    if not tubfiles.is_file(tub, JOURNAL):
+        raise UserError(f"{tub}: nothing to undo (no {JOURNAL}: --fix never changed this tub)")
+    entries = journal.entries()
+    done = []
+    try:
+        for entry in reversed(entries):
+            tubfiles.write_bytes(tub, entry["file"], tubfiles.read_bytes(tub, entry["backup"]))
+            done.append(entry)
+        for entry in done:
+            tubfiles.remove(tub, entry["backup"])
+        tubfiles.remove(tub, JOURNAL)
+    except (UnsafePath, OSError) as exc:
+        raise UserError(f"{tub}: undo stopped at {exc}; the .orig files are still there") from None
+    files = list(dict.fromkeys(e["file"] for e in entries))
+    return [f"restored {', '.join(files)} from their .orig copies ({len(entries)} changes undone)"]
 
 
 def _ranges(indexes: list[int], limit: int = 12) -> str:

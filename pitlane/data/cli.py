@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pitlane.data.check import MANUAL, check_tub, fix_tub, format_report
+from pitlane.data.check import MANUAL, check_tub, fix_tub, format_report, undo_fix
 from pitlane.data.collect import collect, noise_from_flags
 from pitlane.data.stats import format_stats, plot_stats, stats_png_path, tub_stats
 from pitlane.data.tub import find_tubs, is_tub
@@ -71,9 +71,25 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--fix",
         action="store_true",
         help="mark bad records deleted (donkeycar's deleted_indexes) and repair metadata; "
-        "never removes files, keeps originals as *.orig",
+        "never removes files, keeps originals as *.orig (--undo puts them back); "
+        "a tub holding symlinks is left untouched",
     )
-    check.add_argument("--shape", type=_shape, help="expected image shape H,W,C (default: the most common)")
+    check.add_argument(
+        "--undo",
+        action="store_true",
+        help="put back every file an earlier --fix changed, from its *.orig copy",
+    )
+    check.add_argument(
+        "--shape",
+        type=_shape,
+        help="expected image shape H,W,C (default: the tub's image_h/w/depth metadata, else the twin "
+        "camera's 120,160,3)",
+    )
+    check.add_argument(
+        "--force",
+        action="store_true",
+        help="with --fix: delete the records even when the expected shape matches none of them",
+    )
     check.set_defaults(func=_check)
 
     stats = sub.add_parser("stats", help="records per session, angle/throttle histograms, PNG")
@@ -102,10 +118,19 @@ def _collect(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
 
+    if args.undo and (args.fix or args.force or args.shape):
+        raise UserError("--undo puts a tub back as it was; it takes no --fix, --force or --shape")
+    if args.force and not args.fix:
+        raise UserError("--force only changes what --fix deletes; give --fix too")
     tubs = find_tubs(args.tubs)
+    if args.undo:
+        for path in tubs:
+            for action in undo_fix(path):
+                print(f"{path}: {action}")
+        return 0
     failed, fixable = 0, 0
     for path in tubs:
-        report = check_tub(path, shape=args.shape)
+        report = check_tub(path, shape=args.shape, force=args.force)
         print(format_report(report))
         if report.ok:
             continue
@@ -113,7 +138,7 @@ def _check(args: argparse.Namespace) -> int:
         if args.fix:
             for action in fix_tub(report):
                 print(f"  fix: {action}")
-            after = check_tub(path, shape=args.shape)
+            after = check_tub(path, shape=args.shape, force=args.force)
             print(f"  after fix: {'OK' if after.ok else f'{len(after.problems)} problems remain'}")
             failed += not after.ok
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -21,10 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from pitlane.data import tubfiles
+from pitlane.data.check import check_tub, expected_shape
 from pitlane.data.tub import (
     ANGLE_KEY,
     CAMERA_KEY,
+    IMAGES,
     INPUTS,
+    MANIFEST,
     MODE_KEY,
     NEW_SESSION,
     THROTTLE_KEY,
@@ -36,6 +41,7 @@ from pitlane.data.tub import (
 )
 from pitlane.errors import UserError
 from pitlane.pilots.expert import NOISE_PRESETS, ExpertDriver, NoiseParams
+from pitlane.twin.camera import CameraParams
 from pitlane.twin.scenes import DEFAULT_SCENE, load_scene
 from pitlane.twin.sim import Sim
 from pitlane.twin.world import CONTROL_HZ, HIT_NONE
@@ -113,19 +119,57 @@ def noise_from_flags(
     return replace(base, **{k: float(v) for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
 
-def _check_out(out: Path) -> None:
-    """Refuse an --out that donkeycar would corrupt or mix with other data."""
+_IMAGE_INDEX_RE = re.compile(r"^(\d+)_")
+
+
+def _check_out(out: Path, shape: tuple[int, int, int]) -> None:
+    """Refuse an --out that donkeycar would corrupt or mix with other data.
+
+    donkeycar appends at the manifest's ``current_index`` and names images after it, so a tub whose
+    manifest is behind its catalogs or images (a writer that crashed, a copied manifest) would get old
+    images overwritten and old records paired with new frames: such a tub is refused until
+    ``pitlane data check --fix`` has made it consistent.
+    """
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a tub folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not is_tub(out):
-            raise UserError(f"--out {out} is a non-empty folder that is not a tub; choose a new folder")
-        raw = read_raw_tub(out)
-        if raw.manifest_error or (raw.inputs, raw.types) != (list(INPUTS), list(TYPES)):
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not is_tub(out):
+        raise UserError(f"--out {out} is a non-empty folder that is not a tub; choose a new folder")
+    raw = read_raw_tub(out)
+    if raw.unsafe:
+        raise UserError(f"--out {out}: {raw.unsafe[0]}; choose a new folder")
+    if raw.manifest_error or (raw.inputs, raw.types) != (list(INPUTS), list(TYPES)):
+        raise UserError(
+            f"--out {out} is a tub with other inputs ({raw.manifest_error or raw.inputs}); "
+            "choose a new folder"
+        )
+    last = raw.catalogs[-1].name if raw.catalogs else None
+    written = [MANIFEST, *([last, last.removesuffix(".catalog") + ".catalog_manifest"] if last else [])]
+    shared = [name for name in written if tubfiles.hard_links(out, name) > 1]
+    if shared:
+        raise UserError(f"--out {out}: {shared[0]} is hard-linked to another file; choose a new folder")
+    fix = f"run `pitlane data check --fix {out}` first, or choose a new folder"
+    tub_problems = [p for p in check_tub(out).problems if p.index is None]
+    if tub_problems:
+        raise UserError(f"--out {out}: {tub_problems[0].reason}; appending could overwrite records; {fix}")
+    images = out / IMAGES
+    if images.is_dir():
+        taken = [
+            p.name
+            for p in images.iterdir()
+            if (m := _IMAGE_INDEX_RE.match(p.name)) and int(m.group(1)) >= raw.current_index
+        ]
+        if taken:
             raise UserError(
-                f"--out {out} is a tub with other inputs ({raw.manifest_error or raw.inputs}); "
-                "choose a new folder"
+                f"--out {out}: images/{taken[0]} (and {len(taken) - 1} more) would be overwritten by the "
+                f"next records; {fix}"
             )
+    tub_shape, source = expected_shape(raw, None)
+    if source == "the tub's metadata" and tub_shape != shape:
+        raise UserError(
+            f"--out {out} holds {tub_shape} frames but the camera gives {shape}; choose a new folder"
+        )
 
 
 class _Writer:
@@ -305,7 +349,8 @@ def collect(
         raise UserError(f"record rate must be a positive number of Hz, got {record_hz}")
     noise_params = noise_from_flags(noise)
     out = Path(out)
-    _check_out(out)
+    camera = camera or CameraParams()
+    _check_out(out, (camera.img_h, camera.img_w, 3))
     label = noise if isinstance(noise, str) else "custom"
     metadata = tub_metadata(
         source="pitlane-twin",
@@ -314,6 +359,9 @@ def collect(
         seed=seed,
         noise=label,
         record_hz=record_hz,
+        image_h=camera.img_h,  # the checker's expected frame shape (donkeycar's IMAGE_H/W/DEPTH)
+        image_w=camera.img_w,
+        image_depth=3,
     )
     from tqdm import tqdm
 

@@ -34,7 +34,7 @@ def _finite(values: list[object]) -> np.ndarray:
     out = [
         float(v)
         for v in values
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        if isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 1e300 and math.isfinite(v)
     ]
     return np.asarray(out, dtype=np.float64)
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pitlane.data import tubfiles
+from pitlane.data.tubfiles import UnsafePath
+
 CAMERA_KEY = "cam/image_array"
 ANGLE_KEY = "user/angle"
 THROTTLE_KEY = "user/throttle"
@@ -34,13 +37,20 @@ def is_tub(path: Path) -> bool:
 
 
 def find_tubs(paths: list[Path]) -> list[Path]:
-    """Expand each argument: a tub itself, else the tubs directly inside it, else itself (to be reported)."""
+    """Expand each argument: a tub itself, else the tubs directly inside it, else itself (to be reported).
+
+    A symlink inside a folder of tubs is not followed (a downloaded folder must not lead to the user's tubs).
+    """
     found: list[Path] = []
     for path in paths:
         if not path.exists():
             found.append(path)
             continue
-        inner = sorted(p for p in path.iterdir() if p.is_dir() and is_tub(p)) if path.is_dir() else []
+        inner = (
+            sorted(p for p in path.iterdir() if p.is_dir() and not p.is_symlink() and is_tub(p))
+            if path.is_dir()
+            else []
+        )
         if is_tub(path) or not inner:
             found.append(path)
         else:
@@ -86,6 +96,7 @@ class RawTub:
     deleted_indexes: list[Any] = field(default_factory=list)
     catalogs: list[RawCatalog] = field(default_factory=list)
     unlisted_catalogs: list[str] = field(default_factory=list)
+    unsafe: list[str] = field(default_factory=list)  # symlinks and names leaving the tub: never touched
 
     @property
     def lines(self) -> list[CatalogLine]:
@@ -99,13 +110,23 @@ class RawTub:
 def _parse_json_line(text: str) -> tuple[Any, str | None]:
     try:
         return json.loads(text), None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or an int of > 4300 digits
         return None, f"not JSON ({exc.msg if isinstance(exc, json.JSONDecodeError) else exc})"
+    except RecursionError:
+        return None, "JSON nested too deeply to read"
+
+
+def _is_name_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def _read_manifest(raw: RawTub) -> None:
     try:
-        text = (raw.path / MANIFEST).read_text(encoding="utf-8")
+        text = tubfiles.read_bytes(raw.path, MANIFEST).decode("utf-8")
+    except UnsafePath as exc:
+        raw.unsafe.append(str(exc))
+        raw.manifest_error = f"cannot read {MANIFEST}: {exc}"
+        return
     except (OSError, UnicodeDecodeError) as exc:
         raw.manifest_error = f"cannot read {MANIFEST}: {exc}"
         return
@@ -123,8 +144,8 @@ def _read_manifest(raw: RawTub) -> None:
         values.append(value)
     inputs, types, metadata, manifest_metadata, catalog_meta = values
     shapes_ok = (
-        isinstance(inputs, list)
-        and isinstance(types, list)
+        _is_name_list(inputs)
+        and _is_name_list(types)
         and isinstance(metadata, dict)
         and isinstance(manifest_metadata, dict)
         and isinstance(catalog_meta, dict)
@@ -146,8 +167,14 @@ def _read_manifest(raw: RawTub) -> None:
     if wrong:
         raw.manifest_error = f"{MANIFEST} catalog metadata has the wrong type for {', '.join(wrong)}"
         return
+    outside = [p for p in catalog_meta["paths"] if not isinstance(p, str) or not _CATALOG_RE.match(p)]
+    if outside:
+        raw.manifest_error = (
+            f"{MANIFEST} lists catalog {outside[0]!r}, which is not a catalog_N.catalog file of this tub"
+        )
+        return
     raw.inputs, raw.types, raw.metadata, raw.manifest_metadata = inputs, types, metadata, manifest_metadata
-    raw.catalog_paths = [str(p) for p in catalog_meta["paths"]]
+    raw.catalog_paths = list(catalog_meta["paths"])
     raw.current_index = int(catalog_meta["current_index"])
     raw.max_len = int(catalog_meta["max_len"])
     raw.deleted_indexes = list(catalog_meta["deleted_indexes"])
@@ -161,21 +188,30 @@ def catalog_lines(data: bytes) -> list[bytes]:
     return lines
 
 
-def _read_catalog(path: Path, position: int) -> RawCatalog:
-    catalog = RawCatalog(name=path.name, exists=path.is_file())
-    manifest_path = path.with_suffix(".catalog_manifest")
+def _read_catalog(raw: RawTub, name: str, position: int) -> RawCatalog:
+    catalog = RawCatalog(name=name, exists=tubfiles.is_file(raw.path, name))
+    manifest_name = name.removesuffix(".catalog") + ".catalog_manifest"
     try:
-        first = manifest_path.read_text(encoding="utf-8").split("\n", 1)[0]
+        first = tubfiles.read_bytes(raw.path, manifest_name).decode("utf-8").split("\n", 1)[0]
         value, error = _parse_json_line(first)
         if error or not isinstance(value, dict):
-            catalog.manifest_error = f"{manifest_path.name} is {error or 'not a JSON object'}"
+            catalog.manifest_error = f"{manifest_name} is {error or 'not a JSON object'}"
         else:
             catalog.manifest = value
+    except UnsafePath as exc:
+        raw.unsafe.append(str(exc))
+        catalog.manifest_error = f"cannot read {manifest_name}: {exc}"
     except (OSError, UnicodeDecodeError) as exc:
-        catalog.manifest_error = f"cannot read {manifest_path.name}: {exc}"
-    if not catalog.exists:
+        catalog.manifest_error = f"cannot read {manifest_name}: {exc}"
+    try:
+        data = tubfiles.read_bytes(raw.path, name)
+    except UnsafePath as exc:
+        raw.unsafe.append(str(exc))
+        catalog.exists = False
         return catalog
-    data = path.read_bytes()
+    except OSError:
+        catalog.exists = False
+        return catalog
     chunks = catalog_lines(data)
     for i, chunk in enumerate(chunks):
         terminated = i < len(chunks) - 1 or data.endswith(b"\n")
@@ -193,7 +229,7 @@ def _read_catalog(path: Path, position: int) -> RawCatalog:
             value, error = None, "not a JSON object"
         if error and not terminated:
             error = f"truncated record ({error})"
-        catalog.lines.append(CatalogLine(position + i, path.name, i + 1, value, error, terminated))
+        catalog.lines.append(CatalogLine(position + i, name, i + 1, value, error, terminated))
     return catalog
 
 
@@ -204,6 +240,8 @@ def read_raw_tub(path: Path, trust_manifest: bool = True) -> RawTub:
     """
     raw = RawTub(path=path)
     _read_manifest(raw)
+    if tubfiles.is_symlink(path, IMAGES):
+        raw.unsafe.append(f"{IMAGES} is a symlink; pitlane does not follow it")
     on_disk = sorted(
         (p.name for p in path.glob("catalog_*.catalog") if _CATALOG_RE.match(p.name)),
         key=lambda name: int(_CATALOG_RE.match(name).group(1)),  # type: ignore[union-attr]
@@ -211,7 +249,7 @@ def read_raw_tub(path: Path, trust_manifest: bool = True) -> RawTub:
     names = raw.catalog_paths if raw.manifest_error is None and trust_manifest else on_disk
     position = 0
     for name in names:
-        catalog = _read_catalog(path / name, position)
+        catalog = _read_catalog(raw, name, position)
         raw.catalogs.append(catalog)
         position += len(catalog.lines)
     raw.unlisted_catalogs = [name for name in on_disk if name not in names]

@@ -3,7 +3,9 @@
 The default policy is `GatePolicy()` (its defaults below are the one home of the default gate); a policy
 file is a small YAML (or JSON) mapping that overrides the keys it names; `check` compares one report against it (pure),
 `run_gate` evaluates a model on each scene of the policy and collects the verdicts, `format_table` prints
-them for a person (and the release pipeline's log).
+them for a person (and the release pipeline's log). A policy is fully checked before anything drives: every
+field in range (a negative threshold could pass a model that only outputs NaN), laps and time bounded,
+every scene found; a bad policy is a UserError (exit 2), so exit 1 always means "the model failed".
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +22,33 @@ from typing import Any
 import yaml
 
 from pitlane.errors import UserError
-from pitlane.evaluate.report import EvalParams, Report
-from pitlane.evaluate.run import evaluate
+from pitlane.evaluate.report import MAX_LAPS, MAX_SECONDS, EvalParams, Report
+from pitlane.evaluate.run import evaluate, resolve_scenes
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import file_digest
 from pitlane.twin.scenes import DEFAULT_SCENE
 
 GATE_FILE = "gate.json"
+
+
+def _integer(name: str, v: Any, low: int, high: int | None, what: str = "", required: bool = False) -> None:
+    if v is None and not required:
+        return
+    in_range = isinstance(v, int) and not isinstance(v, bool) and low <= v and (high is None or v <= high)
+    if not in_range:
+        span = f"between {low} and {high}" if high is not None else f">= {low}"
+        why = f" ({what})" if what else ""
+        raise UserError(f"gate policy: {name} must be an integer {span}{why}, got {v!r}")
+
+
+def _number(name: str, v: Any, low: float, high: float | None, open_low: bool = False) -> None:
+    if v is None:
+        return
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    ok = ok and (v > low if open_low else v >= low) and (high is None or v <= high)
+    if not ok:
+        span = f"{'>' if open_low else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        raise UserError(f"gate policy: {name} must be a number {span}, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -46,22 +69,30 @@ class GatePolicy:
     max_mean_abs_cte: float | None = None  # [m]
     max_off_track_events: int | None = 0  # never off the road
     min_mean_speed: float | None = 0.5  # [m/s] not crawling
+    max_nonfinite_outputs: int | None = 0  # never a NaN or infinite steering/throttle (the watchdog stops)
 
     def __post_init__(self) -> None:
         if not self.scenes or not all(isinstance(s, str) and s for s in self.scenes):
             raise UserError("gate policy: scenes must be a non-empty list of scene names")
-        if not isinstance(self.laps, int) or self.laps < 1:
-            raise UserError(f"gate policy: laps must be an integer >= 1, got {self.laps!r}")
-        for name in ("max_seconds", "max_abs_cte", "max_mean_abs_cte", "min_mean_speed"):
-            v = getattr(self, name)
-            if v is not None and (
-                isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
-            ):
-                raise UserError(f"gate policy: {name} must be a number, got {v!r}")
-        for name in ("seed", "min_laps_completed", "max_off_track_events"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-                raise UserError(f"gate policy: {name} must be an integer, got {v!r}")
+        if len(set(self.scenes)) != len(self.scenes):
+            raise UserError(f"gate policy: scenes are listed twice: {list(self.scenes)}")
+        _integer("laps", self.laps, 1, MAX_LAPS, "laps per scene", required=True)
+        _integer("seed", self.seed, 0, 2**32 - 1, "the twin's seed", required=True)
+        _integer("min_laps_completed", self.min_laps_completed, 0, self.laps, "at most the laps driven")
+        _integer("max_off_track_events", self.max_off_track_events, 0, None)
+        _integer("max_nonfinite_outputs", self.max_nonfinite_outputs, 0, None)
+        _number("max_seconds", self.max_seconds, 0.0, MAX_SECONDS, open_low=True)
+        for name in ("max_abs_cte", "max_mean_abs_cte", "min_mean_speed"):
+            _number(name, getattr(self, name), 0.0, None)
+
+    def scene_dirs(self) -> dict[str, str]:
+        """A report folder name per scene: the scene's name, or a track file's stem made safe and unique,
+        so a scene given as a path can never put its report outside --report."""
+        out: dict[str, str] = {}
+        for i, scene in enumerate(self.scenes):
+            stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(scene).stem).lstrip(".") or f"scene{i}"
+            out[scene] = stem if stem not in out.values() else f"{stem}-{i}"
+        return out
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "policy") -> GatePolicy:
@@ -103,7 +134,9 @@ def load_policy(path: str | Path | None = None) -> GatePolicy:
         data = yaml.safe_load(text)  # JSON is YAML
     except yaml.YAMLError as exc:
         raise UserError(f"{source} is not valid YAML/JSON: {exc}".replace("\n", " ")) from None
-    return GatePolicy.from_dict(data if data is not None else {}, source)
+    if data is None:
+        raise UserError(f"{source} is empty; write the thresholds, or leave out --policy for the default")
+    return GatePolicy.from_dict(data, source)
 
 
 @dataclass(frozen=True)
@@ -124,6 +157,7 @@ def check(report: Report, policy: GatePolicy) -> list[Check]:
         ("mean_abs_cte", "<=", policy.max_mean_abs_cte),
         ("off_track_events", "<=", policy.max_off_track_events),
         ("mean_speed", ">=", policy.min_mean_speed),
+        ("nonfinite_outputs", "<=", policy.max_nonfinite_outputs),
     ]
     out = []
     for metric, op, threshold in rules:
@@ -179,10 +213,12 @@ def run_gate(
 ) -> GateResult:
     """Evaluate the model on every scene of the policy (reports in report_dir/<scene>/), then check them."""
     t0 = time.perf_counter()
+    resolve_scenes(policy.scenes, policy.seed)  # every scene found before the first one drives
     pilot = ModelPilot(model_path)
     reports, checks = [], []
+    dirs = policy.scene_dirs()
     for scene in policy.scenes:
-        sub = Path(report_dir) / scene if report_dir is not None else None
+        sub = Path(report_dir) / dirs[scene] if report_dir is not None else None
         params = EvalParams(
             laps=policy.laps, seed=policy.seed, max_seconds=policy.max_seconds, plots=plots, progress=progress
         )

@@ -43,6 +43,7 @@ class Trace:
     lap_end_s: list[float] = field(default_factory=list)  # [s] simulated time at which each lap ended
     lap_times_s: list[float] = field(default_factory=list)  # [s] duration of each completed lap
     off_track_s: list[float] = field(default_factory=list)  # [s] times the car left the road
+    nonfinite_s: list[float] = field(default_factory=list)  # [s] times the pilot returned NaN or infinity
 
     def append(
         self, t: float, x: float, y: float, cte: float, speed: float, steer: float, thr: float
@@ -63,8 +64,12 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
-        with np.load(path) as z:
-            return cls(**{f.name: z[f.name].tolist() for f in dataclasses.fields(cls)})
+        with np.load(path) as z:  # a trace saved before a field existed leaves that field empty
+            return cls(**{f.name: z[f.name].tolist() for f in dataclasses.fields(cls) if f.name in z})
+
+
+MAX_LAPS = 100  # laps per scene: a gate or an evaluation must end in bounded time
+MAX_SECONDS = 3600.0  # [s] simulated time limit of an evaluation or a gate scene, same reason
 
 
 @dataclass(frozen=True)
@@ -78,8 +83,10 @@ class EvalParams:
     progress: bool = False  # tqdm bar over laps on stderr
 
     def __post_init__(self) -> None:
-        if self.laps < 1:
-            raise UserError(f"laps must be >= 1, got {self.laps}")
+        if not 1 <= self.laps <= MAX_LAPS:
+            raise UserError(f"laps must be between 1 and {MAX_LAPS}, got {self.laps}")
+        if not 0 <= self.seed < 2**32:
+            raise UserError(f"seed must be between 0 and 2**32 - 1, got {self.seed}")
         if not self.control_hz > 0:
             raise UserError(f"control rate must be > 0 Hz, got {self.control_hz}")
         if self.max_seconds is not None and not self.max_seconds > 0:
@@ -125,6 +132,8 @@ class CarRun:
     tub: str | None  # the tub recorded, None when not recording
     tub_records: int
     web_port: int | None  # the web controller's port
+    loop_error: str | None = None  # the exception that ended the drive loop early; None when it ran out
+    records_skipped_nonfinite: int = 0  # records kept out of the tub for a NaN/inf value
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,7 @@ class Report:
     track_width_m: float  # [m]
     progress_m: float | None  # [m] distance driven along the centerline; None when not measured
     model_type: str = ""
+    nonfinite_outputs: int = 0  # control steps whose pilot output was NaN or infinite (driven as a stop)
     plots: list[str] = field(default_factory=list)  # file names of the plots next to report.json
     car: CarRun | None = None  # a car run's loop, watchdog and tub; None for an evaluation
     schema: str = SCHEMA
@@ -195,6 +205,7 @@ def summarize(
         mean_abs_cte=round(float(cte.mean()), 4) if cte.size else 0.0,
         max_abs_cte=round(float(cte.max()), 4) if cte.size else 0.0,
         off_track_events=len(trace.off_track_s),
+        nonfinite_outputs=len(trace.nonfinite_s),
         mean_speed=round(float(speed.mean()), 4) if speed.size else 0.0,
         steps=len(trace.time_s),
         sim_seconds=round(float(trace.time_s[-1]), 3) if trace.time_s else 0.0,

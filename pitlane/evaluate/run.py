@@ -8,6 +8,7 @@ done, when the car leaves the road, or at a simulated time limit; the report say
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,6 +22,7 @@ from pitlane.evaluate.report import (
     END_LAPS,
     END_OFF_TRACK,
     END_TIME_LIMIT,
+    MAX_SECONDS,
     Episode,
     EvalParams,
     ModelInfo,
@@ -75,8 +77,14 @@ def _loop(pilot: PilotFn, sim, params: EvalParams, dt: float, limit: float, trac
     length = sim.track.length_m
     while True:
         angle, throttle = pilot(sim.render())
-        control = Control(steering=angle, throttle=throttle).clamped()
+        finite = math.isfinite(angle) and math.isfinite(throttle)
+        if finite:
+            control = Control(steering=angle, throttle=throttle).clamped()
+        else:  # what the car's watchdog does: throttle 0 and brake; counted, and the gate fails on it
+            control = Control(steering=0.0, throttle=0.0, brake=1.0)
         tel = sim.step(control, dt)
+        if not finite:
+            trace.nonfinite_s.append(float(tel.time_s))
         trace.append(
             tel.time_s, tel.x_m, tel.y_m, tel.cte_m, tel.speed_mps, control.steering, control.throttle
         )
@@ -94,8 +102,19 @@ def _loop(pilot: PilotFn, sim, params: EvalParams, dt: float, limit: float, trac
             return END_TIME_LIMIT
 
 
-def _scene_track(scene: str, seed: int):
+def resolve_scenes(scenes: tuple[str, ...] | list[str], seed: int) -> None:
+    """UserError naming every scene that does not load, before any of them drives."""
+    bad = []
+    for scene in scenes:
+        try:
+            _scene_track(scene, seed)
+        except UserError as exc:
+            bad.append(str(exc))
+    if bad:
+        raise UserError("; ".join(bad))
 
+
+def _scene_track(scene: str, seed: int):
     try:
         return load_scene(scene, rand_seed=seed)
     except ValueError as exc:
@@ -117,6 +136,10 @@ def evaluate(
     once for several scenes).
     """
     params = params or EvalParams()
+    if (
+        params.max_seconds is not None and params.max_seconds > MAX_SECONDS
+    ):  # an evaluation ends in bounded time
+        raise UserError(f"max seconds must be <= {MAX_SECONDS:.0f}, got {params.max_seconds}")
     track = _scene_track(scene, params.seed)
     sim = Sim(track, seed=params.seed)
     h, w, d = sim.render().shape

@@ -3,7 +3,9 @@
 It *is* donkeycar's `KerasPilot` (built by `donkeycar.utils.get_model_by_type`, loaded through donkeycar's
 `TfLite` or `KerasInterpreter`), so a frame is normalised and decoded exactly as on a donkeycar car; we add
 what a car and a gate need on top: the model type found from the file, the input shape checked against the
-camera, one-thread inference and clear errors for files that are not models.
+camera, one-thread inference and clear errors for files that are not models. A file is verified before
+TFLite sees it (``pitlane.pilots.probe``: optional sha256, magic bytes, a first load in a child process),
+and the verified bytes are what gets loaded, so a corrupt file is a one-line error, never a segfault.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from pitlane.errors import UserError
+from pitlane.pilots import probe
 from pitlane.provenance import run_record_path
 
 log = logging.getLogger(__name__)
@@ -56,11 +59,12 @@ def _tflite_class():
             super().__init__()
             self.num_threads = num_threads
 
-        def load(self, model_path: str) -> None:
+        def load_content(self, data: bytes) -> None:
+            """donkeycar's TfLite.load, from bytes already verified (never the path again: no TOCTOU)."""
             interpreter_cls = get_tflite_interpreter()
             with warnings.catch_warnings():  # TF's interpreter warns it moves to ai-edge-litert; same engine
                 warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-                self.interpreter = interpreter_cls(model_path=model_path, num_threads=self.num_threads)
+                self.interpreter = interpreter_cls(model_content=data, num_threads=self.num_threads)
             self.signatures = self.interpreter.get_signature_list()
             if not self.signatures:
                 return self._load_via_tensor_api()
@@ -71,11 +75,14 @@ def _tflite_class():
     return ThreadedTfLite
 
 
-def _inspect_tflite(path: Path, threads: int | None) -> tuple[Any, tuple[int, ...], tuple[int, ...]]:
-    """Load a .tflite file; returns (interpreter wrapper, image input shape HWC, output widths)."""
+def _inspect_tflite(
+    path: Path, data: bytes, threads: int | None
+) -> tuple[Any, tuple[int, ...], tuple[int, ...]]:
+    """Load verified .tflite bytes; returns (interpreter wrapper, image input shape HWC, output widths)."""
+    probe.verify_tflite(path, data)
     interp = _tflite_class()(threads)
     try:
-        interp.load(str(path))
+        interp.load_content(data)
         inputs = interp.interpreter.get_input_details()
         outputs = interp.interpreter.get_output_details()
     except (ValueError, RuntimeError) as exc:
@@ -120,19 +127,23 @@ class ModelPilot:
         model_type: str | None = None,
         camera_shape: tuple[int, int, int] | None = None,
         threads: int | None = 1,
+        expected_sha256: str | None = None,
     ) -> None:
+        """``expected_sha256``: the digest the file must have (a signed bundle's), checked before loading."""
         path = Path(path)
         if not path.is_file():
             raise UserError(f"model {path} does not exist")
         suffix = path.suffix.lower()
+        if suffix not in (TFLITE_SUFFIX, *KERAS_SUFFIXES):
+            raise UserError(f"{path}: unknown model format {suffix!r}; expected .tflite, .keras or .h5")
+        data = probe.read_verified(path, expected_sha256)
+        self.sha256 = probe.sha256_hex(data)
         if suffix == TFLITE_SUFFIX:
             self.format = "tflite"
-            loaded, shape, widths = _inspect_tflite(path, threads)
-        elif suffix in KERAS_SUFFIXES:
+            loaded, shape, widths = _inspect_tflite(path, data, threads)
+        else:
             self.format = "keras"
             loaded, shape, widths = _inspect_keras(path)
-        else:
-            raise UserError(f"{path}: unknown model format {suffix!r}; expected .tflite, .keras or .h5")
         if len(shape) != 3:
             raise UserError(f"{path} takes input of shape {shape}; expected an image (height, width, depth)")
         found = model_type_from_outputs(widths)

@@ -104,6 +104,7 @@ class Watchdog:
     params: WatchdogParams = field(default_factory=WatchdogParams)
     start_time_s: float | None = None  # [s] first step; frames are judged from here until one arrives
     events: list[StopEvent] = field(default_factory=list)
+    nonfinite_loops: int = 0  # loops in which the pilot's outputs (or the controls) were NaN or infinite
     _active: set[str] = field(default_factory=set)
     _last_step_s: float | None = None
     _overruns: int = 0
@@ -146,6 +147,7 @@ class Watchdog:
             conditions[PILOT_NONFINITE] = (
                 f"mode={mode} pilot=({pilot_angle}, {pilot_throttle}) controls=({steering}, {throttle})"
             )
+            self.nonfinite_loops += 1
 
         reference_s = frame_time_s if frame_time_s is not None else self.start_time_s
         age_s = now_s - reference_s
@@ -212,6 +214,10 @@ class WatchdogPart:
     @property
     def events(self) -> list[StopEvent]:
         return self.watchdog.events
+
+    @property
+    def nonfinite_loops(self) -> int:
+        return self.watchdog.nonfinite_loops
 
     def operator_stop(self) -> None:
         self.watchdog.operator_stop()

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,7 +119,7 @@ def _view_without_bad_records(report: TubReport, work_dir: Path) -> Path:
         if item.is_file():
             shutil.copy2(item, view / item.name)
     (view / IMAGES).symlink_to((report.path / IMAGES).resolve(), target_is_directory=True)
-    fix_tub(check_tub(view, report.shapes.get(CAMERA_KEY)))
+    fix_tub(replace(report, path=view))  # the checker's verdict on the tub, written in the view
     return view
 
 

@@ -161,3 +161,57 @@ def test_operator_stop_button_on_the_web_page_stops_the_twin_car(car_config, twi
         car.vehicle.on = False
         loop.join(10)
     assert [e.reason for e in car.watchdog.events] == ["operator_stop"]
+
+
+def test_nan_pilot_with_recording_on_keeps_the_loop_and_counts_what_it_skipped(tmp_path):
+    report = run_car(
+        RunOptions(
+            model=None,
+            pilot=FailingPilot(good_loops=15),
+            mode="local",
+            duration_s=2.0,
+            port=0,
+            web_port=0,
+            report_dir=str(tmp_path / "run"),
+            plots=False,
+        )
+    )
+    car = report.car
+    assert car is not None and car.loop_error is None, report
+    assert report.nonfinite_outputs > 10 and car.records_skipped_nonfinite > 10, report
+    assert 10 <= car.tub_records <= 15 and car.stop_counts == {PILOT_NONFINITE: 1}
+    assert all(0.0 <= s["time"] <= report.wall_seconds for s in car.stops), car.stops
+    assert car.tub is not None and pitlane_main(["data", "check", car.tub]) == 0
+
+
+class BrokenPartPilot:
+    """A pilot whose output donkeycar cannot store: the part after it raises and the loop dies."""
+
+    def run(self, image):
+        return (0.0,)  # one value for two outputs: donkeycar's Memory.put raises IndexError
+
+
+def test_car_run_exits_1_with_a_true_report_when_the_loop_dies(tmp_path, capsys, monkeypatch):
+    import pitlane.car.app as app
+
+    monkeypatch.setattr(app, "load_pilot", lambda *a, **k: (BrokenPartPilot(), None))
+    (tmp_path / "any.tflite").write_bytes(b"never loaded: load_pilot is replaced")
+    argv = [
+        "car",
+        "run",
+        "--model",
+        str(tmp_path / "any.tflite"),
+        "--port",
+        "0",
+        "--web-port",
+        "0",
+        "--duration",
+        "5",
+    ]
+    code = pitlane_main([*argv, "--report", str(tmp_path / "run"), "--no-plots"])
+    assert code == 1
+    assert "pitlane: the drive loop died: IndexError" in capsys.readouterr().err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["car"]["loop_error"].startswith("IndexError") and report["wall_seconds"] < 5.0
+    stops = report["car"]["stops"]
+    assert all(0.0 <= s["time"] <= report["wall_seconds"] + 0.5 for s in stops), stops

@@ -103,6 +103,7 @@ def test_fault_is_found_and_fixed(make_tub, donkey_read, inject, capsys):
     assert [(p.index, p.tub) for p in report.problems] == [(index, str(tub))], report.problems
     assert reason in report.problems[0].reason
     files_before = {p.name for p in tub.rglob("*")}
+    bytes_before = {p.name: p.read_bytes() for p in tub.iterdir() if p.is_file()}
 
     assert main(["data", "check", str(tub)]) == 1
     assert f"record {index}: " in capsys.readouterr().out
@@ -115,6 +116,12 @@ def test_fault_is_found_and_fixed(make_tub, donkey_read, inject, capsys):
     assert [r["_index"] for r in records] == [i for i in range(N) if i != index]
     assert check_tub(tub).ok
     assert main(["data", "check", str(tub)]) == 0
+
+    assert main(["data", "check", "--undo", str(tub)]) == 0  # every changed file back, byte for byte
+    assert {p.name: p.read_bytes() for p in tub.iterdir() if p.is_file()} == bytes_before
+    assert [(p.index, p.reason) for p in check_tub(tub).problems] == [
+        (p.index, p.reason) for p in report.problems
+    ]
 
 
 def test_fix_output_has_no_donkeycar_banner(make_tub):
@@ -197,14 +204,53 @@ def test_several_faults_one_report(make_tub, donkey_read, capsys):
     assert len(donkey_read(tub)) == N - len(expected)
 
 
-def test_shape_flag_overrides_majority(make_tub, capsys):
+def test_a_shape_no_record_has_deletes_nothing_unless_forced(make_tub, donkey_read, capsys):
     tub = make_tub()
+    manifest = (tub / "manifest.json").read_bytes()
     report = check_tub(tub, shape=(60, 80, 3))
-    assert sorted(p.index for p in report.problems if p.index is not None) == list(range(N))
-    assert "no usable records left" in report.problems[0].reason
+    assert [(p.index, p.fix) for p in report.problems] == [(None, "manual")]
+    assert "nothing deleted" in report.problems[0].reason and not report.delete
+    assert main(["data", "check", "--fix", "--shape", "60,80,3", str(tub)]) == 1
+    assert (tub / "manifest.json").read_bytes() == manifest
     assert main(["data", "check", "--shape", "120x160x3", str(tub)]) == 0
+
+    assert main(["data", "check", "--fix", "--force", "--shape", "60,80,3", str(tub)]) == 1
+    assert "marked 20 records deleted" in capsys.readouterr().out
+    assert main(["data", "check", "--undo", str(tub)]) == 0
+    assert (tub / "manifest.json").read_bytes() == manifest and len(donkey_read(tub)) == N
     with pytest.raises(SystemExit):
         main(["data", "check", "--shape", "big", str(tub)])
+
+
+@pytest.mark.parametrize("metadata", [None, ["image_h:120", "image_w:160", "image_depth:3"]])
+def test_a_tub_of_mostly_gray_frames_keeps_its_good_ones(make_tub, metadata, capsys):
+    from PIL import Image
+
+    tub = make_tub(metadata=metadata)
+    gray = list(range(15))  # most frames are the wrong shape: a majority vote would keep these
+    for i in gray:
+        Image.new("L", (160, 120)).save(tub / "images" / f"{i}_cam_image_array_.jpg")
+    report = check_tub(tub)
+    assert report.delete == set(gray)
+    source = "the tub's metadata" if metadata else "the twin camera's default"
+    assert source in report.shape_source
+    assert main(["data", "check", "--fix", str(tub)]) == 0
+    assert check_tub(tub).records - len(check_tub(tub).raw.deleted_indexes) == N - len(gray)
+
+
+def test_the_tubs_own_shape_wins_over_the_camera_default(make_tub):
+    tub = make_tub(metadata=["image_h:60", "image_w:80", "image_depth:3"])
+    report = check_tub(tub)
+    assert [p.fix for p in report.problems] == ["manual"] and "(60, 80, 3)" in report.problems[0].reason
+    assert report.shape_source == "the tub's metadata"
+
+
+def test_undo_without_a_fix_is_a_one_line_error(make_tub, capsys):
+    tub = make_tub()
+    assert main(["data", "check", "--undo", str(tub)]) == 2
+    assert "nothing to undo" in capsys.readouterr().err
+    assert main(["data", "check", "--undo", "--fix", str(tub)]) == 2
+    assert main(["data", "check", "--force", str(tub)]) == 2
 
 
 def _manifest_lines(tub: Path) -> list:

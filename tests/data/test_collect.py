@@ -141,3 +141,44 @@ def test_every_writer_mode_writes_the_same_records(tmp_path, writer, collected):
 
     assert labels(out) == labels(reference)
     assert check_tub(out).ok
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_collect_into_a_tub_with_a_stale_manifest_refuses_then_appends_after_the_fix(tmp_path, capsys):
+    from tests.data.conftest import write_tub
+
+    tub = write_tub(tmp_path / "tub", n=20)
+    lines = (tub / "manifest.json").read_text().splitlines()
+    catalog_meta = json.loads(lines[4])
+    catalog_meta["current_index"] = 5  # a manifest copied before the last 15 records were written
+    lines[4] = json.dumps(catalog_meta)
+    (tub / "manifest.json").write_text("\n".join(lines) + "\n")
+    before = _tree(tub)
+    argv = ["data", "collect", "--scene", SCENE, "--laps", "1", "--noise", "none", "--out", str(tub)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "manifest says 5 records but the catalogs hold 20" in err and "check --fix" in err
+    assert _tree(tub) == before, "a refused collect must not touch the tub"
+
+    assert main(["data", "check", "--fix", str(tub)]) == 0
+    assert main(argv) == 0
+    after = _tree(tub)
+    assert all(after[name] == data for name, data in before.items() if name.startswith("images/"))
+    records = [json.loads(x) for x in (tub / "catalog_0.catalog").read_text().splitlines()]
+    assert [r["_index"] for r in records] == list(range(len(records))) and len(records) > 20
+    assert check_tub(tub).ok
+
+
+def test_collect_refuses_a_tub_whose_images_run_ahead_of_its_manifest(tmp_path, capsys):
+    from tests.data.conftest import write_tub
+
+    tub = write_tub(tmp_path / "tub", n=3)
+    (tub / "images" / "3_cam_image_array_.jpg").write_bytes(b"someone else's frame")
+    before = _tree(tub)
+    argv = ["data", "collect", "--scene", SCENE, "--laps", "1", "--out", str(tub)]
+    assert main(argv) == 2
+    assert "images/3_cam_image_array_.jpg" in capsys.readouterr().err
+    assert _tree(tub) == before

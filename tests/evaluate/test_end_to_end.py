@@ -182,3 +182,69 @@ def test_untrained_model_fails_the_gate(policy, tmp_path, capsys):
     assert code == 1 and "GATE FAIL" in capsys.readouterr().out
     report = json.loads((tmp_path / "report" / SCENE / "report.json").read_text())
     assert report["laps_completed"] == 0 and report["end_reason"] in ("off_track", "time_limit")
+
+
+def test_bad_gate_policies_exit_2_before_driving(trained, tmp_path, capsys):
+    _, record = trained
+    cases = {
+        "seed: -1\n": "seed must be an integer between 0",
+        "max_abs_cte: -1\n": "max_abs_cte must be a number >= 0",
+        "laps: 1000000000\n": "laps must be an integer between 1 and 100",
+        "": "is empty",
+        f"scenes: [{SCENE}, moon]\nlaps: 1\nmin_laps_completed: 1\n": "unknown scene 'moon'",
+    }
+    for i, (text, message) in enumerate(cases.items()):
+        path = tmp_path / f"p{i}.yaml"
+        path.write_text(text)
+        report = tmp_path / f"r{i}"
+        assert (
+            main(["gate", "--model", record.tflite_path, "--policy", str(path), "--report", str(report)]) == 2
+        )
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not report.exists(), "a bad policy must be refused before the first scene drives"
+
+
+def test_a_scene_given_as_a_path_reports_inside_report_and_nan_models_fail(trained, tmp_path, capsys):
+    import numpy as np
+    import tensorflow as tf
+    from donkeycar.parts.interpreter import keras_model_to_tflite
+
+    from pitlane.twin.scenes import load_scene
+
+    root, record = trained
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    load_scene(SCENE).save(outside / "track.json")
+    report = tmp_path / "deep" / "report"
+    report.mkdir(parents=True)  # the climb below goes through it
+    scene = f"{report}/../../elsewhere/track.json"  # a relative climb out of --report, as a policy may hold
+    policy = tmp_path / "p.yaml"
+    policy.write_text(f"scenes: ['{scene}']\nlaps: 1\nmin_laps_completed: 0\nmax_seconds: 3\n")
+    model = tf.keras.models.load_model(record.model_path, compile=False)
+    steer = model.get_layer("n_outputs0")
+    kernel, _ = steer.get_weights()
+    steer.set_weights([kernel, np.array([np.nan], np.float32)])  # NaN steering on every frame
+    path = root / "nan" / "pilot.keras"
+    path.parent.mkdir(exist_ok=True)
+    model.save(path)
+    keras_model_to_tflite(str(path), str(path.with_suffix(".tflite")))
+
+    code = main(
+        [
+            "gate",
+            "--model",
+            str(path.with_suffix(".tflite")),
+            "--policy",
+            str(policy),
+            "--report",
+            str(report),
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 1 and "nonfinite_outputs <=" in out and "GATE FAIL" in out, err
+    assert sorted(p.name for p in outside.iterdir()) == ["track.json"], (
+        "a report was written outside --report"
+    )
+    result = json.loads((report / "track" / "report.json").read_text())
+    assert result["nonfinite_outputs"] == result["steps"] > 0

@@ -54,7 +54,13 @@ def test_default_policy_scenes_are_the_recipes_training_scenes():
 def test_good_report_passes_every_check():
     checks = check(make_report(), load_policy())
     assert checks and all(c.passed for c in checks)
-    assert {c.metric for c in checks} == {"laps_completed", "max_abs_cte", "off_track_events", "mean_speed"}
+    assert {c.metric for c in checks} == {
+        "laps_completed",
+        "max_abs_cte",
+        "off_track_events",
+        "mean_speed",
+        "nonfinite_outputs",
+    }
 
 
 @pytest.mark.parametrize(
@@ -94,8 +100,25 @@ def test_policy_files_yaml_and_json(tmp_path):
     [
         ("max_cte: 0.3\nlaps: 2\n", r"unknown key\(s\) max_cte; known keys: scenes"),
         ("scenes: []\n", "scenes must be a non-empty list"),
-        ("laps: 0\n", "laps must be an integer >= 1"),
-        ("max_abs_cte: wide\n", "max_abs_cte must be a number"),
+        ("laps: 0\n", "laps must be an integer between 1 and 100"),
+        ("laps: 1000000000\n", "laps must be an integer between 1 and 100"),
+        ("laps: true\n", "laps must be an integer"),
+        ("seed: -1\n", "seed must be an integer between 0 and 4294967295"),
+        ("max_abs_cte: wide\n", "max_abs_cte must be a number >= 0"),
+        ("max_abs_cte: -0.1\n", "max_abs_cte must be a number >= 0"),
+        ("max_abs_cte: .nan\n", "max_abs_cte must be a number >= 0"),
+        ("min_mean_speed: -1\n", "min_mean_speed must be a number >= 0"),
+        ("max_mean_abs_cte: -1\n", "max_mean_abs_cte must be a number >= 0"),
+        ("max_off_track_events: -1\n", "max_off_track_events must be an integer >= 0"),
+        ("max_nonfinite_outputs: -1\n", "max_nonfinite_outputs must be an integer >= 0"),
+        ("max_nonfinite_outputs: 0.5\n", "max_nonfinite_outputs must be an integer >= 0"),
+        ("min_laps_completed: -3\n", "min_laps_completed must be an integer between 0 and 3"),
+        ("laps: 1\nmin_laps_completed: 2\n", "min_laps_completed must be an integer between 0 and 1"),
+        ("max_seconds: 0\n", "max_seconds must be a number > 0 and <= 3600"),
+        ("max_seconds: 1e9\n", "max_seconds must be a number > 0 and <= 3600"),
+        ("scenes: [a, a]\n", "listed twice"),
+        ("", "is empty"),
+        ("# only a comment\n", "is empty"),
         ("- just\n- a list\n", "mapping"),
         ("scenes: [unclosed\n", "not valid YAML/JSON"),
     ],
@@ -120,5 +143,25 @@ def test_verdict_table():
     lines = table.splitlines()
     assert lines[0].split() == ["scene", "check", "threshold", "value", "verdict"]
     assert any("mini_monaco" in line and "max_abs_cte <=" in line and "FAIL" in line for line in lines)
-    assert lines[-1].startswith("GATE FAIL: 7/8 checks passed on 2 scene(s)")
+    assert lines[-1].startswith("GATE FAIL: 9/10 checks passed on 2 scene(s)")
     assert format_table(check(make_report(), policy)).splitlines()[-1].startswith("GATE PASS")
+
+
+def test_default_policy_fails_a_model_with_one_nonfinite_output():
+    policy = load_policy()
+    assert policy.max_nonfinite_outputs == 0
+    failing = [c for c in check(make_report(nonfinite_outputs=1), policy) if not c.passed]
+    assert [(c.metric, c.value) for c in failing] == [("nonfinite_outputs", 1.0)]
+    assert all(c.passed for c in check(make_report(), policy))
+
+
+def test_a_scene_given_as_a_path_gets_a_report_folder_inside_report():
+    policy = GatePolicy(scenes=("../../../etc/track.json", "/abs/track.json", "mini_monaco", ".."))
+    dirs = policy.scene_dirs()
+    assert dirs == {
+        "../../../etc/track.json": "track",
+        "/abs/track.json": "track-1",
+        "mini_monaco": "mini_monaco",
+        "..": "scene3",
+    }
+    assert all("/" not in d and not d.startswith(".") for d in dirs.values())

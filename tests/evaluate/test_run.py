@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from pitlane.errors import UserError
 from pitlane.evaluate.plots import TIMESERIES_PNG, TRAJECTORY_PNG, write_plots
 from pitlane.evaluate.report import EvalParams, ModelInfo, Trace, load_report, summarize, write_report
 from pitlane.evaluate.run import drive
@@ -52,10 +53,43 @@ def test_standing_still_hits_the_time_limit(capsys):
     assert len(ep.trace.time_s) == 40  # 2 s at 20 Hz
 
 
-def test_nan_outputs_are_driven_as_zero():
+def test_nan_outputs_are_driven_as_a_stop_and_counted():
     sim = Sim("generated_track")
     ep = drive(lambda frame: (float("nan"), float("nan")), sim, EvalParams(laps=1, max_seconds=1.0))
     assert ep.end_reason == "time_limit" and ep.trace.steering[0] == 0.0
+    assert len(ep.trace.nonfinite_s) == 20 and max(ep.trace.speed_mps) == 0.0
+
+
+def test_a_pilot_nan_on_a_few_frames_is_counted_in_the_report():
+    calls = iter(range(10**6))
+
+    def pilot(frame):
+        n = next(calls)
+        return (float("inf"), 0.3) if n % 25 == 0 else (0.0, 0.3)
+
+    sim = Sim("generated_track")
+    params = EvalParams(laps=1, max_seconds=2.0)
+    report = summarize(drive(pilot, sim, params), sim.track, ModelInfo("m"), params)
+    assert report.nonfinite_outputs == 2  # steps 0 and 25 of 40
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"laps": 1_000_000_000}, "laps must be between 1 and 100"),
+        ({"seed": -1}, "seed must be between"),
+    ],
+)
+def test_run_time_is_bounded_with_a_clear_message(kwargs, message):
+    with pytest.raises(UserError, match=message):
+        EvalParams(**kwargs)
+
+
+def test_an_evaluation_longer_than_an_hour_is_refused():
+    from pitlane.evaluate.run import evaluate
+
+    with pytest.raises(UserError, match="max seconds must be <= 3600"):
+        evaluate("unused.tflite", params=EvalParams(max_seconds=1e9))
 
 
 def test_derived_time_limit_scales_with_laps():
