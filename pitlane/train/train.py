@@ -139,7 +139,7 @@ def load_tubs(
         path = Path(raw).expanduser()
         report = check_tub(path)
         shape = report.shapes.get(CAMERA_KEY)
-        if shape is not None and len(shape) == 3 and shape[2] != RGB_CHANNELS:  # the checker's majority shape
+        if shape is not None and len(shape) == 3 and shape[2] != RGB_CHANNELS:  # the checker's expected shape
             raise UserError(
                 f"tub {raw}: most camera frames have {shape[2]} channel(s), not {RGB_CHANNELS}: pitlane trains "
                 "on RGB frames like the twin's and the car's camera"

@@ -227,7 +227,10 @@ def _mostly_grayscale(tub):
         (_blank_line, "is blank"),
         (_duplicate_record, "_index other than their position"),
         (_wrong_size_image, "1 bad record(s) of 12 (first: record 2: cam/image_array has shape (60, 80, 3)"),
-        (_mostly_grayscale, "1 channel(s), not 3"),
+        (
+            _mostly_grayscale,
+            "8 bad record(s) of 12 (first: record 0: cam/image_array has shape (120, 160, 1)",
+        ),
     ],
 )
 def test_training_refuses_what_the_checker_rejects(spoil, message, make_tub, tmp_path, capsys):
