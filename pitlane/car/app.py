@@ -229,6 +229,7 @@ def build_car(
     from donkeycar.parts.explode import ExplodeDict
     from donkeycar.parts.pipe import Pipe
     from donkeycar.parts.throttle_filter import ThrottleFilter
+    from donkeycar.parts.tub_v2 import TubWriter
 
     check_config(cfg)
     refusal = None

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 from collections.abc import Callable
-import numbers
 
 logger = logging.getLogger(__name__)
 
