@@ -43,37 +43,52 @@ _SCAN_OBJECT = re.compile(rb'[{}"\n]')
 _SCAN_STRING = re.compile(rb'["\\\n]')
 _SPACE = re.compile(rb"[ \t\r\n]*")
 _COMMA_DECIMAL = re.compile(rb'("[A-Za-z_][A-Za-z0-9_]*"\s*:\s*)(-?\d+),(\d+)(?=\s*[,}])')
+# Where a client message begins: every client (gym-donkeycar, donkeycar, the Unity sim, pitlane) writes
+# msg_type first. These bytes cannot occur inside a JSON string (its quotes would be escaped) and client
+# messages are flat, so inside an unfinished object they mean: that object was cut short, a new one starts.
+_MESSAGE_START = re.compile(rb'\{[ \t\r\n]{0,8}"msg_type"[ \t\r\n]{0,8}:')
+_OVERLAP = 32  # [bytes] > the longest _MESSAGE_START match: a start split across two chunks is still found
+# after an oversized message: the next message start, or a line that starts an object
+_HUNT = re.compile(rb'\{[ \t\r\n]{0,8}"msg_type"[ \t\r\n]{0,8}:|\n[ \t\r]*\{')
 
 
 class MessageSplitter:
     """Cuts an inbound byte stream into JSON objects; never raises.
 
     `feed` returns, in order, a dict for each good message and a ProtocolError for each bad one (malformed
-    JSON, non-object, stray bytes, an object over `max_bytes`, a message cut short by a newline).
+    JSON, non-object, stray bytes, an object over `max_bytes`, a message cut short). A message cut short
+    costs only itself: the start of a new message (``{"msg_type":``), or a newline inside it followed by a
+    new object, ends the broken fragment, so every later complete message is read (brake commands included),
+    however the bytes were split into chunks.
     """
 
     def __init__(self, max_bytes: int = MAX_MESSAGE_BYTES):
         self.max_bytes = max_bytes
-        self._buf = bytearray()  # the unfinished object (from an earlier chunk)
+        self._buf = bytearray()  # bytes not yet consumed
+        self._pos = 0  # how far into _buf the state below has read
+        self._start = 0  # where the current object (depth > 0) begins in _buf
+        self._searched = 0  # _buf[start + 1 : searched] holds no _MESSAGE_START
         self._depth = 0
         self._in_string = False
         self._escape = False  # the previous byte was a backslash inside a string
         self._after_newline = False  # a newline was seen inside the current object
-        self._skipping = False  # discarding the rest of an oversized object
+        self._skipping = False  # discarding an oversized object until the next message start
 
     @property
     def pending_bytes(self) -> int:
         """Bytes of an unfinished message held back (reported when a client vanishes mid-message)."""
-        return len(self._buf) if self._depth else 0
+        return len(self._buf) - self._start if self._depth and not self._skipping else 0
 
     def feed(self, data: bytes) -> list[dict | ProtocolError]:
         out: list[dict | ProtocolError] = []
         if (
-            self._depth == 0
+            not self._buf
+            and not self._depth
             and not self._skipping
             and len(data) <= self.max_bytes
             and data[:1] == b"{"
             and data.rstrip()[-1:] == b"}"
+            and data.count(b"{") == 1  # one flat object: read alike however it was split
         ):
             try:  # fast path: one whole message in one chunk (the usual case)
                 msg = json.loads(data)
@@ -82,60 +97,113 @@ class MessageSplitter:
             else:
                 out.append(_checked(msg, data))
                 return out
-        self._scan(data, out)
+        self._buf += data
+        self._scan(out)
+        self._compact()
         return out
 
-    def _abandon(self, out: list, why: str) -> None:
-        if not self._skipping:
-            out.append(ProtocolError(why))
-        self._buf.clear()
-        self._depth, self._in_string, self._escape = 0, False, False
-        self._after_newline, self._skipping = False, False
+    def _open(self, at: int) -> None:
+        """A new object begins at _buf[at] (a '{')."""
+        self._depth, self._start, self._pos, self._searched = 1, at, at + 1, at + 1
+        self._in_string = self._escape = self._after_newline = False
 
-    def _scan(self, data: bytes, out: list) -> None:  # noqa: C901 - one state machine reads best in one place
-        pos, n = 0, len(data)
-        start = 0  # where the current object's bytes begin within `data`
-        while pos < n:
+    def _close(self, at: int) -> None:
+        """The current object ended (or broke off) before _buf[at]; read on at depth 0."""
+        self._depth, self._pos = 0, at
+        self._in_string = self._escape = self._after_newline = False
+
+    def _compact(self) -> None:
+        if self._skipping:
+            cut = max(0, len(self._buf) - _OVERLAP)
+        elif self._depth:
+            if len(self._buf) - self._start > self.max_bytes:
+                self._depth, self._skipping = 0, True
+                cut = max(0, len(self._buf) - _OVERLAP)
+            else:
+                cut = self._start
+        else:
+            cut = self._pos
+        del self._buf[:cut]
+        self._pos, self._start = max(0, self._pos - cut), max(0, self._start - cut)
+        self._searched = max(0, self._searched - cut)
+        if self._skipping:
+            self._pos = 0
+
+    def _scan(self, out: list) -> None:
+        buf = self._buf
+        while True:
+            if self._skipping:
+                m = _HUNT.search(buf, self._pos)
+                if m is None:
+                    return
+                self._skipping = False
+                self._close(buf.index(b"{", m.start(), m.end()))
             if self._depth == 0:
-                i = data.find(b"{", pos)
-                stray = data[pos : n if i < 0 else i].strip()
+                i = buf.find(b"{", self._pos)
+                stray = bytes(buf[self._pos : len(buf) if i < 0 else i]).strip()
                 if stray:
                     out.append(
                         ProtocolError(f"{len(stray)} bytes outside any JSON object ignored: {stray[:40]!r}")
                     )
                 if i < 0:
+                    self._pos = len(buf)
                     return
-                self._depth, start, pos = 1, i, i + 1
+                self._open(i)
+            # a message start inside this object: it was cut short (unless it ends before that start)
+            m = _MESSAGE_START.search(buf, self._searched)
+            limit = len(buf) if m is None else m.start()
+            self._searched = max(self._start + 1, len(buf) - _OVERLAP) if m is None else limit
+            if self._advance(limit, out):
                 continue
+            if m is None:
+                if len(buf) - self._start > self.max_bytes:
+                    out.append(ProtocolError(f"message longer than {self.max_bytes} bytes; discarded"))
+                return
+            out.append(ProtocolError("message cut short (a new message began before it ended); discarded"))
+            self._open(limit)
+
+    def _advance(self, limit: int, out: list) -> bool:  # noqa: C901 - one state machine reads best in one place
+        """Run the brace/string state over _buf[_pos:limit]; True when the object ended there (emitted) or
+        broke off (reported), with _pos after it at depth 0."""
+        buf, pos = self._buf, self._pos
+        while pos < limit:
             if self._escape:
                 self._escape, pos = False, pos + 1
                 continue
             if self._in_string:
-                m = _SCAN_STRING.search(data, pos)
+                m = _SCAN_STRING.search(buf, pos, limit)
                 if m is None:
+                    pos = limit
                     break
-                i, c = m.start(), data[m.start()]
+                i, c = m.start(), buf[m.start()]
                 if c == 0x5C:  # backslash
                     self._escape, pos = True, i + 1
                 elif c == 0x22:  # quote
                     self._in_string, pos = False, i + 1
                 else:  # a raw newline cannot be inside a JSON string: the message was cut short
-                    self._abandon(out, "message cut short by a newline inside a string; discarded")
-                    pos = i + 1
+                    out.append(ProtocolError("message cut short by a newline inside a string; discarded"))
+                    self._close(i + 1)
+                    return True
                 continue
             if self._after_newline:
-                j = _SPACE.match(data, pos).end()  # type: ignore[union-attr]  # "*" always matches
-                if j == n:
+                j = _SPACE.match(buf, pos, limit).end()  # type: ignore[union-attr]  # "*" always matches
+                if j == limit:
+                    pos = limit
                     break
                 self._after_newline = False
-                if data[j] == 0x7B:  # a line starting with '{': the previous message never ended
-                    self._abandon(out, "message cut short (a new message began on the next line); discarded")
+                if buf[j] == 0x7B:  # a line starting with '{': the previous message never ended
+                    out.append(
+                        ProtocolError("message cut short (a new message began on the next line); discarded")
+                    )
+                    self._close(j)
+                    return True
                 pos = j
                 continue
-            m = _SCAN_OBJECT.search(data, pos)
+            m = _SCAN_OBJECT.search(buf, pos, limit)
             if m is None:
+                pos = limit
                 break
-            i, c = m.start(), data[m.start()]
+            i, c = m.start(), buf[m.start()]
             pos = i + 1
             if c == 0x22:
                 self._in_string = True
@@ -146,19 +214,11 @@ class MessageSplitter:
             else:  # '}'
                 self._depth -= 1
                 if self._depth == 0:
-                    if self._skipping:
-                        self._skipping = False
-                    else:
-                        self._buf += data[start:pos]
-                        out.append(decode_message(bytes(self._buf), self.max_bytes))
-                    self._buf.clear()
-                    self._in_string = self._escape = self._after_newline = False
-        if self._depth and not self._skipping:
-            self._buf += data[start:]
-            if len(self._buf) > self.max_bytes:
-                out.append(ProtocolError(f"message longer than {self.max_bytes} bytes; discarded"))
-                self._buf.clear()
-                self._skipping = True
+                    out.append(decode_message(bytes(buf[self._start : pos]), self.max_bytes))
+                    self._close(pos)
+                    return True
+        self._pos = max(self._pos, pos)
+        return False
 
 
 def decode_message(raw: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> dict | ProtocolError:

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import replace_float_notation
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from pitlane.twin import protocol as P
@@ -101,6 +103,93 @@ def test_pending_bytes_counts_an_unfinished_message():
     s = P.MessageSplitter()
     s.feed(b'{"msg_type": "contr')
     assert s.pending_bytes == len(b'{"msg_type": "contr')
+
+
+def test_a_message_cut_short_without_newline_loses_only_itself_brake_included():
+    # gym-donkeycar writes json.dumps(msg) back to back; one write cut short must not eat the next ones
+    stream = (
+        b'{"msg_type": "control", "steering": "0.3", "thr'
+        b'{"msg_type": "control", "steering": "0.0", "throttle": "0.2", "brake": "0.0"}'
+        b'{"msg_type": "control", "steering": "0.0", "throttle": "0.0", "brake": "1.0"}'
+    )
+    for chunks in ([stream], [bytes([b]) for b in stream]):
+        out = feed_all(chunks)
+        assert isinstance(out[0], P.ProtocolError) and "cut short" in str(out[0])
+        assert [m["brake"] for m in out[1:]] == ["0.0", "1.0"]
+    # cut inside a string, after a backslash, and inside a nested value: the same
+    for broken in (b'{"msg_type": "racer_info", "racer_name": "a\\', b'{"msg_type": "x", "a": [{"b": "\\'):
+        out = feed_all([broken, b'{"msg_type": "reset_car"}', b'{"msg_type": "ok"}'])
+        assert out[1:] == [{"msg_type": "reset_car"}, {"msg_type": "ok"}]
+
+
+# Property-based fuzz of the framing: what real clients send (flat objects, msg_type first, any JSON text in
+# the values, with or without newlines) split into arbitrary chunks, and arbitrary garbage between messages.
+_VALUES = st.one_of(
+    st.text(max_size=20),
+    st.text(alphabet='{}[]"\\\n:, ', max_size=12),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(0, 9), max_size=3),
+    st.dictionaries(st.sampled_from(["k", "{", '"', "msg"]), st.integers(0, 9), max_size=2),
+)
+_MESSAGES = st.builds(
+    lambda kind, extra: {"msg_type": kind, **extra},
+    st.text(max_size=12),
+    st.dictionaries(st.text(max_size=6).filter(lambda k: k != "msg_type"), _VALUES, max_size=4),
+)
+
+
+def _encode(msg: dict, style: int) -> bytes:
+    text = json.dumps(msg, ensure_ascii=style % 2 == 0, indent=None if style < 2 else 1)
+    return text.encode() + (b"\n" if style in (1, 3) else b"")
+
+
+def _split(stream: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    return [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_MESSAGES, st.integers(0, 3)), max_size=6), st.lists(st.integers(0, 10**6)))
+def test_fuzz_any_split_of_a_valid_stream_reads_the_same_messages(messages, cuts):
+    stream = b"".join(_encode(m, style) for m, style in messages)
+    want = [m for m, _ in messages]
+    assert feed_all([stream]) == want
+    assert feed_all(_split(stream, cuts)) == want
+
+
+def _dicts_in_order(out, want) -> bool:
+    it = iter(o for o in out if isinstance(o, dict))
+    return all(any(got == w for got in it) for w in want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.binary(max_size=80), _MESSAGES), min_size=1, max_size=5),
+    st.lists(st.integers(0, 10**6)),
+    st.sampled_from([P.MAX_MESSAGE_BYTES, 512]),
+)
+def test_fuzz_garbage_between_messages_never_loses_a_later_complete_message(parts, cuts, max_bytes):
+    """Arbitrary bytes (truncated messages, stray braces, quotes, backslashes, invalid UTF-8) before each
+    message: every message still comes out, in order; the splitter never raises."""
+    parts = [(g, m) for g, m in parts if len(json.dumps(m)) < max_bytes]
+    stream = b"".join(g + json.dumps(m).encode() for g, m in parts)
+    want = [m for _, m in parts]
+    out = feed_all(_split(stream, cuts), P.MessageSplitter(max_bytes))
+    assert all(isinstance(o, (dict, P.ProtocolError)) for o in out)
+    assert _dicts_in_order(out, want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600), st.lists(st.integers(0, 10**6)))
+def test_fuzz_arbitrary_bytes_never_raise(data, cuts):
+    s = P.MessageSplitter(max_bytes=256)
+    out = feed_all(_split(data, cuts), s)
+    assert all(isinstance(o, (dict, P.ProtocolError)) for o in out)
+    assert s.pending_bytes <= len(data)
+    assert s.feed(b'{"msg_type": "after"}')[-1:] == [{"msg_type": "after"}]  # and it recovers
 
 
 # ------------------------------------------------------------------------------------------------ values
