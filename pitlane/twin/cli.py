@@ -9,6 +9,7 @@ import sys
 
 from pitlane.errors import UserError
 from pitlane.twin.conformance import conformant, format_table, results_json, run_checks
+from pitlane.twin.limits import add_limit_arguments, limits_from_args
 from pitlane.twin.randomization import DomainRandomization
 from pitlane.twin.scenes import DEFAULT_SCENE, SCENE_NAMES, load_scene
 from pitlane.twin.server import serve
@@ -82,7 +83,8 @@ def add_commands(subparsers) -> None:
         help="serve the DonkeyCar simulator TCP protocol (for donkeycar / gym-donkeycar)",
         description="Run the twin as a DonkeyCar simulator server: clients (donkeycar's DonkeyGymEnv, "
         "gym-donkeycar with exe_path='remote') connect, pick a scene and drive, exactly as "
-        "with the Unity simulator. Stops on Ctrl-C.",
+        "with the Unity simulator. Stops on Ctrl-C. Several clients can share one twin: the limits below "
+        "keep one greedy or broken client from starving the others (refusals are logged).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9091, help="TCP port (default 9091, like the Unity sim)")
@@ -97,6 +99,7 @@ def add_commands(subparsers) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the cars' start draws and of generated_road (default 0)"
     )
+    add_limit_arguments(p)
     p.set_defaults(func=_serve)
 
     p = sub.add_parser(
@@ -197,7 +200,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError(f"--port {args.port} outside 0..65535")
     if not (0.1 <= args.hz <= 1000):
         raise UserError(f"--hz {args.hz} outside 0.1..1000")
-    serve(host=args.host, port=args.port, stream_hz=args.hz, seed=args.seed)
+    limits = limits_from_args(args)  # UserError for a value out of range
+    serve(host=args.host, port=args.port, stream_hz=args.hz, seed=args.seed, limits=limits)
     return 0
 
 

@@ -1,0 +1,253 @@
+"""A shared twin under greedy or broken clients, through the real server over real TCP: limits refuse
+clearly (in the protocol where it has a way, always in the log), expensive work of one client runs off the
+event loop, a non-reading client costs a bounded buffer, and bad messages are logged at a bounded rate."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+
+import pytest
+from helpers import wait_until
+from spec_client import RawClient
+
+from pitlane.twin.limits import ServerLimits
+from pitlane.twin.server import TwinServer
+
+LOGGER = "pitlane.twin.server"
+CONTROL = {"msg_type": "control", "steering": "0.0", "throttle": "0.3", "brake": "0.0"}
+
+
+@pytest.fixture
+def make_server():
+    servers: list[TwinServer] = []
+
+    def make(**limits) -> TwinServer:
+        srv = TwinServer(port=0, limits=ServerLimits(**limits)).start()
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.stop()
+
+
+def logged(caplog, words: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == LOGGER and words in r.getMessage()]
+
+
+def car(port: int, synchronous: bool = True, scene: str = "generated_track") -> RawClient:
+    c = RawClient(port, timeout_s=20)
+    c.expect("scene_selection_ready")
+    c.send({"msg_type": "load_scene", "scene_name": scene})
+    c.expect("car_loaded", timeout_s=20)
+    if synchronous:
+        c.send({"msg_type": "step_mode", "step_mode": "synchronous", "time_step": "0.05"})
+        assert c.alive()
+    return c
+
+
+def closed_by_server(c: RawClient, timeout_s: float = 10.0) -> bool:
+    """The server closed this connection (whatever it sent before)."""
+    c.sock.settimeout(timeout_s)
+    try:
+        while c.sock.recv(1 << 16):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def test_clients_over_the_limit_are_closed_at_once_and_logged(make_server, caplog):
+    server = make_server(max_clients=2)
+    a, b = RawClient(server.port), RawClient(server.port)
+    a.expect("scene_selection_ready")
+    b.expect("scene_selection_ready")
+    third = RawClient(server.port)
+    assert closed_by_server(third, 5)
+    assert server.refused_clients == 1
+    assert logged(caplog, "refused a connection") and "--max-clients" in logged(caplog, "refused")[0]
+    assert a.alive() and b.alive()  # the admitted ones are untouched
+    a.close()
+    assert wait_until(lambda: server.client_count == 1)
+    c = RawClient(server.port)  # a place is free again
+    c.expect("scene_selection_ready")
+    for x in (b, c, third):
+        x.close()
+
+
+def test_camera_over_the_pixel_limit_is_refused_and_the_camera_kept(make_server, caplog):
+    server = make_server(max_camera_pixels=320 * 240)
+    c = car(server.port)
+    c.send({"msg_type": "cam_config", "img_w": "1920", "img_h": "1080", "img_enc": "PNG"})
+    c.send(CONTROL)
+    t = c.expect("telemetry")
+    assert t["image"].startswith("/9j/")  # still a JPEG ...
+    assert len(t["image"]) < 40_000  # ... of the 160x120 camera
+    refusal = logged(caplog, "cam_config refused")
+    assert refusal and "1920x1080" in refusal[0] and "--max-camera-pixels" in refusal[0]
+    c.send({"msg_type": "cam_config", "img_w": "320", "img_h": "240"})  # within the limit: accepted
+    c.send(CONTROL)
+    big = c.expect("telemetry")
+    assert len(big["image"]) > len(t["image"])
+    c.close()
+
+
+def test_a_client_over_the_message_rate_is_read_more_slowly_and_loses_nothing(make_server, caplog):
+    server = make_server(messages_per_s=100)
+    c = car(server.port)
+    t0 = time.monotonic()
+    c.send_raw(json.dumps(CONTROL).encode() * 250)  # 250 steps at once, 150 over the burst
+    times = [c.expect("telemetry", timeout_s=20)["time"] for _ in range(250)]
+    elapsed = time.monotonic() - t0
+    assert times == pytest.approx([0.05 * (i + 1) for i in range(250)])  # every step, in order, exactly
+    assert elapsed >= 1.0  # 150 messages beyond the burst cannot go faster than 100/s
+    assert server.client_stats()[1]["throttled"] > 0
+    assert "--max-message-rate" in logged(caplog, "messages/s")[0]
+    c.close()
+
+
+def test_scene_loads_over_the_rate_wait_and_the_client_gets_every_answer(make_server, caplog):
+    server = make_server(scene_loads_per_min=60)  # a burst of 10, then one a second
+    c = RawClient(server.port, timeout_s=30)
+    c.expect("scene_selection_ready")
+    for _ in range(12):
+        c.send({"msg_type": "load_scene", "scene_name": "generated_track"})
+    for _ in range(12):
+        c.expect("car_loaded", timeout_s=30)
+    assert "--max-scene-loads" in logged(caplog, "scene loads a minute")[0]
+    c.close()
+
+
+def test_idle_and_slow_loris_clients_are_closed_and_active_ones_kept(make_server, caplog):
+    server = make_server(idle_timeout_s=1.0)
+    idle = RawClient(server.port)
+    loris = RawClient(server.port)
+    active = RawClient(server.port)
+    stop = threading.Event()
+
+    def trickle() -> None:  # one byte of a message that never ends, every 0.1 s
+        for b in b'{"msg_type": "control", "steering": "0.' + b"1" * 1000:
+            if stop.wait(0.1):
+                return
+            try:
+                loris.sock.sendall(bytes([b]))
+            except OSError:
+                return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:  # the active client keeps talking
+        assert active.alive()
+        time.sleep(0.2)
+    assert closed_by_server(idle, 5) and closed_by_server(loris, 5)
+    stop.set()
+    assert active.alive()
+    assert len(logged(caplog, "sent no complete message for 1 s")) == 2
+    assert "--idle-timeout" in logged(caplog, "sent no complete message")[0]
+    for c in (idle, loris, active):
+        c.close()
+
+
+def test_a_non_reading_streaming_client_costs_a_bounded_buffer_and_drops_frames(make_server, caplog):
+    server = make_server(max_camera_pixels=640 * 480)
+    greedy = car(server.port, synchronous=False)
+    greedy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    greedy.send({"msg_type": "cam_config", "img_w": "640", "img_h": "480", "img_enc": "PNG"})
+    # it reads nothing from here on, for 3 s of 20 Hz 640x480 PNG frames (~250 KB each, ~15 MB in all)
+    assert wait_until(lambda: server.client_stats()[1]["dropped_frames"] >= 20, 20)
+    stats = server.client_stats()[1]
+    assert stats["buffered_bytes"] < 1 << 20  # at most about one frame waits in the server
+    assert logged(caplog, "not keeping up with its telemetry")
+    bystander = car(server.port)
+    bystander.send(CONTROL)
+    assert bystander.expect("telemetry")["throttle"] == 0.3
+    # once it reads again, telemetry flows again
+    first = greedy.expect("telemetry", timeout_s=10)["time"]
+    while greedy.expect("telemetry", timeout_s=10)["time"] < first + 0.5:
+        pass
+    greedy.close()
+    bystander.close()
+
+
+def test_a_non_reading_synchronous_client_is_held_back_and_still_gets_every_step(make_server):
+    server = make_server(send_buffer_bytes=64 << 10)
+    c = car(server.port)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)
+    c.send_raw(json.dumps(CONTROL).encode() * 1000)  # ~6 MB of answers, none read yet
+    time.sleep(1.0)
+    assert server.client_stats()[1]["buffered_bytes"] < 256 << 10  # back-pressure, not a backlog in memory
+    times = [c.expect("telemetry", timeout_s=30)["time"] for _ in range(1000)]
+    assert times == pytest.approx([0.05 * (i + 1) for i in range(1000)])  # synchronous stepping stays exact
+    c.close()
+
+
+def test_bad_messages_are_logged_at_a_bounded_rate_with_a_count_of_the_rest(make_server, caplog):
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    server = make_server(log_lines=3, log_interval_s=0.5)
+    c = RawClient(server.port)
+    c.expect("scene_selection_ready")
+    c.send_raw(b'{"msg_type": "warp_drive"}\n' * 50)
+    assert c.alive()
+    time.sleep(0.6)
+    c.send_raw(b"garbage\n")
+    assert c.alive()
+    lines = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
+    assert len([w for w in lines if "warp_drive" in w]) == 3
+    assert any("47 more warnings suppressed" in w for w in lines)
+    assert server.client_stats()[1]["warnings"] == 51
+    c.close()
+
+
+def test_a_message_cut_short_without_newline_loses_only_itself_brake_included(server, caplog):
+    c = car(server.port)
+    c.send_raw(
+        b'{"msg_type": "control", "steering": "0.5", "thr'
+        b'{"msg_type": "control", "steering": "0.0", "throttle": "0.3", "brake": "0.0"}'
+        b'{"msg_type": "control", "steering": "0.0", "throttle": "0.0", "brake": "1.0"}'
+    )
+    first, second = c.expect("telemetry"), c.expect("telemetry")
+    assert (first["throttle"], first["brake"]) == (0.3, 0.0)
+    assert (second["throttle"], second["brake"]) == (0.0, 1.0)
+    assert logged(caplog, "message cut short")
+    c.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("work", ["1080p_png", "regen_road"])
+def test_one_clients_expensive_work_does_not_hold_up_another(make_server, work):
+    """The greedy client queues seconds of work (20 1080p PNG frames ~3 s, or 6 regen_road ~3 s); a
+    bystander's 20 synchronous steps all come back before the greedy client's next answer."""
+    server = make_server(max_camera_pixels=1920 * 1080, scene_loads_per_min=0)
+    greedy = car(server.port, scene="generated_road")
+    if work == "1080p_png":
+        greedy.send({"msg_type": "cam_config", "img_w": "1920", "img_h": "1080", "img_enc": "PNG"})
+        burst = json.dumps(CONTROL).encode() * 20
+    else:
+        burst = b"".join(
+            json.dumps({"msg_type": "regen_road", "rand_seed": str(1000 + i)}).encode() for i in range(6)
+        )
+    bystander = car(server.port)
+    greedy.send_raw(burst + b'{"msg_type": "get_protocol_version"}')
+    for _ in range(20):
+        bystander.send(CONTROL)
+        assert bystander.expect("telemetry")["throttle"] == 0.3
+    # the greedy client's work is still going on: its answer after the burst has not come yet
+    greedy.sock.settimeout(0.001)
+    pending = b""
+    try:
+        while chunk := greedy.sock.recv(1 << 20):
+            pending += chunk
+    except (TimeoutError, BlockingIOError):
+        pass
+    assert b'"protocol_version"' not in pending
+    greedy.sock.settimeout(60)
+    greedy.buf += pending
+    greedy.expect("protocol_version", timeout_s=60)
+    greedy.close()
+    bystander.close()
