@@ -47,6 +47,7 @@ GREETING_DELAY_S = 0.02  # [s]
 # frames up to this size, as JPEG, render and encode on the loop (~0.4 ms at 160x120, bench/bench_twin_stress.py);
 # a worker thread costs more than that in hand-over. Bigger ones, and PNG/TGA, go to a worker.
 INLINE_FRAME_PIXELS = 320 * 240  # [px]
+WORK_POLL_S = 0.1  # [s] how often a client whose work waits for a worker is checked for having gone away
 # messages that only make sense with a car in a scene
 _SCENE_ONLY = {
     "control",
@@ -164,20 +165,26 @@ class _FairPool:
                 if owner in self._used:  # not for a client that has gone meanwhile
                     self._used[owner] += time.perf_counter() - t0
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Cancel waiting jobs, let running ones finish (OpenCV must not be inside a frame at exit)."""
         with self._cv:
             self._closed = True
             for *_, fut in self._heap:
                 fut.cancel()
             self._heap.clear()
             self._cv.notify_all()
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
 
 
 class _Session:
     """One client: its menu/scene state, its car and how it wants frames."""
 
-    def __init__(self, server: TwinServer, cid: int, writer: asyncio.StreamWriter):
-        self.server, self.cid, self.writer, self.log = server, cid, writer, server.log
+    def __init__(
+        self, server: TwinServer, cid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ):
+        self.server, self.cid, self.reader, self.writer, self.log = server, cid, reader, writer, server.log
         limits = server.limits
         self.sim: Sim | None = None
         self.scene: str | None = None
@@ -216,8 +223,17 @@ class _Session:
         self.warnings.warn(text, *args)
 
     async def _work(self, fn: Callable[[], Any]) -> Any:
-        """Run `fn` on a worker thread (the loop serves the other clients meanwhile)."""
-        return await asyncio.wrap_future(self.server.pool.submit(self.cid, fn))
+        """Run `fn` on a worker thread (the loop serves the other clients meanwhile). A client that goes away
+        while its work waits is let go at once (ConnectionResetError), so hit-and-run connections never pile
+        up behind busy workers."""
+        waiting = asyncio.wrap_future(self.server.pool.submit(self.cid, fn))
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=WORK_POLL_S)
+            if done:
+                return waiting.result()
+            if self.writer.transport.is_closing() or self.reader.at_eof():
+                waiting.cancel()
+                raise ConnectionResetError("the client went away while its work waited")
 
     # ---- the car -----------------------------------------------------------------------------------
     async def _advance(self, dt_s: float) -> None:
@@ -278,6 +294,9 @@ class _Session:
                         self._step(period)
                     else:
                         await self._advance(period)
+            except ConnectionError:  # gone: the read loop ends the session
+                self.closing = True
+                return
             except Exception:
                 self.log.exception("client %d: internal error while streaming; closing this client", self.cid)
                 self.closing = True
@@ -644,7 +663,7 @@ class TwinServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         writer.transport.set_write_buffer_limits(high=send_buffer)
         self.log.info("client %d connected from %s", cid, peer)
-        session = _Session(self, cid, writer)
+        session = _Session(self, cid, reader, writer)
         self._clients[cid] = session
         splitter = P.MessageSplitter()
         loop = asyncio.get_running_loop()
@@ -750,6 +769,8 @@ class TwinServer:
                 await session.handle(item)
         except (P.ProtocolError, ValueError, TypeError) as e:
             session.warn("bad %s message: %s", item["msg_type"], e)
+        except ConnectionError:
+            raise
         except Exception:  # noqa: BLE001 - a bug handling one message must not end the session or the server
             self.log.exception(
                 "client %d: internal error handling %s; message skipped", session.cid, item["msg_type"]
