@@ -44,7 +44,7 @@ READ_CHUNK = 1 << 16  # [bytes]
 # gym-donkeycar starts its reader thread before it registers its handler (SimClient.__init__), and drops what
 # it would answer in between; the Unity sim greets a frame later, so the twin waits a moment too.
 GREETING_DELAY_S = 0.02  # [s]
-# frames up to this size, as JPEG, render and encode on the loop (~0.4 ms at 160x120, bench/bench_twin_stress.py);
+# frames up to this size, as JPEG, render and encode on the loop (measured ~0.4 ms at 160x120 on one core);
 # a worker thread costs more than that in hand-over. Bigger ones, and PNG/TGA, go to a worker.
 INLINE_FRAME_PIXELS = 320 * 240  # [px]
 WORK_POLL_S = 0.1  # [s] how often a client whose work waits for a worker is checked for having gone away
