@@ -168,10 +168,10 @@ class BadMessages(Hostile):
 HOSTILES = [BigCamera] * 3 + [NonReader, SyncFlood, RegenSpam, RegenSpam, SlowLoris, Churn, BadMessages]
 
 
-def hostile_main(port: int, seconds: float, camera: tuple[int, int]) -> None:
+def hostile_main(port: int, seconds: float, camera: tuple[int, int], count: int) -> None:
     stop_at = time.monotonic() + seconds
     signal.signal(signal.SIGTERM, lambda *_: STOP.set())
-    threads = [cls(f"{cls.__name__}-{i}", port, stop_at, camera) for i, cls in enumerate(HOSTILES)]
+    threads = [cls(f"{cls.__name__}-{i}", port, stop_at, camera) for i, cls in enumerate(HOSTILES[:count])]
     for t in threads:
         t.start()
     for t in threads:
@@ -250,6 +250,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=60.0, help="seconds the car drives (default 60)")
     ap.add_argument("--camera", default="1920x1080", help="hostile cameras WxH (default 1920x1080)")
+    ap.add_argument(
+        "--clients",
+        type=int,
+        default=10,
+        help="hostile clients, 0..10 (default 10; 0: the machine's own figures)",
+    )
     ap.add_argument("--baseline", metavar="DIR", help="run the server from DIR's pitlane (before/after)")
     ap.add_argument("--hostile", type=int, metavar="PORT", help=argparse.SUPPRESS)
     ap.add_argument("--good", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -257,13 +263,15 @@ def main() -> None:
     args = ap.parse_args()
     args.camera = tuple(int(v) for v in args.camera.lower().split("x"))
     if args.hostile:
-        hostile_main(args.hostile, args.seconds, args.camera)
+        hostile_main(args.hostile, args.seconds, args.camera, args.clients)
         return
     if args.good:
         good_main(args.good, args.seconds)
         return
     if not 5 <= args.duration <= 600:
         raise SystemExit("--duration must be 5..600 s")
+    if not 0 <= args.clients <= len(HOSTILES):
+        raise SystemExit(f"--clients must be 0..{len(HOSTILES)}")
     logging.basicConfig(level=logging.ERROR)
     from pitlane.car.run import RunOptions, run_car
 
@@ -279,6 +287,8 @@ def main() -> None:
             str(args.duration + warmup_s + 15),
             "--camera",
             "x".join(map(str, args.camera)),
+            "--clients",
+            str(args.clients),
         ],
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
         stdout=subprocess.PIPE,

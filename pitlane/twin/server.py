@@ -47,6 +47,7 @@ GREETING_DELAY_S = 0.02  # [s]
 # frames up to this size, as JPEG, render and encode on the loop (measured ~0.4 ms at 160x120 on one core);
 # a worker thread costs more than that in hand-over. Bigger ones, and PNG/TGA, go to a worker.
 INLINE_FRAME_PIXELS = 320 * 240  # [px]
+BAD_MESSAGE_COST = 10.0  # [messages] what an unreadable message counts for the message rate limit
 WORK_POLL_S = 0.1  # [s] how often a client whose work waits for a worker is checked for having gone away
 # messages that only make sense with a car in a scene
 _SCENE_ONLY = {
@@ -105,13 +106,13 @@ class _Bucket:
         self.rate, self.burst = rate_per_s, burst
         self.tokens, self.t = burst, time.monotonic()
 
-    def take(self) -> float:
+    def take(self, tokens: float = 1.0) -> float:
         if self.rate <= 0:
             return 0.0
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
         self.t = now
-        self.tokens -= 1.0
+        self.tokens -= tokens
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
@@ -737,8 +738,9 @@ class TwinServer:
             raise _NotReading from None
 
     async def _admit(self, session: _Session, item) -> None:
-        """The rate limits: a client over its message rate (or scene load rate) is read more slowly."""
-        wait = session.messages.take()
+        """The rate limits: a client over its message rate (or scene load rate) is read more slowly. A message
+        that cannot be read at all counts as BAD_MESSAGE_COST messages: garbage is slowed down sooner."""
+        wait = session.messages.take(BAD_MESSAGE_COST if isinstance(item, P.ProtocolError) else 1.0)
         if isinstance(item, dict) and item.get("msg_type") in ("load_scene", "regen_road"):
             loads = session.loads.take()
             if loads > 0:
