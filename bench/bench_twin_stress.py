@@ -331,7 +331,7 @@ def main() -> None:
     log_lines = sum(1 for _ in args.server_log)
     stops = report["stop_counts"]
     print(
-        f"server: {'baseline ' + args.baseline if args.baseline else 'this checkout'}; hostile cameras "
+        f"server: {'baseline ' + args.baseline if args.baseline else 'this checkout'}; {args.clients} hostile clients, cameras "
         f"{args.camera[0]}x{args.camera[1]} PNG; {args.duration:.0f} s"
     )
     print(
