@@ -4,6 +4,7 @@ event loop, a non-reading client costs a bounded buffer, and bad messages are lo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -261,3 +262,47 @@ def test_one_clients_expensive_work_does_not_hold_up_another(make_server, work):
     assert sum(t < bystander_done for t in arrivals) < units // 2
     greedy.close()
     bystander.close()
+
+
+def test_a_synchronous_client_that_never_reads_its_answers_is_closed_after_the_idle_timeout(
+    make_server, caplog
+):
+    server = make_server(idle_timeout_s=1.0, send_buffer_bytes=64 << 10)
+    c = car(server.port)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)
+    bystander = car(server.port)
+    with contextlib.suppress(OSError):  # the server stops reading, then closes it
+        c.send_raw(json.dumps(CONTROL).encode() * 2000)  # ~12 MB of answers it never reads
+    assert wait_until(lambda: server.client_count == 1, 15)
+    assert "--idle-timeout" in logged(caplog, "read nothing for 1 s")[0]
+    bystander.send(CONTROL)
+    assert bystander.expect("telemetry")["throttle"] == 0.3
+    c.close()
+    bystander.close()
+
+
+def test_hit_and_run_clients_waiting_for_a_busy_worker_are_let_go_at_once(make_server, caplog):
+    """A greedy client keeps the one worker busy for seconds (regen_road); 20 clients connect, ask for a
+    scene and hang up. They do not hold their places until the worker is free: a newcomer gets in while the
+    greedy client's work is still running."""
+    server = make_server(max_clients=6, workers=1, scene_loads_per_min=0)
+    greedy = car(server.port, scene="generated_road")
+    greedy.send_raw(
+        b"".join(
+            json.dumps({"msg_type": "regen_road", "rand_seed": str(2000 + i)}).encode() for i in range(10)
+        )
+        + b'{"msg_type": "get_protocol_version"}'
+    )
+    for _ in range(20):
+        hit_and_run = RawClient(server.port)
+        hit_and_run.expect("scene_selection_ready")
+        hit_and_run.send({"msg_type": "load_scene", "scene_name": "warehouse"})
+        hit_and_run.close()
+        assert wait_until(lambda: server.client_count == 1, 5)  # let go long before the worker is free
+    newcomer = RawClient(server.port)
+    newcomer.expect("scene_selection_ready")
+    assert server.refused_clients == 0
+    greedy.expect("protocol_version", timeout_s=120)  # and the greedy client still got all its work done
+    assert not logged(caplog, "internal error")
+    newcomer.close()
+    greedy.close()
