@@ -687,8 +687,6 @@ class TwinServer:
                 if not data:
                     break
                 items = splitter.feed(data)
-                if items:
-                    last_message = loop.time()
                 for item in items:
                     await self._admit(session, item)
                     await self._dispatch(session, item)
@@ -699,6 +697,8 @@ class TwinServer:
                         await self._drain(session)
                         await asyncio.sleep(0)
                 await self._drain(session)
+                if items:  # idle time counts while the server waits for the client, not while it works
+                    last_message = loop.time()
         except _NotReading:
             reason = (
                 f"read nothing for {idle_s:g} s with data waiting; closed (pitlane twin serve --idle-timeout)"
