@@ -329,7 +329,9 @@ def main() -> None:
         server.wait(timeout=30)
     args.server_log.seek(0)
     log_lines = sum(1 for _ in args.server_log)
-    stops = report["stop_counts"]
+    run = report.car
+    assert run is not None  # a car run's report carries its loop and watchdog figures
+    stops = run.stop_counts
     print(
         f"server: {'baseline ' + args.baseline if args.baseline else 'this checkout'}; {args.clients} hostile clients, cameras "
         f"{args.camera[0]}x{args.camera[1]} PNG; {args.duration:.0f} s"
@@ -340,13 +342,13 @@ def main() -> None:
     )
     print(
         f"car: {stops.get('stale_frame', 0)} stale-frame stops (goal 0); all watchdog stops: {stops or 'none'}; "
-        f"loop {report['loop_hz']} Hz; twin reconnects {report['twin_reconnects']}"
+        f"loop {run.loop_hz} Hz; twin reconnects {run.twin_reconnects}"
     )
     print(
         f"server: {'running' if alive else 'DIED'}; CPU {(cpu1 - cpu0) / (t1 - t0):.2f} cores; "
         f"peak RSS {memory:.0f} MB; {log_lines} log lines"
     )
-    print(f"stale-frame stops at [s]: {[e['time'] for e in report['stops'] if e['reason'] == 'stale_frame']}")
+    print(f"stale-frame stops at [s]: {[e['time'] for e in run.stops if e['reason'] == 'stale_frame']}")
     print(f"hostile clients: {hostile_out.strip()}")
 
 

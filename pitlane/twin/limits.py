@@ -1,8 +1,5 @@
-"""What one client may take from a shared twin server: the limits, their units and their `serve` flags.
-
-Kept apart from the server (no sockets, no OpenCV) so `pitlane twin serve --help` can show the defaults
-without loading the simulator.
-"""
+"""What one client may take from a shared twin server: the limits, their units and their `serve` flags
+(pure: no sockets; the server enforces them, the CLI and `python -m pitlane.twin.server` read them)."""
 
 from __future__ import annotations
 
