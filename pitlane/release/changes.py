@@ -62,14 +62,20 @@ class Changes:
 
 
 def previous_tag(repo: Path, rev: str) -> str | None:
-    """The newest semver tag reachable from `rev` excluding `rev`'s own tags."""
+    """The highest release tag (semver order) reachable from `rev`, other than `rev`'s own tags."""
     own = set(git(repo, "tag", "--points-at", rev).split())
     tags = [
         t
-        for t in git(repo, "tag", "--merged", rev, "--sort=-creatordate", "--list", "v*").split()
+        for t in git(repo, "tag", "--merged", rev, "--list", "v*").split()
         if SEMVER.match(t) and t not in own
     ]
-    return tags[0] if tags else None
+    return max(tags, key=_version_key) if tags else None
+
+
+def _version_key(tag: str) -> tuple[int, int, int, int, str]:
+    m = SEMVER.match(tag)
+    assert m is not None
+    return int(m["major"]), int(m["minor"]), int(m["patch"]), 0 if m["pre"] else 1, m["pre"] or ""
 
 
 def since_last_release(repo: Path, rev: str = "HEAD") -> Changes:

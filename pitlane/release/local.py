@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -201,8 +202,9 @@ class LocalRun:
             self.outcomes[pt["name"]] = self._pipeline_task(pt, final=False)
         for pt in spec.get("finally", []):
             self.outcomes[pt["name"]] = self._pipeline_task(pt, final=True)
-        dag = [self.outcomes[t["name"]] for t in spec.get("tasks", [])]
-        finals = [self.outcomes[t["name"]] for t in spec.get("finally", [])]
+        final_names = {t["name"] for t in spec.get("finally", [])}
+        dag = [o for o in self.outcomes.values() if o.name not in final_names]  # in the order they ran
+        finals = [o for o in self.outcomes.values() if o.name in final_names]
         status = self._dag_status(dag)
         if any(o.status == FAILED for o in finals):
             status = FAILED
@@ -391,10 +393,11 @@ class LocalRun:
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
+            start_new_session=True,  # a timeout ends the step's whole process group, children included
         )
         timer = None
         if deadline is not None:
-            timer = threading.Timer(max(0.0, deadline - time.monotonic()), proc.kill)
+            timer = threading.Timer(max(0.0, deadline - time.monotonic()), _kill_group, (proc.pid,))
             timer.start()
         assert proc.stdout is not None
         with log.open("w") as f:
@@ -406,6 +409,13 @@ class LocalRun:
         if timer is not None:
             timer.cancel()
         return rc
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _seconds(duration: str) -> float:
