@@ -15,6 +15,7 @@ time in dependency order), matrix, and Tekton Chains.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -412,10 +413,8 @@ class LocalRun:
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _seconds(duration: str) -> float:
