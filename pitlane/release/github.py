@@ -35,7 +35,7 @@ def _client(cfg: GitHubConfig) -> Github:
     retry = GithubRetry(
         total=cfg.retries,
         backoff_factor=cfg.backoff_s,
-        status_forcelist=(500, 502, 503, 504),
+        status_forcelist=[500, 502, 503, 504],
         allowed_methods=None,
     )
     return Github(
