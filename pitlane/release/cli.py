@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import yaml
@@ -206,6 +205,22 @@ def _provenance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sign(args: argparse.Namespace) -> int:
+    from pitlane.release.sign import sign_once
+
+    tag, now = sign_once(args.ref, Path(args.key))
+    print(f"{'signed' if now else 'already signed by this key'}: {tag}")
+    return 0
+
+
+def _attest(args: argparse.Namespace) -> int:
+    from pitlane.release.sign import attest_once
+
+    tag, now = attest_once(args.ref, Path(args.key), Path(args.predicate), args.type)
+    print(f"{'attested' if now else 'already attested'} {args.type}: {tag}")
+    return 0
+
+
 def _github(args: argparse.Namespace):
     from pitlane.release.github import GitHubConfig
 
@@ -319,6 +334,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--commit", required=True)
     p.add_argument("--out", required=True, metavar="FILE")
     p.set_defaults(func=_provenance)
+
+    p = rs.add_parser("sign", help="(pipeline step) sign an image by digest, cosign format, once")
+    p.add_argument("ref", metavar="REPO@sha256:...")
+    p.add_argument(
+        "--key", required=True, metavar="FILE", help="private key PEM (passphrase in $PITLANE_KEY_PASSWORD)"
+    )
+    p.set_defaults(func=_sign)
+    p = rs.add_parser("attest", help="(pipeline step) attach a signed in-toto attestation, once")
+    p.add_argument("ref", metavar="REPO@sha256:...")
+    p.add_argument("--predicate", required=True, metavar="FILE", help="the predicate (JSON)")
+    p.add_argument("--type", required=True, help="release-gate, slsa-provenance or a predicate type URI")
+    p.add_argument(
+        "--key", required=True, metavar="FILE", help="private key PEM (passphrase in $PITLANE_KEY_PASSWORD)"
+    )
+    p.set_defaults(func=_attest)
 
     gh = argparse.ArgumentParser(add_help=False)
     gh.add_argument("tag", metavar="vX.Y.Z")
