@@ -191,13 +191,7 @@ def _provenance(args: argparse.Namespace) -> int:
             "externalParameters": {"version": args.version, "image": repo},
             "resolvedDependencies": [{"uri": "git+source", "digest": {"gitCommit": args.commit}}],
         },
-        "runDetails": {
-            "builder": {"id": "https://pitlane.dev/pipelines/pitlane-release"},
-            "metadata": {
-                "invocationId": os.environ.get("HOSTNAME", "local"),
-                "finishedOn": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },  # fmt: skip
-        },
+        "runDetails": {"builder": {"id": "https://pitlane.dev/pipelines/pitlane-release"}},
     }
     rconfig.check_digest_ref(args.ref, "image")
     Path(args.out).write_text(json.dumps(predicate, indent=2) + "\n")

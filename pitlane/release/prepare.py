@@ -35,8 +35,9 @@ def _identity(root: Path) -> tuple[str, ...]:
 
 
 def git_ok(root: Path, *args: str) -> bool:
+    """True when git succeeds (and, for a query, answers something)."""
     try:
-        return bool(git(root, *args).strip())
+        return bool(git(root, *args).strip()) or args[0] == "cat-file"
     except UserError:
         return False
 
