@@ -76,6 +76,8 @@ def _run_local(args: argparse.Namespace) -> int:
     params = {p["name"]: str(p["value"]) for p in run["spec"].get("params", [])}
     params.update(_pairs(args.param, "-p"))
     workspaces = {w["name"]: w for w in run["spec"].get("workspaces", [])}
+    for name, path in _pairs(args.workspace, "--workspace").items():
+        workspaces[name] = {"name": name, "folder": str(Path(path).resolve())}
     folder = Path(args.out) / args.tag
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -287,6 +289,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("tag", metavar="vX.Y.Z")
     p.add_argument("--local", action="store_true", required=True, help="run here (the only mode)")
     p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="override a Pipeline param")
+    p.add_argument("-w", "--workspace", action="append", metavar="NAME=DIR",
+                   help="bind a workspace to a folder, e.g. build-cache=out/images (kept between runs)")  # fmt: skip
     p.add_argument("--secrets", default=str(DEFAULT_SECRETS), metavar="DIR",
                    help="folder of Secrets, one sub-folder per Secret, one file per key (default: %(default)s)")  # fmt: skip
     p.add_argument(
