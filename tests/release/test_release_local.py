@@ -16,7 +16,6 @@ from fakes.fake_github import FakeGitHub
 from model_support import write_gate_report
 
 from pitlane.artifacts import oci, signing
-from pitlane.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +175,7 @@ def test_same_tag_twice_is_idempotent(world):
         t: client.get_manifest(ref.repository, t, (oci.OCI_MANIFEST,)).json() for t in (sig_tag, att_tag)
     }
     assert after == before  # no second signature or attestation layer
-    assert "argocd/ already pins these digests" in proc.stdout
+    assert "release/v1.0.0 already pins these digests" in proc.stdout
     assert git(world["origin"], "rev-parse", "refs/heads/release/v1.0.0") == branch
 
 
