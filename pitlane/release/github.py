@@ -7,6 +7,7 @@ printed. Network hiccups are retried (urllib3's Retry inside PyGithub), then one
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from github import Auth, Github, GithubException
@@ -51,6 +52,9 @@ def _fail(what: str, exc: Exception) -> UserError:
     if isinstance(exc, GithubException):
         message = exc.data.get("message") if isinstance(exc.data, dict) else exc.data
         return UserError(f"GitHub {what}: HTTP {exc.status} {message or ''}".rstrip())
+    m = re.search(r"too many \d+ error responses", str(exc))
+    if m:  # urllib3's Retry gave up
+        return UserError(f"GitHub {what}: gave up after retries ({m.group(0)})")
     return UserError(f"GitHub {what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
 
