@@ -35,10 +35,10 @@ class FakeGitHub:
 
     def __init__(self, token: str = "fake-token", repos: tuple[str, ...] = ("pitlane/pitlane",)) -> None:
         self.state = State(token, set(repos))
-        handler = type("Handler", (_Handler,), {"state": self.state})
+        handler: type[_Handler] = type("Handler", (_Handler,), {"state": self.state, "base": ""})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        handler.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.url = handler.base
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        handler.base = self.url
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

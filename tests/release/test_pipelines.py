@@ -9,6 +9,7 @@ import functools
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -136,6 +137,21 @@ def test_triggers_wire_up():
     assert "refs/tags/v" in interceptors["cel"]["filter"]
     account = listener["spec"]["serviceAccountName"]
     assert account in {d["metadata"]["name"] for d in OBJECTS.of_kind("ServiceAccount")}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (ROOT.parent / "shared" / "schemas").is_dir(), reason="no ../shared/schemas (CI has it)"
+)
+def test_vendored_schemas_match_a_fresh_extraction(tmp_path):
+    shared = ROOT.parent / "shared" / "schemas"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "extract_crd_schemas.py"), "--schemas", str(shared),
+                    "--out", str(tmp_path), "tekton", "tekton-triggers"], check=True, capture_output=True)  # fmt: skip
+    for group in ("tekton.dev", "triggers.tekton.dev"):
+        fresh = sorted(p.name for p in (tmp_path / group).glob("*.json"))
+        assert fresh == sorted(p.name for p in (SCHEMAS / group).glob("*.json"))
+        for name in fresh:
+            assert (tmp_path / group / name).read_text() == (SCHEMAS / group / name).read_text(), name
 
 
 @pytest.mark.skipif(

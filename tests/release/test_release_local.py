@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 from fakes.fake_github import FakeGitHub
-from model_support import write_gate_report
 
-from pitlane.artifacts import oci, signing
+pytest.importorskip("pitlane.artifacts.signing", reason="needs pitlane.artifacts (issue 9: model push/sign)")
+pytest.importorskip("model_support", reason="needs tests/model_support.py (issue 9's tiny models)")
+from model_support import write_gate_report  # noqa: E402  (the artifacts tests' tiny models)
+from pitlane.artifacts import oci, signing  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
