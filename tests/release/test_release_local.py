@@ -6,6 +6,7 @@ full release that builds, pushes, signs and smoke-tests both images."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -209,7 +210,7 @@ def test_github_failing_mid_run_is_retried_then_named(world):
     tasks = outcome(world, "v1.0.2")["by_name"]
     assert tasks["gitops-bump"]["attempts"] == 3  # retries: 2
     assert (
-        "HTTP 503"
+        "gave up after retries (too many 503 error responses)"
         in (
             world["root"] / "runs" / "v1.0.2" / "taskruns" / "gitops-bump-3" / "step-bump-push-pr.log"
         ).read_text()
@@ -227,3 +228,32 @@ def test_bad_tags(world):
     assert "no release.yaml at v2.0.0" in proc.stdout
     proc = run_local(world, "v3.0.0")
     assert proc.returncode == 2 and "no tag v3.0.0" in proc.stdout
+
+
+@pytest.mark.skipif(
+    os.environ.get("PITLANE_FULL_RELEASE") != "1",
+    reason="builds both images with buildah (13-17 min each on 2 shared cores): set PITLANE_FULL_RELEASE=1",
+)
+def test_full_release_builds_signs_and_pins_both_images(world):
+    """A code change since the last release: both images built, pushed, signed, attested, smoke-tested and
+    pinned beside the model in one GitOps commit."""
+    work = world["work"]
+    (work / "pitlane" / "release" / "CHANGED").write_text("a code change\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "a code change")
+    model = world["push_model"]("a")
+    prepare(world, "v1.1.0", model)
+    cache = world["root"] / "build-cache"
+    proc = run_local(world, "v1.1.0", "-w", f"build-cache={cache}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    tasks = outcome(world, "v1.1.0")["by_name"]
+    assert all(t["status"] == "Succeeded" for t in tasks.values()), {n: t["status"] for n, t in tasks.items()}
+    diff = git(world["origin"], "diff", "main", "release/v1.1.0")
+    for target in ("sim", "car"):
+        results = tasks[f"build-{target}"]["results"]
+        ref = results["IMAGE_URL"].rsplit(":", 1)[0] + "@" + results["IMAGE_DIGEST"]
+        assert signed(world, ref), ref
+        assert results["IMAGE_DIGEST"] in diff
+    assert model.split("@")[1] in diff
+    (release,) = [r for r in world["github"].releases(GH_REPO) if r["tag_name"] == "v1.1.0"]
+    assert "Image sim:" in release["body"] and "Image car:" in release["body"] and not release["draft"]
