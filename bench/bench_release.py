@@ -36,7 +36,7 @@ def release(world: dict, version: str, extra: list[str]) -> tuple[float, dict]:
         [*PITLANE, "release", "run", "--local", version, "--pipelines", str(ROOT / "pipelines"),
          "--repo-url", str(world["origin"]), "--github-repo", "pitlane/pitlane", "--secrets", str(world["secrets"]),
          "--out", str(world["root"] / "runs"), "-p", f"github-api={world['github'].url}",
-         "-p", "pytest-args=-x -q -p no:cacheprovider tests/release", *extra],
+         "-p", "pytest-args=-m \"not slow\" -x -q -p no:cacheprovider tests/release", *extra],
         cwd=world["work"], capture_output=True, text=True,
     )  # fmt: skip
     wall = time.perf_counter() - t0
