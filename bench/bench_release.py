@@ -62,6 +62,7 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="keep the world in this folder (default: a temporary one)")
     args = ap.parse_args()
     from fakes.fake_github import FakeGitHub
+
     from pitlane.artifacts import signing
     from pitlane.artifacts.registry import Registry, RegistryConfig
 

@@ -18,6 +18,7 @@ from fakes.fake_github import FakeGitHub
 pytest.importorskip("pitlane.artifacts.signing", reason="needs pitlane.artifacts (issue 9: model push/sign)")
 pytest.importorskip("model_support", reason="needs tests/model_support.py (issue 9's tiny models)")
 from model_support import write_gate_report  # noqa: E402  (the artifacts tests' tiny models)
+
 from pitlane.artifacts import oci, signing  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -118,6 +119,7 @@ def outcome(world, version: str) -> dict:
 def signed(world, ref: str) -> bool:
     r = oci.Reference.parse(ref)
     client = oci.Client.for_ref(r)
+    assert r.digest is not None
     return signing.suffix_tag(r.digest, "sig") in set(client.tags(r.repository))
 
 
