@@ -23,6 +23,7 @@ DOMAINS: tuple[str, ...] = (
     "pitlane.artifacts.cli",
     "pitlane.car.cli",
     "pitlane.deploy.cli",
+    "pitlane.release.cli",
     "pitlane.orchestration.demo",
 )
 
