@@ -21,16 +21,28 @@ def require(tool: str) -> str:
     return path
 
 
+def _last_line(text: str, returncode: int) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit status {returncode}"
+
+
 def run(argv: list[str], what: str, log: Path | None = None, *, cwd: Path | None = None, env=None) -> str:
-    """Run a command to completion; its stdout, or UserError naming `what` failed and where the log is."""
+    """Run a command to completion; its stdout, or UserError naming `what` failed (and the log to read).
+
+    With `log`, the output streams into that file as the command runs (`tail -f` it during a long build).
+    """
     require(argv[0])
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-    if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(f"$ {' '.join(argv)}\n{proc.stdout}\n{proc.stderr}")
+    if log is None:
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise UserError(f"{what} failed: {_last_line(proc.stderr or proc.stdout, proc.returncode)}")
+        return proc.stdout
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        f.write(f"$ {' '.join(argv)}\n")
+        f.flush()
+        proc = subprocess.run(argv, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, text=True)
+    text = log.read_text(errors="replace")
     if proc.returncode != 0:
-        lines = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
-        last = lines[-1].strip() if lines else f"exit status {proc.returncode}"
-        where = f" (full output: {log})" if log is not None else ""
-        raise UserError(f"{what} failed: {last}{where}")
-    return proc.stdout
+        raise UserError(f"{what} failed: {_last_line(text, proc.returncode)} (full output: {log})")
+    return text

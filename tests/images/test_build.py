@@ -42,7 +42,9 @@ def test_a_lock_that_no_longer_matches_the_pipfile_stops_the_build(tmp_path, cap
 
 def test_a_missing_base_image_says_how_to_get_it(tmp_path):
     cfg = BuildConfig(repo=REPO, out=tmp_path, base={"amd64": "docker.io/library/python:3.13-slim"})
-    with pytest.raises(UserError, match=r"base image docker.io/library/python:3.13-slim is not in buildah's store"):
+    with pytest.raises(
+        UserError, match=r"base image docker.io/library/python:3.13-slim is not in buildah's store"
+    ):
         rootfs.ensure_base("amd64", cfg, Store.under(tmp_path))
 
 

@@ -18,7 +18,15 @@ def test_build_argv_pins_isolation_layers_timestamp_and_bases(tmp_path):
     store = Store.under(tmp_path)
     cfg = BuildConfig(repo=tmp_path, out=tmp_path, revision="abc123", cafile="/etc/ca.pem")
     argv = build_argv(store, IMAGES["car"], cfg)
-    assert argv[:7] == ["buildah", "--storage-driver", "vfs", "--root", str(tmp_path / "storage"), "--runroot", str(tmp_path / "run")]
+    assert argv[:7] == [
+        "buildah",
+        "--storage-driver",
+        "vfs",
+        "--root",
+        str(tmp_path / "storage"),
+        "--runroot",
+        str(tmp_path / "run"),
+    ]
     for flag in ("--layers", "--pull=never", "--isolation"):
         assert flag in argv
     assert argv[argv.index("--platform") + 1] == "linux/arm64"
