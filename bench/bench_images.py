@@ -37,7 +37,7 @@ def _registry(storage: Path) -> subprocess.Popen:
         port = s.getsockname()[1]
     storage.mkdir(parents=True, exist_ok=True)
     (storage / "config.yml").write_text(
-        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {storage}/data\n"
+        f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {storage}/data\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
     proc = subprocess.Popen(
