@@ -8,7 +8,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pitlane.errors import UserError
+from pitlane.images.build import build_all, git_revision
 from pitlane.images.plan import IMAGES, BuildConfig, Store, default_cafile
+from pitlane.images.push import check_registry, push_by_digest, tag
+from pitlane.images.smoke import smoke_car, smoke_sim
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,8 +30,6 @@ def _bases(pairs: list[str]) -> dict[str, str]:
 
 
 def _config(args: argparse.Namespace) -> BuildConfig:
-    from pitlane.images.build import git_revision
-
     out = Path(args.out)
     return BuildConfig(
         repo=REPO,
@@ -41,9 +42,6 @@ def _config(args: argparse.Namespace) -> BuildConfig:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from pitlane.images.build import build_all
-    from pitlane.images.push import check_registry, push_by_digest, tag
-
     cfg = _config(args)
     if args.registry:
         check_registry(args.registry)  # before a long build, not after it
@@ -64,8 +62,6 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _smoke(args: argparse.Namespace) -> int:
-    from pitlane.images.smoke import smoke_car, smoke_sim
-
     store = Store.under(Path(args.out).resolve())
     names = args.only or list(IMAGES)
     if "car" in names and not args.model:
