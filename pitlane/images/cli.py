@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from pitlane.errors import UserError
+from pitlane.images.attest import file_sha256, slsa_statement
 from pitlane.images.build import build_all, git_revision
 from pitlane.images.plan import IMAGES, BuildConfig, Store, default_cafile
 from pitlane.images.push import check_registry, push_by_digest, tag
@@ -50,6 +51,13 @@ def _build(args: argparse.Namespace) -> int:
     if args.registry:
         store = Store.under(cfg.out)
         pushed = [push_by_digest(store, b.name, args.registry, cfg.out) for b in built]
+        lock = file_sha256(cfg.repo / "Pipfile.lock")
+        for b, p in zip(built, pushed, strict=True):  # SLSA provenance beside each pushed image
+            statement = slsa_statement(
+                b.name, p.repository, p.digest, revision=cfg.revision, lock_sha256=lock, base=b.base,
+                base_digest=b.base_digest,
+            )  # fmt: skip
+            (cfg.out / f"provenance-{b.name}.json").write_text(json.dumps(statement, indent=2) + "\n")
         for p in pushed:  # tags only once every image is in: a failed push leaves no tag behind
             print(
                 f"images: pushed {p.ref} ({p.compressed_bytes / 1e6:.1f} MB compressed, {p.sent_bytes} B sent)"
