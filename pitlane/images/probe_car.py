@@ -37,7 +37,18 @@ def main(model: str, loops: int) -> dict:
         DRIVE_LOOP_HZ=20,
     )
     cfg = load_car_config(DEFAULT_CAR_DIR, profile="pi", overrides=overrides)
-    car = build_car(cfg, model, record=False)
+    calls: list[float] = []
+
+    class CountingPilot:  # the loaded pilot, counting the frames the drive loop gives it
+        def run(self, image):
+            out = pilot.run(image)
+            calls.append(out[0])
+            return out
+
+        def shutdown(self) -> None:
+            pilot.shutdown()
+
+    car = build_car(cfg, model, pilot=CountingPilot(), record=False)
     car.start(max_loop_count=loops)
     mem = car.vehicle.mem
     return {
@@ -49,6 +60,8 @@ def main(model: str, loops: int) -> dict:
         "profile": cfg.PITLANE_PROFILE,
         "loops": loops,
         "pilot": [mem["pilot/angle"], mem["pilot/throttle"]],
+        "pilot_calls": len(calls),
+        "mode": mem["user/mode"],
         "autopilot_refusal": car.autopilot_refusal,
     }
 

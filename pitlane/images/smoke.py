@@ -90,11 +90,10 @@ def smoke_sim(store: Store, timeout_s: float = 120.0) -> dict[str, Any]:
 
 
 def _image_env(store: Store, ctr: str) -> dict[str, str]:
-    out = run(
-        store.buildah("inspect", "--type", "container", "--format", "{{json .OCIv1.Config.Env}}", ctr),
-        "inspect",
-    )
-    return dict(item.split("=", 1) for item in json.loads(out) or [])
+    """The image's ENV (PATH, PYTHONPATH, ...), which a plain chroot does not apply."""
+    out = run(store.buildah("inspect", "--type", "container", ctr), "buildah inspect")
+    env = json.loads(out)["OCIv1"]["config"].get("Env") or []
+    return dict(item.split("=", 1) for item in env)
 
 
 def smoke_car(store: Store, model: Path, loops: int = 5, timeout_s: float = 600.0) -> dict[str, Any]:

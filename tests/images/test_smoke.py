@@ -64,6 +64,7 @@ def test_the_car_image_infers_and_drives_under_qemu_without_tensorflow(store, ti
     assert result["tensorflow"] is False
     assert result["donkeycar"] == "5.4.0"
     assert result["profile"] == "pi" and result["autopilot_refusal"] is None
+    assert result["mode"] == "local" and result["pilot_calls"] >= 1  # the autopilot drove in the loop
     assert all(-1.5 < v < 1.5 for v in result["frame"] + result["pilot"])
 
 
