@@ -3,7 +3,7 @@
 sim: the image's own twin serves on a free port (buildah run, chroot isolation, as uid 1000) and
 `pitlane twin check` from this machine must pass against it. car: the image's root filesystem runs under
 qemu-user (binfmt_misc) in a chroot without /proc, so qemu's x86 /proc/cpuinfo never reaches LiteRT (qemu
-7.2 crashes LiteRT when it does); `probe_car.py` infers a frame and runs the car app for a few loops.
+7.2 crashes LiteRT when it does); `pitlane.car.probe` infers a frame and runs the car app for a few loops.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pitlane.images import binfmt
 from pitlane.images.plan import Store, image_tag
 from pitlane.images.tools import run
 
-PROBE = Path(__file__).with_name("probe_car.py")
+PROBE_MODULE = "pitlane.car.probe"  # ships in the image with the car app
 
 
 def free_port() -> int:
@@ -97,7 +97,7 @@ def _image_env(store: Store, ctr: str) -> dict[str, str]:
 
 
 def smoke_car(store: Store, model: Path, loops: int = 5, timeout_s: float = 600.0) -> dict[str, Any]:
-    """probe_car.py inside the car image's root filesystem, as uid 1000, under qemu-user."""
+    """`python3 -m pitlane.car.probe` inside the car image's root filesystem, as uid 1000, under qemu-user."""
     binfmt.ensure_arm64()
     if not model.is_file():
         raise UserError(f"model {model} does not exist")
@@ -106,14 +106,13 @@ def smoke_car(store: Store, model: Path, loops: int = 5, timeout_s: float = 600.
         try:
             smoke_dir = root / "tmp" / "pitlane-smoke"
             smoke_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy(PROBE, smoke_dir / PROBE.name)
             shutil.copy(model, smoke_dir / model.name)
             os.chmod(smoke_dir, 0o755)
             env = _image_env(store, ctr)
             argv = [
                 "chroot", "--userspec=1000:1000", str(root), "/usr/bin/env", "-i",
                 *[f"{k}={v}" for k, v in env.items()],
-                "python3", f"/tmp/pitlane-smoke/{PROBE.name}", f"/tmp/pitlane-smoke/{model.name}", str(loops),
+                "python3", "-m", PROBE_MODULE, f"/tmp/pitlane-smoke/{model.name}", str(loops),
             ]  # fmt: skip
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
         finally:

@@ -1,9 +1,9 @@
-"""Run INSIDE the car image (arm64, under qemu here) by `pitlane images smoke`: not part of the image.
+"""A self-check of the car app where it is installed: `python3 -m pitlane.car.probe MODEL.tflite [LOOPS]`.
 
-Imports LiteRT and donkeycar with no TensorFlow present, infers a frame with the given .tflite through
-pitlane's ModelPilot, then runs the car app in its pi profile for a few loops with donkeycar's mock camera
-and mock drivetrain, the autopilot driving. Prints one JSON line of what it saw. Imports only what the image
-holds (pitlane's car, pilots, data and twin packages and their locked dependencies).
+Imports LiteRT and donkeycar (no TensorFlow needed), infers a frame with the model through pitlane's
+ModelPilot, then runs the car app in its pi profile for a few loops with donkeycar's mock camera and mock
+drivetrain, the autopilot driving. Prints one JSON line of what it saw. `pitlane images smoke` runs it inside
+the car image (under qemu on an amd64 machine); on a Pi it checks an install without moving the car.
 """
 
 import importlib.metadata
