@@ -14,43 +14,17 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
-import requests
-
+from pitlane.artifacts.registry import Registry, RegistryConfig
 from pitlane.images.build import build_image, check_lock, git_revision
 from pitlane.images.plan import IMAGES, BuildConfig, Store, default_cafile
 from pitlane.images.push import push_by_digest
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "out" / "images"
-
-
-def _registry(storage: Path) -> subprocess.Popen:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    storage.mkdir(parents=True, exist_ok=True)
-    (storage / "config.yml").write_text(
-        f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {storage}/data\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    proc = subprocess.Popen(
-        ["docker-registry", "serve", str(storage / "config.yml")], stderr=subprocess.DEVNULL
-    )
-    proc.port = port  # type: ignore[attr-defined]
-    for _ in range(100):
-        try:
-            requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            return proc
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise SystemExit("docker-registry did not start")
 
 
 def _context(dest: Path, module: str) -> Path:
@@ -94,8 +68,8 @@ def main() -> None:
         b = build_image(IMAGES[name], base, store)
         print(f"{name}: warm build {b.seconds:.1f} s (no change, every layer cached)")
     with tempfile.TemporaryDirectory(dir=OUT) as tmp:
-        reg = _registry(Path(tmp) / "registry")
-        host = f"127.0.0.1:{reg.port}"  # type: ignore[attr-defined]
+        reg = Registry(RegistryConfig(storage=Path(tmp) / "registry")).start()
+        host = reg.host
         try:
             ctx = _context(Path(tmp) / "context", args.module)
             for name in names:
@@ -110,8 +84,7 @@ def main() -> None:
                     f"{second.sent_bytes} B = {second.sent_bytes / 1024:.1f} KiB (goal <= 20 KiB)"
                 )
         finally:
-            reg.terminate()
-            reg.wait()
+            reg.stop()
             for name in names:  # the store's tags back on the repository's code
                 build_image(IMAGES[name], base, store)
     if not args.no_cold:

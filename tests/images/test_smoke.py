@@ -68,7 +68,8 @@ def test_the_car_image_infers_and_drives_under_qemu_without_tensorflow(store, ti
     assert all(-1.5 < v < 1.5 for v in result["frame"] + result["pilot"])
 
 
-def test_both_images_push_by_digest_and_are_tagged_only_after(store, registry_host):
+def test_both_images_push_by_digest_and_are_tagged_only_after(store, registry):
+    registry_host = registry.host  # tests/conftest.py: a real docker-registry for the session
     pushed = [push_by_digest(store, name, registry_host, OUT) for name in ("sim", "car")]
     for p in pushed:
         repo_path = p.repository.split("/", 1)[1]
