@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: setup demo test test-fast lint types check bench clean
+.PHONY: setup demo test test-fast lint types check bench images clean
 
 setup: $(VENV)/.synced
 
@@ -34,6 +34,9 @@ check: lint types test  ## the one gate: lint, format, layers, types, tests
 
 bench: setup out/demo/summary.json  ## every benchmark; each prints its figures (the gate's uses the demo's model)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+images: setup  ## the sim (amd64) and car (arm64) images with buildah, no daemon, no base pull (README: Container images)
+	$(BIN)/pitlane images build
 
 out/demo/summary.json:
 	$(MAKE) demo

@@ -22,6 +22,7 @@ DOMAINS: tuple[str, ...] = (
     "pitlane.evaluate.cli",
     "pitlane.artifacts.cli",
     "pitlane.car.cli",
+    "pitlane.images.cli",
     "pitlane.deploy.cli",
     "pitlane.release.cli",
     "pitlane.orchestration.demo",

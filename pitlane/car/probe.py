@@ -1,0 +1,70 @@
+"""A self-check of the car app where it is installed: `python3 -m pitlane.car.probe MODEL.tflite [LOOPS]`.
+
+Imports LiteRT and donkeycar (no TensorFlow needed), infers a frame with the model through pitlane's
+ModelPilot, then runs the car app in its pi profile for a few loops with donkeycar's mock camera and mock
+drivetrain, the autopilot driving. Prints one JSON line of what it saw. `pitlane images smoke` runs it inside
+the car image (under qemu on an amd64 machine); on a Pi it checks an install without moving the car.
+"""
+
+import importlib.metadata
+import importlib.util
+import json
+import sys
+
+import numpy as np
+
+
+def main(model: str, loops: int) -> dict:
+    import ai_edge_litert.interpreter  # noqa: F401  (the runtime the car infers with)
+    import donkeycar  # noqa: F401
+
+    from pitlane.car.app import build_car
+    from pitlane.car.settings import DEFAULT_CAR_DIR, load_car_config
+    from pitlane.pilots.model import ModelPilot
+
+    pilot = ModelPilot(model)
+    frame = np.random.default_rng(0).integers(0, 256, size=pilot.input_shape, dtype=np.uint8)
+    angle, throttle = pilot.run(frame)
+    h, w, d = pilot.input_shape
+    overrides = dict(
+        CAMERA_TYPE="MOCK",
+        DRIVE_TRAIN_TYPE="MOCK",
+        WEB_CONTROL_PORT=0,
+        WEB_INIT_MODE="local",
+        IMAGE_H=h,
+        IMAGE_W=w,
+        IMAGE_DEPTH=d,
+        DRIVE_LOOP_HZ=20,
+    )
+    cfg = load_car_config(DEFAULT_CAR_DIR, profile="pi", overrides=overrides)
+    calls: list[float] = []
+
+    class CountingPilot:  # the loaded pilot, counting the frames the drive loop gives it
+        def run(self, image):
+            out = pilot.run(image)
+            calls.append(out[0])
+            return out
+
+        def shutdown(self) -> None:
+            pilot.shutdown()
+
+    car = build_car(cfg, model, pilot=CountingPilot(), record=False)
+    car.start(max_loop_count=loops)
+    mem = car.vehicle.mem
+    return {
+        "tensorflow": importlib.util.find_spec("tensorflow") is not None,
+        "ai_edge_litert": importlib.metadata.version("ai-edge-litert"),
+        "donkeycar": importlib.metadata.version("donkeycar"),
+        "machine": __import__("platform").machine(),
+        "frame": [float(angle), float(throttle)],
+        "profile": cfg.PITLANE_PROFILE,
+        "loops": loops,
+        "pilot": [mem["pilot/angle"], mem["pilot/throttle"]],
+        "pilot_calls": len(calls),
+        "mode": mem["user/mode"],
+        "autopilot_refusal": car.autopilot_refusal,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 5)))

@@ -1,0 +1,169 @@
+"""What `pitlane images` builds and the exact commands for it: pure functions of a frozen config, no I/O.
+
+Two images from the repository's two Dockerfiles: `sim` (linux/amd64: the twin, the car app in its twin
+profile, the web controller) and `car` (linux/arm64: the car app in its pi profile with LiteRT). Each builds
+on a Debian base made here with mmdebstrap, so nothing is pulled; a user with a registry passes
+`--base python:3.13-slim` instead. Everything buildah stores lives under out/images/ in the clone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUITE = "trixie"  # Debian 13: python3.13, which donkeycar 5.4 accepts, on amd64 and arm64
+MIRROR = "http://deb.debian.org/debian"
+# libstdc++6: numpy and LiteRT need it; python3-venv: the amd64 base doubles as the builder that runs pip
+BASE_PACKAGES: dict[str, tuple[str, ...]] = {
+    "amd64": ("python3", "libstdc++6", "python3-venv"),
+    "arm64": ("python3", "libstdc++6"),
+}
+BASE_EXCLUDES: tuple[str, ...] = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*")
+PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SOURCE = "https://github.com/pitlane-dev/pitlane"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image: its Dockerfile, target architecture and the Pipfile categories it installs."""
+
+    name: str
+    dockerfile: str
+    arch: str
+    categories: tuple[str, ...]
+
+    @property
+    def platform(self) -> str:
+        return f"linux/{self.arch}"
+
+    @property
+    def requirements(self) -> str:
+        """Hashed requirements exported from Pipfile.lock, relative to the repository (the build context)."""
+        return f"out/images/requirements-{self.name}.txt"
+
+
+IMAGES: dict[str, ImageSpec] = {
+    "sim": ImageSpec("sim", "Dockerfile.sim", "amd64", ("car", "sim")),
+    "car": ImageSpec("car", "Dockerfile.arm64", "arm64", ("car",)),
+}
+BUILDER_ARCH = "amd64"  # the machine pip runs on for both images (arm64 wheels are fetched, not built)
+
+
+def base_tag(arch: str, suite: str = SUITE) -> str:
+    return f"localhost/pitlane/base:{suite}-{arch}"
+
+
+def image_tag(name: str) -> str:
+    return f"localhost/pitlane/{name}:dev"
+
+
+def repository(registry: str, name: str) -> str:
+    """Where an image goes in a registry (host:port), e.g. 127.0.0.1:5000/pitlane/car."""
+    return f"{registry}/pitlane/{name}"
+
+
+@dataclass(frozen=True)
+class Store:
+    """buildah's storage (vfs: works without overlay or fuse) inside the clone, so nothing is cached outside."""
+
+    root: Path
+    runroot: Path
+    driver: str = "vfs"
+
+    @classmethod
+    def under(cls, out: Path) -> Store:
+        return cls(out.resolve() / "storage", out.resolve() / "run")
+
+    def buildah(self, *args: str) -> list[str]:
+        return [
+            "buildah",
+            "--storage-driver",
+            self.driver,
+            "--root",
+            str(self.root),
+            "--runroot",
+            str(self.runroot),
+            *args,
+        ]
+
+    def transport(self, ref: str) -> str:
+        """skopeo's name for an image in this store."""
+        return f"containers-storage:[{self.driver}@{self.root}+{self.runroot}]{ref}"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Inputs of one `pitlane images build`."""
+
+    repo: Path  # the repository: build context and Pipfile
+    out: Path  # out/images: root filesystems, buildah storage, exported requirements
+    images: tuple[str, ...] = ("sim", "car")
+    base: dict[str, str] = field(default_factory=dict)  # arch -> base image; default: the mmdebstrap base
+    suite: str = SUITE
+    mirror: str = MIRROR
+    revision: str = "unknown"  # git commit, for the OCI revision label
+    version: str = "0.1.0"
+    timestamp: int = 0  # seconds since 1970 in every layer and config: same input, same layer digests
+    cafile: str | None = None  # CA bundle pip trusts inside the build (a secret mount, never in a layer)
+
+    def base_for(self, arch: str) -> str:
+        return self.base.get(arch) or base_tag(arch, self.suite)
+
+
+def mmdebstrap_argv(arch: str, dest: Path, suite: str = SUITE, mirror: str = MIRROR) -> list[str]:
+    """A minimal Debian root filesystem with Python 3 as a tarball (the essential variant: no apt, no useradd)."""
+    excludes = [f"--dpkgopt=path-exclude={p}" for p in BASE_EXCLUDES]
+    packages = ",".join(BASE_PACKAGES[arch])
+    return [
+        "mmdebstrap",
+        f"--arch={arch}",
+        "--variant=essential",
+        f"--include={packages}",
+        *excludes,
+        "--quiet",
+        suite,
+        str(dest),
+        mirror,
+    ]
+
+
+def build_argv(store: Store, spec: ImageSpec, cfg: BuildConfig) -> list[str]:
+    """`buildah build` of one Dockerfile: chroot isolation, a cached layer per step, no pull, fixed timestamps."""
+    argv = store.buildah(
+        "build",
+        "--isolation",
+        "chroot",
+        "--layers",
+        "--pull=never",
+        "--timestamp",
+        str(cfg.timestamp),
+        "--identity-label=false",
+        "--platform",
+        spec.platform,
+        "-f",
+        spec.dockerfile,
+        "-t",
+        image_tag(spec.name),
+        "--build-arg",
+        f"BASE={cfg.base_for(spec.arch)}",
+        "--build-arg",
+        f"BUILDER={cfg.base_for(BUILDER_ARCH)}",
+        "--build-arg",
+        f"REQUIREMENTS={spec.requirements}",
+        "--build-arg",
+        f"REVISION={cfg.revision}",
+        "--build-arg",
+        f"VERSION={cfg.version}",
+    )
+    if cfg.cafile:
+        argv += ["--secret", f"id=pipcert,src={cfg.cafile}"]
+    return [*argv, str(cfg.repo)]
+
+
+def default_cafile() -> str | None:
+    """The CA bundle pip is told to trust here (PIP_CERT, then Debian's), if any: proxies that intercept TLS."""
+    for path in (os.environ.get("PIP_CERT"), "/etc/ssl/certs/ca-certificates.crt"):
+        if path and Path(path).is_file():
+            return path
+    return None

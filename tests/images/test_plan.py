@@ -1,0 +1,48 @@
+"""The build plan: what each image is built from and the buildah command line (pure, no tools run)."""
+
+from pathlib import Path
+
+from pitlane.images.plan import IMAGES, BuildConfig, Store, base_tag, build_argv, mmdebstrap_argv, repository
+
+
+def test_each_image_builds_its_own_dockerfile_for_its_architecture():
+    repo = Path(__file__).resolve().parents[2]
+    for spec in IMAGES.values():
+        text = (repo / spec.dockerfile).read_text()
+        assert "ARG BASE=" in text and "--require-hashes" in text
+        assert "tensorflow" not in text.lower().replace("no tensorflow", "")
+    assert IMAGES["car"].platform == "linux/arm64" and IMAGES["sim"].platform == "linux/amd64"
+
+
+def test_build_argv_pins_isolation_layers_timestamp_and_bases(tmp_path):
+    store = Store.under(tmp_path)
+    cfg = BuildConfig(repo=tmp_path, out=tmp_path, revision="abc123", cafile="/etc/ca.pem")
+    argv = build_argv(store, IMAGES["car"], cfg)
+    assert argv[:7] == [
+        "buildah",
+        "--storage-driver",
+        "vfs",
+        "--root",
+        str(tmp_path / "storage"),
+        "--runroot",
+        str(tmp_path / "run"),
+    ]
+    for flag in ("--layers", "--pull=never", "--isolation"):
+        assert flag in argv
+    assert argv[argv.index("--platform") + 1] == "linux/arm64"
+    assert f"BASE={base_tag('arm64')}" in argv and f"BUILDER={base_tag('amd64')}" in argv
+    assert "REVISION=abc123" in argv and "id=pipcert,src=/etc/ca.pem" in argv
+    assert argv[-1] == str(tmp_path)
+
+
+def test_a_user_base_replaces_the_debian_one(tmp_path):
+    cfg = BuildConfig(repo=tmp_path, out=tmp_path, base={"amd64": "python:3.13-slim"})
+    argv = build_argv(Store.under(tmp_path), IMAGES["sim"], cfg)
+    assert "BASE=python:3.13-slim" in argv and "BUILDER=python:3.13-slim" in argv
+
+
+def test_mmdebstrap_makes_a_trixie_python_tarball():
+    argv = mmdebstrap_argv("arm64", Path("/x/base.tar"))
+    assert argv[0] == "mmdebstrap" and "--arch=arm64" in argv and "trixie" in argv and "/x/base.tar" in argv
+    assert any(a.startswith("--include=") and "python3" in a for a in argv)
+    assert repository("127.0.0.1:5000", "car") == "127.0.0.1:5000/pitlane/car"
