@@ -33,6 +33,24 @@ find_python312() {
     return 1
 }
 
+# The demo pushes its model to a real OCI registry: Debian's docker-registry (distribution 2.8) on 127.0.0.1.
+ensure_system_packages() {
+    local missing=()
+    command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+    command -v git >/dev/null 2>&1 || missing+=(git)
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+        echo "bootstrap: installing ${missing[*]} (apt-get)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+    else
+        echo "bootstrap: pitlane's demo needs ${missing[*]}: install it (Debian/Ubuntu: sudo apt-get install ${missing[*]})," >&2
+        echo "bootstrap: then run this again." >&2
+        exit 1
+    fi
+}
+ensure_system_packages
+
 python=$(find_python312) || {
     echo "pitlane needs Python 3.12 (donkeycar 5.4 requires it) and none was found." >&2
     echo "Install it (pyenv install 3.12, apt install python3.12, or uv python install 3.12)," >&2
