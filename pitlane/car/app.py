@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pitlane.args import check_port_free
 from pitlane.car import parts as car_parts
 from pitlane.car.console import ConsoleTelemetry, WebController
 from pitlane.car.model_manager import MEMORY_KEYS, ManagerParams, ModelManager
@@ -232,6 +233,8 @@ def build_car(
     from donkeycar.parts.tub_v2 import TubWriter
 
     check_config(cfg)
+    if cfg.WEB_CONTROL_PORT:  # in use: one line now, not a thread's traceback once the loop runs
+        check_port_free(int(cfg.WEB_CONTROL_PORT), "web port (WEB_CONTROL_PORT)")
     refusal = None
     manager = None
     if getattr(cfg, "MODEL_MANAGER", False):

@@ -162,7 +162,7 @@ def _catch_loop_error(vehicle) -> list[str]:
 def run_car(opts: RunOptions) -> Report:
     """Drive for opts.duration_s and return (and write, with report_dir) the report."""
     if not (opts.duration_s > 0 and math.isfinite(opts.duration_s)):
-        raise UserError(f"--duration must be a positive number of seconds, got {opts.duration_s}")
+        raise UserError(f"--max-seconds must be a positive number of seconds, got {opts.duration_s}")
     if opts.profile != "twin":
         raise UserError(
             "`pitlane car run` drives the twin (--profile twin); on a Pi run the car app's "

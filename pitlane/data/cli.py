@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pitlane.args import check_output_dir, check_output_file
 from pitlane.data.check import MANUAL, check_tub, fix_tub, format_report, undo_fix
 from pitlane.data.collect import collect, noise_from_flags
 from pitlane.data.stats import format_stats, plot_stats, stats_png_path, tub_stats
@@ -39,7 +40,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     collect.add_argument("--laps", type=int, default=2, help="laps per scene (default 2)")
     collect.add_argument("--out", type=Path, required=True, help="tub folder (created, or appended to)")
-    collect.add_argument("--seed", type=int, default=0, help="seed for start pose and perturbations")
+    collect.add_argument(
+        "--seed", type=int, default=0, help="seed for start pose and perturbations (default 0)"
+    )
     collect.add_argument(
         "--noise",
         default="light",
@@ -101,6 +104,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _collect(args: argparse.Namespace) -> int:
+    check_output_dir(args.out)
 
     noise = noise_from_flags(args.noise, args.steer_noise, args.drift_per_s, args.speed_var)
     summary = collect(
@@ -151,6 +155,8 @@ def _check(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
 
     png = stats_png_path(args.out) if args.out else None  # checked before the tubs are read
+    if png is not None:
+        check_output_file(png)  # a file in its path, or a folder that is not writable
     tubs = find_tubs(args.tubs)
     missing = [str(p) for p in tubs if not is_tub(p)]
     if missing:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
+from pitlane.args import check_output_dir
+from pitlane.errors import UserError
 from pitlane.evaluate.gate import GateResult, check, format_table, load_policy, run_gate
 from pitlane.evaluate.report import EvalParams
-from pitlane.evaluate.run import evaluate
-from pitlane.pilots.model import configure_threads
+from pitlane.evaluate.run import evaluate, scene_track
+from pitlane.pilots.model import check_model_file, configure_threads
 from pitlane.twin.scenes import DEFAULT_SCENE
 
 
@@ -21,12 +24,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "DIR/report.json, DIR/trace.npz and PNG plots. With --gate, check the report against a policy's "
         "thresholds and exit 1 if it fails.",
     )
-    p.add_argument("model", metavar="MODEL", help="model file (.tflite, .keras or .h5)")
+    p.add_argument("--model", metavar="FILE", help="model file (.tflite, .keras or .h5)")
+    p.add_argument("model_arg", nargs="?", metavar="MODEL", help="the model file given without --model")
     p.add_argument("--scene", default=DEFAULT_SCENE, help=f"twin scene (default: {DEFAULT_SCENE})")
-    p.add_argument("--laps", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--report", required=True, metavar="DIR", help="directory for report.json and plots")
-    p.add_argument("--max-seconds", type=float, default=None, help="simulated time limit [s]")
+    p.add_argument("--laps", type=int, default=3, help="laps to drive")
+    p.add_argument("--seed", type=int, default=0, help="seed of the start pose")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for report.json and plots (created)")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="simulated time limit [s] (default: none, the laps end it)",
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument(
         "--gate",
@@ -42,9 +51,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Drive the model on each scene of the policy, print the verdict table and write "
         "DIR/<scene>/report.json, plots and DIR/gate.json. Exit 0 if every threshold is met, 1 otherwise.",
     )
-    g.add_argument("--model", required=True, metavar="MODEL", help="model file (.tflite, .keras or .h5)")
-    g.add_argument("--policy", default=None, metavar="FILE", help="policy YAML/JSON (default: pitlane's)")
-    g.add_argument("--report", required=True, metavar="DIR", help="directory for reports and gate.json")
+    g.add_argument("--model", required=True, metavar="FILE", help="model file (.tflite, .keras or .h5)")
+    g.add_argument(
+        "--policy",
+        default=None,
+        metavar="FILE",
+        help="policy YAML/JSON (default: pitlane's, GatePolicy(); see examples/gate_policy.yaml)",
+    )
+    g.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for the reports and gate.json (created)"
+    )
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     g.set_defaults(func=_gate)
 
@@ -54,35 +70,54 @@ def _policy(path: str | None):
     return load_policy(None if path in (None, "default") else path)
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _model(args: argparse.Namespace) -> str:
+    if args.model and args.model_arg:
+        raise UserError(f"two models given ({args.model_arg} and --model {args.model}); give one")
+    model = args.model or args.model_arg
+    if not model:
+        raise UserError("no model given: --model FILE (.tflite, .keras or .h5)")
+    check_model_file(model)
+    return str(model)
 
-    policy = _policy(args.gate) if args.gate else None  # read the policy first: fail fast on a bad file
+
+def _evaluate(args: argparse.Namespace) -> int:
+    # every argument is checked before TensorFlow loads (configure_threads): a mistake costs no wait
+    model = _model(args)
+    check_output_dir(args.out)
+    if args.laps < 1:
+        raise UserError(f"--laps must be >= 1, got {args.laps}")
+    if args.max_seconds is not None and not (args.max_seconds > 0 and math.isfinite(args.max_seconds)):
+        raise UserError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
+    scene_track(args.scene, args.seed)
+    policy = _policy(args.gate) if args.gate else None
     configure_threads(1)
     params = EvalParams(
         laps=args.laps, seed=args.seed, max_seconds=args.max_seconds, plots=not args.no_plots, progress=True
     )
-    report = evaluate(args.model, args.scene, params, args.report)
+    report = evaluate(model, args.scene, params, args.out)
     laps = ", ".join(f"{t:.2f}" for t in report.lap_times) or "none"
     print(
         f"{report.scene}: {report.laps_completed}/{report.laps_requested} laps ({laps} s), "
         f"mean |CTE| {report.mean_abs_cte:.3f} m, max |CTE| {report.max_abs_cte:.3f} m, "
         f"mean speed {report.mean_speed:.2f} m/s, end: {report.end_reason}, {report.wall_seconds:.1f} s wall"
     )
-    print(f"report: {Path(args.report) / 'report.json'}")
+    print(f"report: {Path(args.out) / 'report.json'}")
     if policy is None:
         return 0
     checks = tuple(check(report, policy))
     result = GateResult(report.model, report.model_digest, policy, (report,), checks, report.wall_seconds)
-    result.save(Path(args.report) / "gate.json")
+    result.save(Path(args.out) / "gate.json")
     print(format_table(checks, result.passed))
     return 0 if result.passed else 1
 
 
 def _gate(args: argparse.Namespace) -> int:
 
+    check_model_file(args.model)
+    check_output_dir(args.out)
     policy = _policy(args.policy)
     configure_threads(1)
-    result = run_gate(args.model, policy, args.report, plots=not args.no_plots, progress=True)
+    result = run_gate(args.model, policy, args.out, plots=not args.no_plots, progress=True)
     print(format_table(result.checks, result.passed))
-    print(f"reports: {args.report} ({result.wall_seconds:.1f} s)", file=sys.stderr)
+    print(f"reports: {args.out} ({result.wall_seconds:.1f} s)", file=sys.stderr)
     return 0 if result.passed else 1

@@ -107,14 +107,15 @@ def resolve_scenes(scenes: tuple[str, ...] | list[str], seed: int) -> None:
     bad = []
     for scene in scenes:
         try:
-            _scene_track(scene, seed)
+            scene_track(scene, seed)
         except UserError as exc:
             bad.append(str(exc))
     if bad:
         raise UserError("; ".join(bad))
 
 
-def _scene_track(scene: str, seed: int):
+def scene_track(scene: str, seed: int = 0):
+    """The track of a scene name or track JSON path; UserError (one line) for an unknown one."""
     try:
         return load_scene(scene, rand_seed=seed)
     except ValueError as exc:
@@ -140,7 +141,7 @@ def evaluate(
         params.max_seconds is not None and params.max_seconds > MAX_SECONDS
     ):  # an evaluation ends in bounded time
         raise UserError(f"max seconds must be <= {MAX_SECONDS:.0f}, got {params.max_seconds}")
-    track = _scene_track(scene, params.seed)
+    track = scene_track(scene, params.seed)
     sim = Sim(track, seed=params.seed)
     h, w, d = sim.render().shape
     frame_shape = (int(h), int(w), int(d))

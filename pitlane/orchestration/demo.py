@@ -11,17 +11,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pitlane.args import check_output_dir
 from pitlane.artifacts import attest, bundle, oci, signing
 from pitlane.artifacts.registry import Registry, RegistryConfig
+from pitlane.errors import UserError
 from pitlane.evaluate.gate import format_table
 from pitlane.evaluate.report import EvalParams
-from pitlane.evaluate.run import evaluate
+from pitlane.evaluate.run import evaluate, scene_track
 from pitlane.orchestration.recipe import UNSEEN_SCENE, Recipe, default_recipe
 from pitlane.twin.scenes import DEFAULT_SCENE
 from pitlane.twin.sim import Sim
@@ -223,15 +226,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=DemoOptions.out, help="output folder (default out/demo)")
     p.add_argument(
-        "--drive-seconds",
+        "--max-seconds",
         type=float,
         default=DemoOptions.drive_seconds,
-        help="how long the car app drives, in real time [s] (default 60)",
+        help="how long the car app drives (the last stage), in real time [s] (default 60)",
     )
     p.add_argument("--scene", default=DemoOptions.drive_scene, help="scene the car app drives")
     p.add_argument("--seed", type=int, default=DemoOptions.seed, help="seed for data, training and twin")
-    p.set_defaults(
-        func=lambda a: run_demo(
-            DemoOptions(out=a.out, drive_seconds=a.drive_seconds, drive_scene=a.scene, seed=a.seed)
-        )
-    )
+    p.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    check_output_dir(args.out)
+    if not (args.max_seconds > 0 and math.isfinite(args.max_seconds)):
+        raise UserError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
+    scene_track(args.scene, args.seed)
+    opts = DemoOptions(out=args.out, drive_seconds=args.max_seconds, drive_scene=args.scene, seed=args.seed)
+    return run_demo(opts)

@@ -50,6 +50,28 @@ def _run_record(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def check_model_file(path: str | Path) -> Path:
+    """The model file as a Path; UserError (one line) for a missing file, a folder, an unknown suffix or a
+    file whose content is another format than its suffix says (a .keras renamed .h5, ...). No TensorFlow."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"model {path} is a folder; give the model file (.tflite, .keras or .h5) inside it")
+    if not path.is_file():
+        raise UserError(f"model {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix != TFLITE_SUFFIX and suffix not in KERAS_SUFFIXES:
+        raise UserError(f"{path}: unknown model format {suffix!r}; expected .tflite, .keras or .h5")
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise UserError(f"model {path} is unreadable: {exc.strerror or exc}") from None
+    found = probe.file_kind(head)
+    if found is not None and found != probe._SUFFIX_KIND[suffix]:
+        probe.check_kind(path, head)  # names what it is and the suffix it needs
+    return path
+
+
 def _tflite_class():
     """donkeycar's TfLite interpreter wrapper, with a thread count (donkeycar leaves it to the runtime)."""
     from donkeycar.parts.interpreter import TfLite, get_tflite_interpreter
@@ -130,12 +152,8 @@ class ModelPilot:
         expected_sha256: str | None = None,
     ) -> None:
         """``expected_sha256``: the digest the file must have (a signed bundle's), checked before loading."""
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"model {path} does not exist")
+        path = check_model_file(path)
         suffix = path.suffix.lower()
-        if suffix not in (TFLITE_SUFFIX, *KERAS_SUFFIXES):
-            raise UserError(f"{path}: unknown model format {suffix!r}; expected .tflite, .keras or .h5")
         data = probe.read_verified(path, expected_sha256)
         self.sha256 = probe.sha256_hex(data)
         if suffix == TFLITE_SUFFIX:

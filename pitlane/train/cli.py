@@ -7,6 +7,7 @@ import contextlib
 import sys
 from pathlib import Path
 
+from pitlane.args import check_output_file
 from pitlane.data.tub import find_tubs
 from pitlane.errors import UserError
 from pitlane.provenance import run_record_path
@@ -31,10 +32,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="tubs to train on (a folder of tubs counts as all the tubs directly inside it)",
     )
-    p.add_argument("--type", dest="model_type", default=d.model_type, choices=MODEL_TYPES, help="model type")
+    p.add_argument(
+        "--type", dest="model_type", default=d.model_type, choices=MODEL_TYPES, help="donkeycar model type"
+    )
     p.add_argument("--out", required=True, metavar="PATH", help="model file to write (.keras or .h5)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="max epochs (early stop on val_loss)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="records per training batch")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for the split, init and shuffles")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
     p.add_argument(
@@ -67,6 +70,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
+    check_output_file(args.out)
     params = TrainParams(
         model_type=args.model_type,
         epochs=args.epochs,

@@ -7,6 +7,7 @@ import json
 import math
 import sys
 
+from pitlane.args import check_output_dir, check_output_file
 from pitlane.errors import UserError
 from pitlane.twin.conformance import conformant, format_table, results_json, run_checks
 from pitlane.twin.limits import add_limit_arguments, limits_from_args
@@ -175,6 +176,7 @@ def _snapshot(args: argparse.Namespace) -> int:
         )
     if args.at:
         sim.set_pose(*sim.track.pose_at(args.at))
+    check_output_dir(args.out)
     try:
         files = write_snapshot(sim, args.out, scale=args.scale, n_strip=args.frames)
     except OSError as exc:
@@ -186,6 +188,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    check_output_file(args.out)
     track = _load(args)
     try:
         track.save(args.out)

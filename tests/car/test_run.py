@@ -66,7 +66,7 @@ def test_cli_run_reports_and_refuses_a_broken_model(tmp_path, capsys):
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"not a model at all")
     code = pitlane_main(
-        ["car", "run", "--model", str(bad), "--port", "0", "--web-port", "0", "--duration", "1"]
+        ["car", "run", "--model", str(bad), "--port", "0", "--web-port", "0", "--max-seconds", "1"]
     )
     assert code == 2
     assert "refusing to drive in local mode" in capsys.readouterr().err
@@ -125,7 +125,7 @@ def test_run_without_a_model_in_local_mode_is_refused(tmp_path):
 
 
 def test_run_checks_its_options(tmp_path):
-    with pytest.raises(UserError, match="--duration must be a positive"):
+    with pytest.raises(UserError, match="--max-seconds must be a positive"):
         run_car(RunOptions(model=None, duration_s=0))
     with pytest.raises(UserError, match="drives the twin"):
         run_car(RunOptions(model=None, profile="pi"))
