@@ -48,7 +48,7 @@ def test_installed_copy_runs_car_run_help_and_twin_scenes_from_another_folder(tm
     assert pitlane("-c", "import pitlane; print(pitlane.__file__)").strip() == str(
         target / "pitlane" / "__init__.py"
     )
-    assert "--duration" in pitlane("-m", "pitlane", "car", "run", "--help")
+    assert "--max-seconds" in pitlane("-m", "pitlane", "car", "run", "--help")
     assert "generated_track" in pitlane("-m", "pitlane", "twin", "scenes")
     car_dir = pitlane(
         "-c",

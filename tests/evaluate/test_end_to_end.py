@@ -60,7 +60,7 @@ def sabotaged(trained):
 
 def test_trained_model_passes_the_gate(trained, policy, tmp_path, capsys):
     _, record = trained
-    code = main(["gate", "--model", record.tflite_path, "--policy", str(policy), "--report", str(tmp_path)])
+    code = main(["gate", "--model", record.tflite_path, "--policy", str(policy), "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "GATE PASS" in out
@@ -75,7 +75,7 @@ def test_trained_model_passes_the_gate(trained, policy, tmp_path, capsys):
 
 
 def test_sabotaged_model_fails_the_gate(sabotaged, policy, tmp_path, capsys):
-    code = main(["gate", "--model", str(sabotaged), "--policy", str(policy), "--report", str(tmp_path)])
+    code = main(["gate", "--model", str(sabotaged), "--policy", str(policy), "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1
     assert "GATE FAIL" in out and "FAIL" in out.splitlines()[2]
@@ -94,7 +94,7 @@ def test_evaluate_with_gate_flag_and_keras_model(trained, policy, tmp_path, caps
             SCENE,
             "--laps",
             "1",
-            "--report",
+            "--out",
             str(tmp_path),
             "--gate",
             str(policy),
@@ -120,7 +120,7 @@ def test_time_limit_is_reported(trained, tmp_path, capsys):
             "2",
             "--max-seconds",
             "3",
-            "--report",
+            "--out",
             str(tmp_path),
             "--no-plots",
             "--gate",
@@ -140,12 +140,12 @@ def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, capsys):
     not_a_model.write_text("hello")
     cases = [
         (
-            ["gate", "--model", record.tflite_path, "--policy", str(bad_policy), "--report", str(tmp_path)],
+            ["gate", "--model", record.tflite_path, "--policy", str(bad_policy), "--out", str(tmp_path)],
             "unknown key(s) min_laps",
         ),
-        (["evaluate", str(not_a_model), "--report", str(tmp_path)], "is not a TFLite model"),
+        (["evaluate", str(not_a_model), "--out", str(tmp_path)], "is not a TFLite model"),
         (
-            ["evaluate", record.tflite_path, "--scene", "moon", "--report", str(tmp_path)],
+            ["evaluate", record.tflite_path, "--scene", "moon", "--out", str(tmp_path)],
             "unknown scene 'moon'",
         ),
     ]
@@ -174,7 +174,7 @@ def test_untrained_model_fails_the_gate(policy, tmp_path, capsys):
             str(path.with_suffix(".tflite")),
             "--policy",
             str(policy),
-            "--report",
+            "--out",
             str(tmp_path / "report"),
             "--no-plots",
         ]

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def test_demo_runs_the_whole_loop_and_leaves_what_readme_promises(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--out", str(out), "--drive-seconds", "25"])
+    code = main(["demo", "--out", str(out), "--max-seconds", "25"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "GATE PASS" in printed

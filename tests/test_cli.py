@@ -1,0 +1,124 @@
+"""One command line: shared option names, help everywhere, -v anywhere, one-line errors before TensorFlow."""
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from pitlane.cli import _parsers, build_parser, main
+
+
+def _leaves():
+    return [p for p in _parsers(build_parser()) if p.get_default("func") and not p._subparsers]
+
+
+def test_every_option_explains_itself_and_shows_its_default():
+    for parser in _parsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help, f"{parser.prog} {action.option_strings or action.dest} has no help"
+    text = build_parser()._subparsers._group_actions[0].choices["data"].format_help()
+    collect = [p for p in _parsers(build_parser()) if p.prog == "pitlane data collect"][0].format_help()
+    assert text and "(default: light)" in collect
+
+
+def test_one_name_per_idea():
+    """An output folder is --out, a time limit --max-seconds, a model --model; the old names are hidden."""
+    seen: dict[str, set[str]] = {}
+    for parser in _leaves():
+        for option in parser._option_string_actions:
+            seen.setdefault(option, set()).add(parser.prog)
+    for old in ("--report", "--duration", "--drive-seconds", "--stream-hz"):
+        for parser in _leaves():
+            assert old not in parser.format_help(), f"{parser.prog} still shows {old}"
+    assert {"pitlane evaluate", "pitlane gate", "pitlane car run", "pitlane train"} <= seen["--out"]
+    assert {"pitlane evaluate", "pitlane gate", "pitlane car run"} <= seen["--model"]
+    assert {"pitlane evaluate", "pitlane car run", "pitlane demo"} <= seen["--max-seconds"]
+
+
+@pytest.mark.parametrize("group", ["car", "data", "twin", "deploy"])
+def test_a_bare_group_prints_its_help(group, capsys):
+    assert main([group]) == 2
+    assert f"usage: pitlane {group}" in capsys.readouterr().out
+
+
+def test_verbose_before_or_after_the_sub_command():
+    parser = build_parser()
+    assert parser.parse_args(["-v", "twin", "scenes"]).verbose is True
+    assert parser.parse_args(["twin", "scenes", "-v"]).verbose is True
+    assert parser.parse_args(["twin", "-v", "scenes"]).verbose is True
+    assert parser.parse_args(["twin", "scenes"]).verbose is False
+
+
+def test_old_spellings_still_work_with_a_warning(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3")
+    assert main(["evaluate", str(model), "--report", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert "pitlane: warning: --report is deprecated; use --out" in err
+    assert f"pitlane: error: --out {afile} is a file" in err
+
+
+# Every mistake: exit 2, one line `pitlane: error: ...`, and no TensorFlow imported to find out.
+MISTAKES = [
+    (["evaluate", "--model", "{keras_as_h5}", "--out", "{tmp}/r"], "is a Keras zip archive named .h5; rename it"),
+    (["gate", "--model", "{h5_as_keras}", "--out", "{tmp}/r"], "is an HDF5 (legacy Keras) file named .keras"),
+    (["car", "run", "--model", "{tflite_as_keras}"], "is a TFLite model named .keras; rename it to"),
+    (["evaluate", "{tmp}", "--out", "{tmp}/r"], "is a folder; give the model file"),
+    (["gate", "--model", "{tmp}/missing.tflite", "--out", "{tmp}/r"], "does not exist"),
+    (["evaluate", "--model", "{tflite}", "--out", "{afile}"], "--out {afile} is a file"),
+    (["gate", "--model", "{tflite}", "--out", "{afile}/gate"], "is a file, so the folder cannot be created"),
+    (["car", "run", "--model", "{tflite}", "--out", "{afile}"], "--out {afile} is a file"),
+    (["data", "collect", "--scene", "mini_monaco", "--out", "{afile}"], "--out {afile} is a file"),
+    (["data", "stats", "{tmp}", "--out", "{afile}/s.png"], "is a file, so the file cannot be created"),
+    (["train", "--tub", "{tmp}", "--out", "{afile}/m.keras"], "is a file, so the file cannot be created"),
+    (["evaluate", "--model", "{tflite}", "--out", "{tmp}/r", "--scene", "moon"], "unknown scene 'moon'"),
+    (["gate", "--model", "{tflite}", "--out", "{tmp}/r", "--policy", "{tmp}/no.yaml"], "does not exist"),
+    (["car", "run", "--max-seconds", "0"], "--max-seconds must be a positive number"),
+    (["car", "run", "--web-port", "{busy_port}"], "the port is in use"),
+    (["demo", "--out", "{afile}"], "--out {afile} is a file"),
+]
+
+
+def test_every_mistake_is_one_line_before_tensorflow(tmp_path):
+    files = {
+        "keras_as_h5": ("m.h5", b"PK\x03\x04rest"),
+        "h5_as_keras": ("m.keras", b"\x89HDF\r\n\x1a\nrest"),
+        "tflite_as_keras": ("t.keras", b"\x1c\x00\x00\x00TFL3rest"),
+        "tflite": ("ok.tflite", b"\x1c\x00\x00\x00TFL3rest"),
+        "afile": ("afile", b"x"),
+    }
+    values = {"tmp": str(tmp_path)}
+    for key, (name, content) in files.items():
+        (tmp_path / name).write_bytes(content)
+        values[key] = str(tmp_path / name)
+    with socket.socket() as busy:
+        busy.bind(("", 0))
+        busy.listen()
+        values["busy_port"] = str(busy.getsockname()[1])
+        cases = [([a.format(**values) for a in argv], want.format(**values)) for argv, want in MISTAKES]
+        script = (
+            "import json, sys\n"
+            "from pitlane.cli import main\n"
+            "codes = [main(argv) for argv in json.loads(sys.argv[1])]\n"
+            "print(json.dumps({'codes': codes, 'tf': 'tensorflow' in sys.modules, 'dk': 'donkeycar' in sys.modules}))\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", script, json.dumps([argv for argv, _ in cases])],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert result["codes"] == [2] * len(cases), proc.stderr
+    assert not result["tf"] and not result["dk"], "TensorFlow or donkeycar was imported to check arguments"
+    assert len(errors) == len(cases), proc.stderr  # one line each, no traceback
+    for (argv, want), line in zip(cases, errors, strict=True):
+        assert line.startswith("pitlane: error: ") and want in line, (argv, line)
