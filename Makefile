@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: setup demo test test-fast lint types check bench images clean
+.PHONY: setup demo test test-fast lint types check bench images notebooks clean
 
 setup: $(VENV)/.synced
 
@@ -37,6 +37,9 @@ bench: setup out/demo/summary.json  ## every benchmark; each prints its figures 
 
 images: setup  ## the sim (amd64) and car (arm64) images with buildah, no daemon, no base pull (README: Container images)
 	$(BIN)/pitlane images build
+
+notebooks: setup  ## run the notebooks in order (Download_Data hands its tubs to simple_train) and save their outputs
+	cd notebooks && ../$(BIN)/jupyter execute --inplace --timeout=1200 Download_Data.ipynb simple_train.ipynb
 
 out/demo/summary.json:
 	$(MAKE) demo

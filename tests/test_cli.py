@@ -67,7 +67,10 @@ def test_old_spellings_still_work_with_a_warning(tmp_path, capsys):
 
 # Every mistake: exit 2, one line `pitlane: error: ...`, and no TensorFlow imported to find out.
 MISTAKES = [
-    (["evaluate", "--model", "{keras_as_h5}", "--out", "{tmp}/r"], "is a Keras zip archive named .h5; rename it"),
+    (
+        ["evaluate", "--model", "{keras_as_h5}", "--out", "{tmp}/r"],
+        "is a Keras zip archive named .h5; rename it",
+    ),
     (["gate", "--model", "{h5_as_keras}", "--out", "{tmp}/r"], "is an HDF5 (legacy Keras) file named .keras"),
     (["car", "run", "--model", "{tflite_as_keras}"], "is a TFLite model named .keras; rename it to"),
     (["evaluate", "{tmp}", "--out", "{tmp}/r"], "is a folder; give the model file"),
