@@ -51,6 +51,7 @@ def with_value(argv: list[str], flag: str, value: str) -> list[str]:
 def test_readme_shows_commands_not_environment_assumptions():
     text = README.read_text()
     assert "pipenv run" not in text and "\npython manage.py" not in text
+    assert load_policy(ROOT / EXAMPLE_POLICY).scenes  # the example policy the README points to loads
     commands = readme_commands()
     assert len(commands) > 15
     for argv in commands:  # every command line parses: its sub-command and option names exist
@@ -97,4 +98,5 @@ def test_the_data_scientist_guide_yields_a_model_that_passes_its_gate(tmp_path, 
     table = capsys.readouterr().out
     assert code == 0, table
     result = json.loads((Path(gate[gate.index("--out") + 1]) / "gate.json").read_text())
-    assert result["passed"] is True
+    assert result["verdict"] == "pass" and "GATE PASS" in table
+    assert [r["laps_completed"] for r in result["reports"].values()] == [policy.laps]

@@ -21,7 +21,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="drive a model in the twin and write a report (JSON + plots)",
         description="Drive a .tflite/.keras model for N laps of a scene in the twin (20 Hz control) and write "
-        "DIR/report.json, DIR/trace.npz and PNG plots. With --gate, check the report against a policy's "
+        "DIR/report.json, DIR/trace.npz and PNG plots. With --policy, check the report against a policy's "
         "thresholds and exit 1 if it fails.",
     )
     p.add_argument("--model", metavar="FILE", help="model file (.tflite, .keras or .h5)")
@@ -38,10 +38,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument(
-        "--gate",
-        metavar="POLICY",
+        "--policy",
+        metavar="FILE",
         default=None,
-        help="check the report against this policy's thresholds ('default' = pitlane's)",
+        help="also check the report against this gate policy's thresholds ('default' = pitlane's; "
+        "default: no check)",
     )
     p.set_defaults(func=_evaluate)
 
@@ -89,7 +90,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.max_seconds is not None and not (args.max_seconds > 0 and math.isfinite(args.max_seconds)):
         raise UserError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
     scene_track(args.scene, args.seed)
-    policy = _policy(args.gate) if args.gate else None
+    policy = _policy(args.policy) if args.policy else None
     configure_threads(1)
     params = EvalParams(
         laps=args.laps, seed=args.seed, max_seconds=args.max_seconds, plots=not args.no_plots, progress=True

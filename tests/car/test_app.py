@@ -143,3 +143,14 @@ def test_manage_py_help_is_donkeycars_docopt():
     )
     assert out.returncode == 0
     assert "manage.py (drive) [--model=<model>]" in out.stdout
+
+
+def test_web_port_in_use_is_one_line_before_anything_runs(car_config):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(UserError, match=rf"^web port \(WEB_CONTROL_PORT\) {port}: the port is in use"):
+            build_car(car_config(WEB_CONTROL_PORT=port), None, record=False)

@@ -96,7 +96,7 @@ def test_evaluate_with_gate_flag_and_keras_model(trained, policy, tmp_path, caps
             "1",
             "--out",
             str(tmp_path),
-            "--gate",
+            "--policy",
             str(policy),
             "--no-plots",
         ]
@@ -123,7 +123,7 @@ def test_time_limit_is_reported(trained, tmp_path, capsys):
             "--out",
             str(tmp_path),
             "--no-plots",
-            "--gate",
+            "--policy",
             "default",
         ]
     )

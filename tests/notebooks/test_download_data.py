@@ -37,6 +37,7 @@ def test_collects_in_the_twin_by_default(tmp_path):
     tub = tmp_path / "data" / next(p.name for p in (tmp_path / "data").glob("tub_1_*"))
     assert (tub / "manifest.json").is_file() and len(list((tub / "images").glob("*.jpg"))) > 200
     assert "records/s" in text and f"{tub}: " in text and "1/1 tubs OK" in text
+    assert (tmp_path / "data" / "tubs.txt").read_text() == f"{tub}\n"  # the hand-over to simple_train.ipynb
     assert (tmp_path / "data" / "stats.png").stat().st_size > 10_000
     assert any(o.get("data", {}).get("image/png") for c in nb.cells for o in c.get("outputs", []))
 
