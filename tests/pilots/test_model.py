@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pitlane.errors import UserError
-from pitlane.pilots.model import ModelPilot, model_type_from_outputs
+from pitlane.pilots.model import ModelPilot, check_model_file, model_type_from_outputs
 
 pytestmark = pytest.mark.slow  # builds and converts real Keras models
 
@@ -120,3 +120,31 @@ def test_model_type_from_output_widths():
     assert model_type_from_outputs((20, 15)) == "categorical"
     assert model_type_from_outputs((1,)) == "inferred"
     assert model_type_from_outputs((3,)) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("m.h5", b"PK\x03\x04rest", r"is a Keras zip archive named \.h5; rename it to m\.keras"),
+        (
+            "m.keras",
+            b"\x89HDF\r\n\x1a\nrest",
+            r"is an HDF5 \(legacy Keras\) file named \.keras; rename it to m\.h5",
+        ),
+        ("m.keras", b"\x1c\x00\x00\x00TFL3rest", r"is a TFLite model named \.keras; rename it to m\.tflite"),
+        ("m.onnx", b"whatever", "unknown model format '.onnx'"),
+    ],
+)
+def test_check_model_file_names_a_renamed_model_without_tensorflow(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        check_model_file(tmp_path / name)
+
+
+def test_check_model_file_refuses_a_folder_and_a_missing_file(tmp_path):
+    with pytest.raises(UserError, match="is a folder; give the model file"):
+        check_model_file(tmp_path)
+    with pytest.raises(UserError, match="does not exist"):
+        check_model_file(tmp_path / "none.tflite")
+    (tmp_path / "ok.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3rest")
+    assert check_model_file(tmp_path / "ok.tflite") == tmp_path / "ok.tflite"
