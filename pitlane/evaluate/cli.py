@@ -34,6 +34,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--max-seconds",
         type=float,
         default=None,
+        metavar="S",
         help="simulated time limit [s] (default: none, the laps end it)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

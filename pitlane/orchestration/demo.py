@@ -229,6 +229,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--max-seconds",
         type=float,
         default=DemoOptions.drive_seconds,
+        metavar="S",
         help="how long the car app drives (the last stage), in real time [s] (default 60)",
     )
     p.add_argument("--scene", default=DemoOptions.drive_scene, help="scene the car app drives")
