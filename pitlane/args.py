@@ -13,12 +13,11 @@ from pathlib import Path
 from pitlane.errors import UserError
 
 # Old option spellings -> the one name each idea has now. They still work (with a warning on stderr) and
-# no longer show in --help: an output folder is --out, a time limit --max-seconds, a policy --policy.
+# no longer show in --help: an output folder is --out, a time limit --max-seconds.
 DEPRECATED_OPTIONS: dict[str, str] = {
     "--report": "--out",
     "--duration": "--max-seconds",
     "--drive-seconds": "--max-seconds",
-    "--gate": "--policy",  # `evaluate --gate POLICY`: a gate policy is --policy, as in `pitlane gate`
 }
 
 

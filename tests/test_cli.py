@@ -32,11 +32,13 @@ def test_one_name_per_idea():
     for parser in _leaves():
         for option in parser._option_string_actions:
             seen.setdefault(option, set()).add(parser.prog)
-    for old in ("--report", "--duration", "--drive-seconds", "--gate", "--stream-hz"):
+    for old in ("--report", "--duration", "--drive-seconds", "--stream-hz"):
         for parser in _leaves():
             assert old not in parser.format_help(), f"{parser.prog} still shows {old}"
+    evaluate = next(p for p in _leaves() if p.prog == "pitlane evaluate")
+    assert "--gate" not in evaluate.format_help()  # a policy is --policy (`model push --gate` is a report)
     assert {"pitlane evaluate", "pitlane gate", "pitlane car run", "pitlane train"} <= seen["--out"]
-    assert {"pitlane evaluate", "pitlane gate", "pitlane car run"} <= seen["--model"]
+    assert {"pitlane evaluate", "pitlane gate", "pitlane car run", "pitlane model push"} <= seen["--model"]
     assert {"pitlane evaluate", "pitlane car run", "pitlane demo"} <= seen["--max-seconds"]
     assert {"pitlane evaluate", "pitlane gate"} <= seen["--policy"]
 

@@ -364,7 +364,7 @@ def passing_gate_report(client: oci.Client, remote: Remote) -> dict[str, Any]:
     desc = remote.layer(GATE_NAME)
     if desc is None:
         raise UserError(
-            f"{remote.ref} carries no gate report: gate the model (`pitlane gate --model M --report DIR`), "
+            f"{remote.ref} carries no gate report: gate the model (`pitlane gate --model M --out DIR`), "
             "then push it with --gate DIR/gate.json"
         )
     data = client.pull_blob(remote.ref.repository, desc["digest"], MAX_CONFIG_BYTES * 8)

@@ -11,10 +11,12 @@ import signal
 import time
 from pathlib import Path
 
+from pitlane.args import check_output_dir
 from pitlane.artifacts import bundle, oci, signing
 from pitlane.artifacts.attest import GATE_PREDICATE, verify_attestation
 from pitlane.artifacts.registry import Registry, RegistryConfig
 from pitlane.errors import UserError
+from pitlane.pilots.model import check_model_file
 
 
 def _client(ref: oci.Reference) -> oci.Client:
@@ -25,7 +27,11 @@ def _push(args: argparse.Namespace) -> int:
     ref = oci.Reference.parse(args.to)
     if ref.digest:
         raise UserError(f"--to {args.to}: push to a repository or a tag; the registry gives the digest")
-    model = Path(args.model)
+    if args.model and args.model_arg:
+        raise UserError(f"two models given ({args.model_arg} and --model {args.model}); give one")
+    if not (args.model or args.model_arg):
+        raise UserError("no model given: --model FILE (the .tflite model)")
+    model = check_model_file(args.model or args.model_arg)
     gate = Path(args.gate) if args.gate else bundle.default_gate_report(model)
     client = _client(ref)
     client.ping()
@@ -42,6 +48,7 @@ def _push(args: argparse.Namespace) -> int:
 
 def _pull(args: argparse.Namespace) -> int:
     ref = oci.Reference.parse(args.ref)
+    check_output_dir(args.out)
     remote, paths = bundle.pull(_client(ref), ref, Path(args.out))
     for title, path in paths.items():
         print(f"  {title}: {path}")
@@ -151,7 +158,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     ms = m.add_subparsers(dest="model_command", metavar="COMMAND", required=True)
     p = ms.add_parser("push", help="pack a trained .tflite model (and its gate report) and push it")
-    p.add_argument("model", help="the .tflite model (its run record and .keras beside it are picked up)")
+    p.add_argument(
+        "--model",
+        metavar="FILE",
+        help="the .tflite model (its run record and .keras beside it are picked up)",
+    )
+    p.add_argument("model_arg", nargs="?", metavar="MODEL", help="the .tflite model given without --model")
     p.add_argument("--to", required=True, help="REGISTRY/REPOSITORY[:TAG], e.g. 127.0.0.1:5000/models/pilot")
     p.add_argument("--gate", help="gate report (default: ../gate/gate.json of the recipe layout, if present)")
     p.add_argument("--keras", help="the .keras model to ship too (default: the one the run record names)")
@@ -164,7 +176,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="model-bundle", help="folder to write (default ./model-bundle)")
     p.set_defaults(func=_pull)
     p = ms.add_parser("inspect", help="a bundle's metadata and layers")
-    p.add_argument("ref")
+    p.add_argument("ref", help="REGISTRY/REPOSITORY@sha256:... (or :TAG)")
     p.add_argument("--json", action="store_true", help="print manifest and config as JSON")
     p.set_defaults(func=_inspect)
     p = ms.add_parser("ls", help="the bundles of a repository, by serial")
@@ -176,11 +188,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description=f"Refuses a bundle without a passing gate report for its exact .tflite digest. The private "
         f"key's passphrase comes from ${signing.PASSWORD_ENV}.",
     )
-    p.add_argument("ref")
+    p.add_argument("ref", help="REGISTRY/REPOSITORY@sha256:... (or :TAG)")
     p.add_argument("--key", required=True, help="private key (PEM, from `pitlane keys generate`)")
     p.set_defaults(func=_sign)
     p = ms.add_parser("verify", help="check a bundle's signature and gate attestation with a public key")
-    p.add_argument("ref")
+    p.add_argument("ref", help="REGISTRY/REPOSITORY@sha256:... (or :TAG)")
     p.add_argument("--key", required=True, help="public key (PEM)")
     p.set_defaults(func=_verify)
 

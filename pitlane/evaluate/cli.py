@@ -45,6 +45,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="also check the report against this gate policy's thresholds ('default' = pitlane's; "
         "default: no check)",
     )
+    # the old name, hidden: a gate policy is --policy, as in `pitlane gate` (`model push --gate` is a report)
+    p.add_argument("--gate", dest="policy", help=argparse.SUPPRESS)
     p.set_defaults(func=_evaluate)
 
     g = sub.add_parser(
