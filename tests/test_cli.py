@@ -72,10 +72,13 @@ def test_old_spellings_still_work_with_a_warning(tmp_path, capsys):
 MISTAKES = [
     (
         ["evaluate", "--model", "{keras_as_h5}", "--out", "{tmp}/r"],
-        "is a Keras zip archive named .h5; rename it",
+        "is a Keras model (.keras zip) named .h5; rename it to .keras",
     ),
-    (["gate", "--model", "{h5_as_keras}", "--out", "{tmp}/r"], "is an HDF5 (legacy Keras) file named .keras"),
-    (["car", "run", "--model", "{tflite_as_keras}"], "is a TFLite model named .keras; rename it to"),
+    (
+        ["gate", "--model", "{h5_as_keras}", "--out", "{tmp}/r"],
+        "is a Keras model (HDF5) named .keras; rename it to .h5",
+    ),
+    (["car", "run", "--model", "{tflite_as_keras}"], "is a TFLite model named .keras; rename it to .tflite"),
     (["evaluate", "{tmp}", "--out", "{tmp}/r"], "is a folder; give the model file"),
     (["gate", "--model", "{tmp}/missing.tflite", "--out", "{tmp}/r"], "does not exist"),
     (["evaluate", "--model", "{tflite}", "--out", "{afile}"], "--out {afile} is a file"),

@@ -125,13 +125,13 @@ def test_model_type_from_output_widths():
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("m.h5", b"PK\x03\x04rest", r"is a Keras zip archive named \.h5; rename it to m\.keras"),
+        ("m.h5", b"PK\x03\x04rest", r"is a Keras model \(\.keras zip\) named \.h5; rename it to \.keras"),
         (
             "m.keras",
             b"\x89HDF\r\n\x1a\nrest",
-            r"is an HDF5 \(legacy Keras\) file named \.keras; rename it to m\.h5",
+            r"is a Keras model \(HDF5\) named \.keras; rename it to \.h5",
         ),
-        ("m.keras", b"\x1c\x00\x00\x00TFL3rest", r"is a TFLite model named \.keras; rename it to m\.tflite"),
+        ("m.keras", b"\x1c\x00\x00\x00TFL3rest", r"is a TFLite model named \.keras; rename it to \.tflite"),
         ("m.onnx", b"whatever", "unknown model format '.onnx'"),
     ],
 )
