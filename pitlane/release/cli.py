@@ -268,7 +268,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                       description="Write release.yaml (model pinned by digest), print what will ship and what "
                       "changed since the last release tag, commit release.yaml and create the annotated tag. "
                       "Running it again for the same tag and model does nothing.")  # fmt: skip
-    p.add_argument("version", metavar="vX.Y.Z")
+    p.add_argument("version", metavar="vX.Y.Z", help="the release tag to create")
     p.add_argument("--model", required=True, metavar="REF", help="candidate model, REGISTRY/REPO@sha256:...")
     p.add_argument("--policy", metavar="POLICY", help="gate policy: 'default' or a file in the repository")
     p.add_argument("--no-tag", action="store_true", help="commit release.yaml but do not tag")
@@ -286,7 +286,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                       "TriggerTemplate's PipelineRun, step scripts with params substituted, results through "
                       "files, workspaces as folders under --out, Secrets from --secrets DIR/<secret>/<key>. "
                       "Steps run with this machine's tools (no pods, images or sidecars).")  # fmt: skip
-    p.add_argument("tag", metavar="vX.Y.Z")
+    p.add_argument("tag", metavar="vX.Y.Z", help="the release tag")
     p.add_argument("--local", action="store_true", required=True, help="run here (the only mode)")
     p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="override a Pipeline param")
     p.add_argument("-w", "--workspace", action="append", metavar="NAME=DIR",
@@ -299,48 +299,48 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_local)
 
     cluster = argparse.ArgumentParser(add_help=False)
-    cluster.add_argument("--namespace", default="pitlane-release")
-    cluster.add_argument("--kubeconfig", metavar="FILE")
-    cluster.add_argument("--context")
+    cluster.add_argument("--namespace", default="pitlane-release", help="namespace of the PipelineRuns")
+    cluster.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: kubectl's)")
+    cluster.add_argument("--context", help="kubeconfig context (default: the current one)")
     cluster.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="status poll interval")
     p = rs.add_parser("start", parents=[common, cluster], help="create the release PipelineRun in a cluster",
                       description="Create the PipelineRun the TriggerTemplate would create for a tag push.")  # fmt: skip
-    p.add_argument("tag", metavar="vX.Y.Z")
+    p.add_argument("tag", metavar="vX.Y.Z", help="the release tag")
     p.add_argument("-f", "--follow", action="store_true", help="follow it like `tkn pipelinerun logs -f`")
     p.set_defaults(func=_start)
     p = rs.add_parser("status", parents=[cluster], help="show or follow a release PipelineRun",
                       description="The newest PipelineRun of TAG (or of any release), TaskRun by TaskRun. "
                       "Exit 0 succeeded, 1 failed, 3 still running.")  # fmt: skip
-    p.add_argument("tag", nargs="?", metavar="vX.Y.Z")
+    p.add_argument("tag", nargs="?", metavar="vX.Y.Z", help="the release tag (default: any release)")
     p.add_argument("--name", help="a PipelineRun by name")
     p.add_argument("-f", "--follow", action="store_true", help="print step logs until it ends")
     p.set_defaults(func=_status)
 
     p = rs.add_parser("plan", help="(pipeline step) check the tag and release.yaml, decide what to rebuild")
-    p.add_argument("tag", metavar="vX.Y.Z")
+    p.add_argument("tag", metavar="vX.Y.Z", help="the release tag")
     p.add_argument("--json", metavar="FILE", help="write the plan here")
     p.add_argument(
         "--result", action="append", metavar="NAME=PATH", help="write one value to a Tekton result file"
     )
     p.set_defaults(func=_plan)
     p = rs.add_parser("policy", help="(pipeline step) write release.yaml's gate policy to a file")
-    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--out", required=True, metavar="FILE", help="file to write")
     p.set_defaults(func=_policy)
     p = rs.add_parser("provenance", help="(pipeline step) write an SLSA provenance predicate for an image")
-    p.add_argument("ref", metavar="REPO@sha256:...")
-    p.add_argument("--version", required=True)
-    p.add_argument("--commit", required=True)
-    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("ref", metavar="REPO@sha256:...", help="the image, by digest")
+    p.add_argument("--version", required=True, help="the release version recorded in the predicate")
+    p.add_argument("--commit", required=True, help="the git commit the image was built from")
+    p.add_argument("--out", required=True, metavar="FILE", help="file to write")
     p.set_defaults(func=_provenance)
 
     p = rs.add_parser("sign", help="(pipeline step) sign an image by digest, cosign format, once")
-    p.add_argument("ref", metavar="REPO@sha256:...")
+    p.add_argument("ref", metavar="REPO@sha256:...", help="the image, by digest")
     p.add_argument(
         "--key", required=True, metavar="FILE", help="private key PEM (passphrase in $PITLANE_KEY_PASSWORD)"
     )
     p.set_defaults(func=_sign)
     p = rs.add_parser("attest", help="(pipeline step) attach a signed in-toto attestation, once")
-    p.add_argument("ref", metavar="REPO@sha256:...")
+    p.add_argument("ref", metavar="REPO@sha256:...", help="the image, by digest")
     p.add_argument("--predicate", required=True, metavar="FILE", help="the predicate (JSON)")
     p.add_argument("--type", required=True, help="release-gate, slsa-provenance or a predicate type URI")
     p.add_argument(
@@ -349,15 +349,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_attest)
 
     gh = argparse.ArgumentParser(add_help=False)
-    gh.add_argument("tag", metavar="vX.Y.Z")
-    gh.add_argument("--github-repo", required=True, metavar="OWNER/NAME")
-    gh.add_argument("--github-api", default="https://api.github.com", metavar="URL")
+    gh.add_argument("tag", metavar="vX.Y.Z", help="the release tag")
+    gh.add_argument("--github-repo", required=True, metavar="OWNER/NAME", help="the GitHub repository")
+    gh.add_argument(
+        "--github-api", default="https://api.github.com", metavar="URL", help="GitHub API base URL"
+    )
     gh.add_argument("--workspace", default=".", metavar="DIR", help="the pipeline's source workspace")
     p = rs.add_parser(
         "pull-request", parents=[gh], help="(pipeline step) open or update the GitOps pull request"
     )
-    p.add_argument("--head", required=True, metavar="BRANCH")
-    p.add_argument("--base", default="main", metavar="BRANCH")
+    p.add_argument("--head", required=True, metavar="BRANCH", help="branch holding the GitOps bump")
+    p.add_argument("--base", default="main", metavar="BRANCH", help="branch to merge into")
     p.add_argument("--url-file", metavar="FILE", help="write the pull request's URL here")
     p.set_defaults(func=_pull_request)
     p = rs.add_parser("publish", parents=[gh], help="(pipeline step) create or update the GitHub release")
