@@ -2,7 +2,7 @@
 """Extract strict JSON Schemas from upstream CustomResourceDefinitions, for validating manifests offline.
 
 Reads every CRD under SCHEMAS/<dir> (default: ../shared/schemas next to the repository, where CI keeps the
-upstream CRDs) and writes OUT/<group>/<Kind>.<version>.json (default: tests/schemas), which the repository
+upstream CRDs) and writes OUT/<group>/<Kind>.<version>.json (default: pitlane/deploy/schemas, package data), which the repository
 vendors so a user's clone validates without ../shared. A CRD's openAPIV3Schema accepts unknown fields, so
 this tightens it the way the API server's structural-schema pruning would reject them:
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dirs", nargs="*", metavar="SUBDIR", help="sub-folders of --schemas (default: all)")
     parser.add_argument("--schemas", type=Path, default=ROOT.parent / "shared" / "schemas")
-    parser.add_argument("--out", type=Path, default=ROOT / "tests" / "schemas")
+    parser.add_argument("--out", type=Path, default=ROOT / "pitlane" / "deploy" / "schemas")
     args = parser.parse_args(argv)
     if not args.schemas.is_dir():
         print(

@@ -2,7 +2,7 @@
 
 Core kinds are checked against Kubernetes' own schemas (kubernetes-validate, strict: an unknown field
 fails); Argo CD and policy-controller objects against JSON Schemas extracted from their upstream CRDs
-(tools/extract_crd_schemas.py, vendored under tests/schemas, unknown fields rejected). Each problem is one
+(tools/extract_crd_schemas.py, vendored as package data under pitlane/deploy/schemas, unknown fields rejected). Each problem is one
 line naming the render, the object and the field.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from pitlane.errors import UserError
 
 KUBERNETES_VERSION = "1.32.0"  # MicroShift 4.19's Kubernetes
-SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "tests" / "schemas"
+SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 CRD_GROUPS: tuple[str, ...] = ("argoproj.io", "policy.sigstore.dev")
 DIGEST_PINNED = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 POD_TEMPLATE_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet", "DaemonSet", "Job")

@@ -205,10 +205,10 @@ def test_car_run_exits_1_with_a_true_report_when_the_loop_dies(tmp_path, capsys,
         "0",
         "--web-port",
         "0",
-        "--duration",
+        "--max-seconds",
         "5",
     ]
-    code = pitlane_main([*argv, "--report", str(tmp_path / "run"), "--no-plots"])
+    code = pitlane_main([*argv, "--out", str(tmp_path / "run"), "--no-plots"])
     assert code == 1
     assert "pitlane: the drive loop died: IndexError" in capsys.readouterr().err
     report = json.loads((tmp_path / "run" / "report.json").read_text())

@@ -31,9 +31,9 @@ def test_vendored_schemas_match_a_fresh_extraction(tmp_path):
     )
     for group in GROUPS.values():
         fresh = sorted(p.name for p in (tmp_path / group).glob("*.json"))
-        vendored = sorted(p.name for p in (REPO / "tests" / "schemas" / group).glob("*.json"))
+        vendored = sorted(p.name for p in (REPO / "pitlane" / "deploy" / "schemas" / group).glob("*.json"))
         assert fresh == vendored
         for name in fresh:
             assert (tmp_path / group / name).read_text() == (
-                REPO / "tests" / "schemas" / group / name
+                REPO / "pitlane" / "deploy" / "schemas" / group / name
             ).read_text(), name

@@ -197,9 +197,7 @@ def test_bad_gate_policies_exit_2_before_driving(trained, tmp_path, capsys):
         path = tmp_path / f"p{i}.yaml"
         path.write_text(text)
         report = tmp_path / f"r{i}"
-        assert (
-            main(["gate", "--model", record.tflite_path, "--policy", str(path), "--report", str(report)]) == 2
-        )
+        assert main(["gate", "--model", record.tflite_path, "--policy", str(path), "--out", str(report)]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert not report.exists(), "a bad policy must be refused before the first scene drives"
@@ -237,7 +235,7 @@ def test_a_scene_given_as_a_path_reports_inside_report_and_nan_models_fail(train
             str(path.with_suffix(".tflite")),
             "--policy",
             str(policy),
-            "--report",
+            "--out",
             str(report),
         ]
     )

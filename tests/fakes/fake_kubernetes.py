@@ -24,7 +24,14 @@ from urllib.parse import parse_qs, urlparse
 
 import jsonschema
 
-SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "tekton.dev" / "PipelineRun.v1.json"
+SCHEMA = (
+    Path(__file__).resolve().parents[2]
+    / "pitlane"
+    / "deploy"
+    / "schemas"
+    / "tekton.dev"
+    / "PipelineRun.v1.json"
+)
 
 
 def condition(status: str, reason: str, message: str = "") -> dict[str, Any]:

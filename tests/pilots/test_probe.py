@@ -97,11 +97,11 @@ def test_evaluate_and_gate_refuse_a_corrupt_model_with_exit_2(model, tmp_path, c
     data = model.with_suffix(".tflite").read_bytes()
     bad = tmp_path / "interrupted.tflite"
     bad.write_bytes(data[: len(data) // 3])
-    argv = ["evaluate", str(bad), "--laps", "1", "--report", str(tmp_path / "r")]
+    argv = ["evaluate", str(bad), "--laps", "1", "--out", str(tmp_path / "r")]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("pitlane: error: model") and err.count("\n") == 1
-    assert main(["gate", "--model", str(bad), "--report", str(tmp_path / "g")]) == 2
+    assert main(["gate", "--model", str(bad), "--out", str(tmp_path / "g")]) == 2
 
 
 def test_the_probe_process_is_respawned_after_it_dies():

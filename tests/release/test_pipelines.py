@@ -19,7 +19,7 @@ from pitlane.release import tekton
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "pipelines"
-SCHEMAS = ROOT / "tests" / "schemas"
+SCHEMAS = ROOT / "pitlane" / "deploy" / "schemas"
 OBJECTS = tekton.load(PIPELINES)
 
 
