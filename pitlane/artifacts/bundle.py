@@ -27,8 +27,6 @@ from pitlane.artifacts.signing import sign
 from pitlane.errors import UserError
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import file_digest, git_commit, run_record_path
-from pitlane.twin.sim import Sim
-from pitlane.twin.vehicle import Control
 
 ARTIFACT_TYPE = "application/vnd.pitlane.model.v1"
 CONFIG_TYPE = "application/vnd.pitlane.model.config.v1+json"
@@ -130,6 +128,9 @@ def tub_frames(tubs: list[Path], shape: tuple[int, ...], count: int) -> np.ndarr
 
 def twin_frames(count: int, scene: str = "generated_track") -> np.ndarray:
     """Frames of the twin's camera along the start of a scene (when the training tubs are not at hand)."""
+    from pitlane.twin.sim import Sim  # lazily: the car (no OpenCV there) reads bundles, it never packs them
+    from pitlane.twin.vehicle import Control
+
     sim = Sim(scene, seed=0)
     frames = []
     for _ in range(count):

@@ -76,7 +76,8 @@ def check_lock(repo: Path) -> None:
 
 
 def export_requirements(repo: Path, spec: ImageSpec) -> Path:
-    """out/images/requirements-<image>.txt: the image's Pipfile categories, pinned and hashed."""
+    """out/images/requirements-<image>.txt: the image's Pipfile categories, pinned and hashed, less its
+    `leave_out` packages."""
     proc = _pipenv(repo, "requirements", "--hash", "--categories", " ".join(spec.categories))
     lines = [line for line in proc.stdout.splitlines() if "==" in line]
     if proc.returncode != 0 or not lines:
@@ -84,6 +85,7 @@ def export_requirements(repo: Path, spec: ImageSpec) -> Path:
         raise UserError(
             f"cannot export Pipfile categories {list(spec.categories)} for the {spec.name} image: {why}"
         )
+    lines = [line for line in lines if line.split("==")[0].strip().lower() not in spec.leave_out]
     missing = [line.split("==")[0] for line in lines if "--hash" not in line]
     if missing:
         raise UserError(f"Pipfile.lock has no hashes for {missing}: run `pipenv lock` again")

@@ -26,12 +26,17 @@ SOURCE = "https://github.com/pitlane-dev/pitlane"
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """One image: its Dockerfile, target architecture and the Pipfile categories it installs."""
+    """One image: its Dockerfile, target architecture and the Pipfile categories it installs.
+
+    `leave_out` names locked packages a dependency declares but the image never imports (installed with
+    `pip --no-deps`, so nothing pulls them back); tests/images/test_car_deps.py runs the car's code with
+    them blocked, and the smoke test runs the image itself."""
 
     name: str
     dockerfile: str
     arch: str
     categories: tuple[str, ...]
+    leave_out: tuple[str, ...] = ()
 
     @property
     def platform(self) -> str:
@@ -43,9 +48,16 @@ class ImageSpec:
         return f"out/images/requirements-{self.name}.txt"
 
 
+CAR_LEAVE_OUT = (
+    "pandas",
+    "python-dateutil",
+    "tzdata",
+)  # pandas and what only pandas needs, in the car section
 IMAGES: dict[str, ImageSpec] = {
     "sim": ImageSpec("sim", "Dockerfile.sim", "amd64", ("car", "sim")),
-    "car": ImageSpec("car", "Dockerfile.arm64", "arm64", ("car",)),
+    # donkeycar declares pandas (its tub tools and plots import it; the vehicle loop does not): ~40 MB of
+    # wheels the Raspberry Pi image would ship for nothing
+    "car": ImageSpec("car", "Dockerfile.arm64", "arm64", ("car",), leave_out=CAR_LEAVE_OUT),
 }
 BUILDER_ARCH = "amd64"  # the machine pip runs on for both images (arm64 wheels are fetched, not built)
 

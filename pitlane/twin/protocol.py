@@ -22,7 +22,6 @@ import math
 import re
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from pitlane.twin.vehicle import Control
@@ -426,6 +425,8 @@ class ImageFormat:
 
 def encode_image(rgb: np.ndarray, fmt: ImageFormat = ImageFormat()) -> str:
     """An RGB uint8 frame -> base64 text of a JPG/PNG/TGA file (what PIL.Image.open reads back as RGB)."""
+    import cv2  # lazily: the car image (Raspberry Pi) imports this module without OpenCV installed
+
     if fmt.grayscale:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
@@ -454,6 +455,8 @@ def encode_image(rgb: np.ndarray, fmt: ImageFormat = ImageFormat()) -> str:
 
 def decode_image(b64: str) -> np.ndarray:
     """base64 JPG/PNG/TGA text -> RGB uint8 (H, W, 3)."""
+    import cv2  # lazily, as in encode_image
+
     data = base64.b64decode(b64)
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is not None:

@@ -30,6 +30,11 @@ def test_the_locked_categories_export_pinned_and_hashed(tmp_path):
     assert any(line.startswith("ai-edge-litert==") for line in lines)
     assert not any(line.startswith(("tensorflow", "tf-keras", "keras==")) for line in lines)
     assert all("--hash=sha256:" in line for line in lines)
+    # the Pi needs neither OpenCV nor pandas (tests/images/test_car_deps.py); the twin needs OpenCV
+    assert not any(line.startswith(("opencv", "pandas==", "tzdata==")) for line in lines)
+    sim = export_requirements(repo, IMAGES["sim"]).read_text().splitlines()
+    assert any(line.startswith("opencv-python-headless==") for line in sim)
+    assert any(line.startswith("pandas==") for line in sim)
 
 
 def test_a_lock_that_no_longer_matches_the_pipfile_stops_the_build(tmp_path, capsys):

@@ -24,19 +24,20 @@ Then open http://<car>:8887/drive (WEB_CONTROL_PORT) to drive by hand, record, a
 w1 button (w2 resumes).
 """
 
+import contextlib
 import logging
 import os
 
-#
-# import cv2 early to avoid issue with importing after tensorflow
-# see https://github.com/opencv/opencv/issues/14884#issuecomment-599852128
-#
-import cv2  # noqa: F401
 from docopt import docopt
 
 from pitlane.car.app import build_car
 from pitlane.car.settings import load_car_config
 from pitlane.errors import UserError
+
+# import cv2 before tensorflow (loaded later, with a Keras model) where both are installed
+# (https://github.com/opencv/opencv/issues/14884); the car image has neither: LiteRT infers, no OpenCV
+with contextlib.suppress(ImportError):
+    import cv2  # noqa: F401
 
 logger = logging.getLogger(__name__)
 logging.basicConfig(level=logging.INFO)
