@@ -1,9 +1,11 @@
-"""A self-check of the car app where it is installed: `python3 -m pitlane.car.probe MODEL.tflite [LOOPS]`.
+"""A self-check of the car app where it is installed: `python3 -m pitlane.car.probe MODEL [LOOPS [KEY]]`.
 
-Imports LiteRT and donkeycar (no TensorFlow needed), infers a frame with the model through pitlane's
-ModelPilot, then runs the car app in its pi profile for a few loops with donkeycar's mock camera and mock
-drivetrain, the autopilot driving. Prints one JSON line of what it saw. `pitlane images smoke` runs it inside
-the car image (under qemu on an amd64 machine); on a Pi it checks an install without moving the car.
+MODEL is a .tflite file, or a signed model bundle `REGISTRY/REPO@sha256:...` that the car's model manager
+pulls, verifies against the public KEY (cosign format) and health-checks on its canary frames, as the car
+does at start. Imports LiteRT and donkeycar (no TensorFlow needed), infers a frame with the model through
+pitlane's ModelPilot, then runs the car app in its pi profile for a few loops with donkeycar's mock camera and
+mock drivetrain, the autopilot driving. Prints one JSON line of what it saw. `pitlane images smoke` runs it
+inside the car image (under qemu on an amd64 machine); on a Pi it checks an install without moving the car.
 """
 
 import importlib.metadata
@@ -14,7 +16,29 @@ import sys
 import numpy as np
 
 
-def main(model: str, loops: int) -> dict:
+def pull_verified(ref: str, public_key: str) -> dict:
+    """The model manager's own path: pull REF, verify its signature, health-check it on its canary frames
+    (latency is not judged here: under qemu a frame takes a second)."""
+    import tempfile
+    from pathlib import Path
+
+    from pitlane.artifacts import oci
+    from pitlane.car.model_manager import ManagerParams, ModelManager, parse_desired
+
+    cache = Path(tempfile.mkdtemp(prefix="pitlane-probe-"))
+    params = ManagerParams(public_key=Path(public_key), cache_dir=cache, latency_budget_ms=1e9)
+    manager = ModelManager(params)
+    wanted = parse_desired(ref)
+    loaded = manager.prepare(wanted, oci.Client(wanted.registry, timeout_s=params.registry_timeout_s))
+    return {
+        "path": str(loaded.path),
+        "verified": str(loaded.ref),
+        "serial": loaded.serial,
+        "canary_error": loaded.canary_error,
+    }
+
+
+def main(model: str, loops: int, public_key: str | None = None) -> dict:
     import ai_edge_litert.interpreter  # noqa: F401  (the runtime the car infers with)
     import donkeycar  # noqa: F401
 
@@ -22,6 +46,12 @@ def main(model: str, loops: int) -> dict:
     from pitlane.car.settings import DEFAULT_CAR_DIR, load_car_config
     from pitlane.pilots.model import ModelPilot
 
+    bundle = None
+    if "@sha256:" in model:  # a signed bundle in a registry
+        if public_key is None:
+            raise SystemExit("probe: a bundle reference needs the release public key (third argument)")
+        bundle = pull_verified(model, public_key)
+        model = bundle.pop("path")
     pilot = ModelPilot(model)
     frame = np.random.default_rng(0).integers(0, 256, size=pilot.input_shape, dtype=np.uint8)
     angle, throttle = pilot.run(frame)
@@ -63,8 +93,10 @@ def main(model: str, loops: int) -> dict:
         "pilot_calls": len(calls),
         "mode": mem["user/mode"],
         "autopilot_refusal": car.autopilot_refusal,
+        "bundle": bundle,  # None for a plain file; else what the model manager verified
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 5)))
+    loops = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    print(json.dumps(main(sys.argv[1], loops, sys.argv[3] if len(sys.argv) > 3 else None)))

@@ -1,8 +1,10 @@
-"""SLSA provenance for a pushed image: an in-toto statement (pure; no I/O).
+"""SLSA provenance for a built image: the predicate `pitlane release attest --type slsa-provenance` signs
+(pure; no I/O).
 
-SLSA v0.2's predicate, the one cosign's `attest --type slsaprovenance` writes, names the *materials* the
-image was made from: the git commit of the code, the Pipfile.lock that pinned every dependency and the
-base image, each with its digest, so a verifier can rebuild or audit it.
+SLSA v1's predicate (https://slsa.dev/provenance/v1) names what the image was built from as
+*resolved dependencies*: the git commit of the code, the Pipfile.lock that pinned every dependency and the
+base image, each with its digest, so a verifier can rebuild or audit it. The in-toto statement around it
+(subject = the image by digest) is made when it is signed (pitlane.artifacts.attest).
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from typing import Any
 
 from pitlane.images.plan import IMAGES, SOURCE
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v0.1"
-PREDICATE_TYPE = "https://slsa.dev/provenance/v0.2"
+PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 BUILD_TYPE = "https://github.com/pitlane-dev/pitlane/images/buildah@v1"
 
 
@@ -29,7 +30,7 @@ def _hex(digest: str) -> str:
     return value
 
 
-def slsa_statement(
+def slsa_predicate(
     name: str,
     repository: str,
     digest: str,
@@ -38,30 +39,29 @@ def slsa_statement(
     lock_sha256: str,
     base: str,
     base_digest: str,
-    builder_id: str = "https://github.com/pitlane-dev/pitlane/.ci/run",
+    version: str = "",
+    builder_id: str = "https://github.com/pitlane-dev/pitlane/pipelines/pitlane-release",
 ) -> dict[str, Any]:
-    """The in-toto statement saying image `repository@digest` was built from these materials."""
+    """The provenance of image `repository@digest`: its build parameters and the three things it came from."""
     spec = IMAGES[name]
+    _hex(digest)
     return {
-        "_type": STATEMENT_TYPE,
-        "predicateType": PREDICATE_TYPE,
-        "subject": [{"name": repository, "digest": {"sha256": _hex(digest)}}],
-        "predicate": {
-            "builder": {"id": builder_id},
+        "buildDefinition": {
             "buildType": BUILD_TYPE,
-            "invocation": {
-                "configSource": {
-                    "uri": f"git+{SOURCE}",
-                    "digest": {"sha1": revision},
-                    "entryPoint": spec.dockerfile,
-                },
-                "parameters": {"platform": spec.platform, "categories": list(spec.categories), "base": base},
+            "externalParameters": {
+                "image": repository,
+                "dockerfile": spec.dockerfile,
+                "platform": spec.platform,
+                "categories": list(spec.categories),
+                "leaveOut": list(spec.leave_out),
+                "base": base,
+                "version": version,
             },
-            "metadata": {"reproducible": False, "completeness": {"parameters": True, "materials": True}},
-            "materials": [
-                {"uri": f"git+{SOURCE}", "digest": {"sha1": revision}},
+            "resolvedDependencies": [
+                {"uri": f"git+{SOURCE}", "digest": {"gitCommit": revision}},
                 {"uri": "Pipfile.lock", "digest": {"sha256": lock_sha256}},
                 {"uri": base, "digest": {"sha256": _hex(base_digest)}},
             ],
         },
+        "runDetails": {"builder": {"id": builder_id}, "metadata": {"invocationId": f"{repository}@{digest}"}},
     }

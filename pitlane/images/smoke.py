@@ -96,23 +96,38 @@ def _image_env(store: Store, ctr: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in env)
 
 
-def smoke_car(store: Store, model: Path, loops: int = 5, timeout_s: float = 600.0) -> dict[str, Any]:
-    """`python3 -m pitlane.car.probe` inside the car image's root filesystem, as uid 1000, under qemu-user."""
+def smoke_car(
+    store: Store, model: Path | str, loops: int = 5, timeout_s: float = 600.0, public_key: Path | None = None
+) -> dict[str, Any]:
+    """`python3 -m pitlane.car.probe` inside the car image's root filesystem, as uid 1000, under qemu-user.
+
+    `model` is a .tflite file, or a signed bundle `REGISTRY/REPO@sha256:...` that the image's model manager
+    pulls from the registry (the chroot shares this machine's network), verifies with `public_key` and
+    health-checks, as a car does at start."""
     binfmt.ensure_arm64()
-    if not model.is_file():
+    bundle = isinstance(model, str) and "@sha256:" in model
+    if bundle and (public_key is None or not public_key.is_file()):
+        raise UserError("the car smoke run verifies a signed bundle: give the release's public key (--key)")
+    if not bundle and not Path(model).is_file():
         raise UserError(f"model {model} does not exist")
     with container(store, "car") as ctr:
         root = Path(run(store.buildah("mount", ctr), "buildah mount").strip())
         try:
             smoke_dir = root / "tmp" / "pitlane-smoke"
             smoke_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy(model, smoke_dir / model.name)
+            if bundle:
+                assert public_key is not None
+                shutil.copy(public_key, smoke_dir / "release.pub")
+                args = [str(model), str(loops), "/tmp/pitlane-smoke/release.pub"]
+            else:
+                shutil.copy(model, smoke_dir / Path(model).name)
+                args = [f"/tmp/pitlane-smoke/{Path(model).name}", str(loops)]
             os.chmod(smoke_dir, 0o755)
             env = _image_env(store, ctr)
             argv = [
                 "chroot", "--userspec=1000:1000", str(root), "/usr/bin/env", "-i",
                 *[f"{k}={v}" for k, v in env.items()],
-                "python3", "-m", PROBE_MODULE, f"/tmp/pitlane-smoke/{model.name}", str(loops),
+                "python3", "-m", PROBE_MODULE, *args,
             ]  # fmt: skip
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
         finally:

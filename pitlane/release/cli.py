@@ -1,5 +1,5 @@
 """`pitlane release ...`: the release manager's commands (prepare, start, status, run --local) and the
-small steps the pipeline's Tasks call (plan, policy, provenance, pull-request, publish)."""
+small steps the pipeline's Tasks call (plan, policy, sign, attest, pull-request, publish)."""
 
 from __future__ import annotations
 
@@ -184,23 +184,6 @@ def _policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _provenance(args: argparse.Namespace) -> int:
-    """An SLSA v1 provenance predicate for an image this pipeline built (what, from which commit, how)."""
-    repo, _, digest = args.ref.partition("@")
-    predicate = {
-        "buildDefinition": {
-            "buildType": "https://pitlane.dev/release/buildah/v1",
-            "externalParameters": {"version": args.version, "image": repo},
-            "resolvedDependencies": [{"uri": "git+source", "digest": {"gitCommit": args.commit}}],
-        },
-        "runDetails": {"builder": {"id": "https://pitlane.dev/pipelines/pitlane-release"}},
-    }
-    rconfig.check_digest_ref(args.ref, "image")
-    Path(args.out).write_text(json.dumps(predicate, indent=2) + "\n")
-    print(f"provenance of {repo}@{digest[:19]}... -> {args.out}")
-    return 0
-
-
 def _sign(args: argparse.Namespace) -> int:
     from pitlane.release.sign import sign_once
 
@@ -326,12 +309,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = rs.add_parser("policy", help="(pipeline step) write release.yaml's gate policy to a file")
     p.add_argument("--out", required=True, metavar="FILE", help="file to write")
     p.set_defaults(func=_policy)
-    p = rs.add_parser("provenance", help="(pipeline step) write an SLSA provenance predicate for an image")
-    p.add_argument("ref", metavar="REPO@sha256:...", help="the image, by digest")
-    p.add_argument("--version", required=True, help="the release version recorded in the predicate")
-    p.add_argument("--commit", required=True, help="the git commit the image was built from")
-    p.add_argument("--out", required=True, metavar="FILE", help="file to write")
-    p.set_defaults(func=_provenance)
 
     p = rs.add_parser("sign", help="(pipeline step) sign an image by digest, cosign format, once")
     p.add_argument("ref", metavar="REPO@sha256:...", help="the image, by digest")

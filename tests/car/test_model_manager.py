@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -322,3 +323,16 @@ def test_the_car_app_pulls_its_model_by_digest_and_drives(
         runner.join(10)
     with pytest.raises(Exception, match="drop --model"):
         build_car(cfg, "some.tflite", record=False)
+
+
+def test_the_probe_pulls_verifies_and_health_checks_a_bundle_as_the_car_image_does(registry, world):
+    """pitlane.car.probe's bundle path (what the car image's smoke run executes under qemu)."""
+    from pitlane.car.probe import pull_verified
+
+    ref = publish(world, registry, world["a"], repo="probe/pilot")
+    got = pull_verified(str(ref), str(world["pub"]))
+    assert got["verified"] == str(ref) and got["serial"] == 1 and got["canary_error"] <= 0.05
+    assert Path(got["path"]).read_bytes()[4:8] == b"TFL3"
+    unsigned = bundle.push(world["client"], world["b"], oci.Reference(registry.host, "probe/unsigned"), ())
+    with pytest.raises(signing.SignatureError, match="is not signed"):
+        pull_verified(str(unsigned), str(world["pub"]))
