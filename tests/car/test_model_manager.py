@@ -172,13 +172,17 @@ def test_bad_inputs_in_the_loop(registry, models, world, tmp_path):
         # tampered layer (at rest in the registry): a signed bundle of model c, then its bytes changed
         tampered = publish(world, registry, bundle.pack(models["c"], gate_report=None, serial=8))
         layer = blob_file(registry, oci.sha256_digest(models["c"].read_bytes()))
-        layer.write_bytes(layer.read_bytes()[:-10] + b"0123456789")
+        original = layer.read_bytes()
+        layer.write_bytes(original[:-10] + b"0123456789")
         expect_refusal(manager, loop, str(tampered), "does not match its digest", ref_a)
+        layer.write_bytes(original)  # the registry is the session's: later tests push model c again
         # tampered config
         cfg_tampered = publish(world, registry, with_serial(world["b"], 9))
         config = blob_file(registry, oci.sha256_digest(with_serial(world["b"], 9).config))
-        config.write_bytes(config.read_bytes().replace(b'"serial":9', b'"serial":99'))
+        original = config.read_bytes()
+        config.write_bytes(original.replace(b'"serial":9', b'"serial":99'))
         expect_refusal(manager, loop, str(cfg_tampered), "does not match its digest", ref_a)
+        config.write_bytes(original)
         # signed models that load but must not drive: NaN outputs, wrong output shape, far from the canary
         nan = publish(world, registry, with_serial(with_tflite(world["a"], models["nan"].read_bytes()), 10))
         expect_refusal(manager, loop, str(nan), "non-finite outputs", ref_a)
