@@ -29,7 +29,16 @@ OUT = REPO / "out" / "images"
 
 def _context(dest: Path, module: str) -> Path:
     """A copy of the build context with one line appended to `module`."""
-    for part in ("pitlane", "apps", "Dockerfile.sim", "Dockerfile.arm64", ".dockerignore", "out/images"):
+    for part in (
+        "pitlane",
+        "apps",
+        "Pipfile",
+        "Pipfile.lock",
+        "Dockerfile.sim",
+        "Dockerfile.arm64",
+        ".dockerignore",
+        "out/images",
+    ):
         src = REPO / part
         if part == "out/images":
             (dest / part).mkdir(parents=True, exist_ok=True)

@@ -133,6 +133,7 @@ def mmdebstrap_argv(arch: str, dest: Path, suite: str = SUITE, mirror: str = MIR
         "--variant=essential",
         f"--include={packages}",
         *excludes,
+        "--format=tar",  # always a tarball: mmdebstrap guesses from the name, and DEST.tar.part reads as a folder
         "--quiet",
         suite,
         str(dest),

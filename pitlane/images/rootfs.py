@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from pitlane.errors import UserError
@@ -41,6 +42,10 @@ def rootfs_tarball(arch: str, cfg: BuildConfig) -> Path:
         require("arch-test")  # mmdebstrap refuses foreign architectures without it
         binfmt.ensure_arm64()
     part = tar.with_suffix(".tar.part")
+    for stale in (tar, part):  # an interrupted run's leftovers (or a folder an older pitlane wrote there)
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        stale.unlink(missing_ok=True)
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(cfg.timestamp))
     run(
         mmdebstrap_argv(arch, part, cfg.suite, cfg.mirror),
