@@ -38,19 +38,27 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def pipenv_argv() -> list[str]:
-    """How to run pipenv: PITLANE_PIPENV, else the Python that made this checkout's .venv (where
-    tools/bootstrap.sh installs pipenv), else `pipenv` on PATH, else this Python."""
+    """How to run pipenv: PITLANE_PIPENV, else the Python that made this checkout's .venv or the venv running
+    pitlane (where tools/bootstrap.sh installs pipenv), else `pipenv` on PATH, else this Python."""
     if os.environ.get("PITLANE_PIPENV"):
         return os.environ["PITLANE_PIPENV"].split()
-    cfg = CHECKOUT / ".venv" / "pyvenv.cfg"
-    if cfg.is_file():
+    for cfg in (CHECKOUT / ".venv" / "pyvenv.cfg", Path(sys.prefix) / "pyvenv.cfg"):
+        if not cfg.is_file():
+            continue
         for line in cfg.read_text().splitlines():
             key, _, value = line.partition("=")
-            if key.strip() == "home" and (Path(value.strip()) / "python3").is_file():
-                return [str(Path(value.strip()) / "python3"), "-m", "pipenv"]
+            home = Path(value.strip())
+            if key.strip() == "home" and (home / "python3").is_file() and _has_pipenv(home / "python3"):
+                return [str(home / "python3"), "-m", "pipenv"]
     if shutil.which("pipenv"):
         return ["pipenv"]
     return [sys.executable, "-m", "pipenv"]
+
+
+def _has_pipenv(python: Path) -> bool:
+    return (
+        subprocess.run([str(python), "-c", "import pipenv"], capture_output=True, check=False).returncode == 0
+    )
 
 
 def _pipenv(repo: Path, *args: str) -> subprocess.CompletedProcess:
@@ -69,9 +77,14 @@ def check_lock(repo: Path) -> None:
     if not (repo / "Pipfile.lock").is_file():
         raise UserError(f"{repo / 'Pipfile.lock'} is missing: run `pipenv lock` and commit it")
     proc = _pipenv(repo, "verify")
-    if proc.returncode != 0:
+    if proc.returncode != 0 and "out-of-date" in proc.stdout + proc.stderr:
         raise UserError(
             "Pipfile.lock does not match the Pipfile: run `pipenv lock`, commit both files, and build again"
+        )
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise UserError(
+            f"`pipenv verify` failed ({why}): install pipenv (pip install pipenv) or set PITLANE_PIPENV"
         )
 
 
