@@ -9,12 +9,16 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pitlane.data.collect import collect
+import numpy as np
+
+from pitlane.data.collect import Options, collect
 from pitlane.errors import UserError
 from pitlane.evaluate.gate import GatePolicy, GateResult, load_policy, run_gate
+from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import RunRecord
 from pitlane.train.train import TrainParams, train_model
 
@@ -22,6 +26,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SCENES: tuple[str, ...] = GatePolicy().scenes  # the default gate's scenes: one home, the policy
 UNSEEN_SCENE = "circuit_launch"  # a scene the default recipe never trains on, to measure generalisation
+ROAD_SEED0 = 1000  # generated roads are seeds ROAD_SEED0 + recipe seed + k
+MAX_ROUNDS_OR_ROADS = 200
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,40 @@ class Recipe:
     train: TrainParams = field(
         default_factory=lambda: TrainParams(model_type="linear", epochs=10, batch_size=64)
     )
+    # ingredients for tracks never seen (each default is the plain recipe above)
+    directions: str | None = None  # ccw | cw | both, per training track; None = each track's own order
+    generated_roads: int = 0  # N > 0: train on N generated roads instead of `scenes` (named scenes unseen)
+    flip: bool = False  # each record also mirrored left-right with its steering negated
+    randomize: bool = False  # domain randomisation of the frames while collecting
+    dagger_rounds: int = 0  # rounds of: the model drives, the expert labels what it sees, retrain on all
+    dagger_laps: int = 1  # laps per training track and direction in each DAgger round
+
+    def __post_init__(self) -> None:
+        if self.directions not in (None, "ccw", "cw", "both"):
+            raise UserError(f"recipe directions must be ccw, cw or both, got {self.directions!r}")
+        for name in ("generated_roads", "dagger_rounds"):
+            if not 0 <= getattr(self, name) <= MAX_ROUNDS_OR_ROADS:
+                raise UserError(f"recipe {name} must be between 0 and {MAX_ROUNDS_OR_ROADS}")
+        if self.dagger_laps < 1:
+            raise UserError(f"recipe dagger_laps must be >= 1, got {self.dagger_laps}")
+
+    @property
+    def road_seeds(self) -> tuple[int, ...]:
+        """The generated roads' seeds (rand_seed of the scene generated_road)."""
+        return tuple(ROAD_SEED0 + self.seed + k for k in range(self.generated_roads))
+
+    def tracks(self) -> list[tuple[str, int | None]]:
+        """(scene, road seed) of every training track: the roads' seeds, or None for a named scene."""
+        if self.generated_roads:
+            return [("generated_road", s) for s in self.road_seeds]
+        return [(scene, None) for scene in self.scenes]
+
+    def trained_scenes(self) -> tuple[str, ...]:
+        """The named scenes this recipe trains on (none with generated roads)."""
+        return () if self.generated_roads else tuple(self.scenes)
+
+    def directions_driven(self) -> tuple[str | None, ...]:
+        return ("ccw", "cw") if self.directions == "both" else (self.directions,)
 
 
 @dataclass(frozen=True)
@@ -83,10 +123,8 @@ def default_recipe(
             shutil.rmtree(p, ignore_errors=True)
     t0 = time.perf_counter()
     for i, (noise, laps) in enumerate(recipe.passes):
-        summary = collect(
-            list(recipe.scenes), laps=laps, out=tub, seed=recipe.seed + i, noise=noise, progress=progress
-        )
-        log.info("collected %d records with %s noise", summary.records, noise)
+        records = collect_tracks(recipe, tub, noise, laps, recipe.seed + i, progress=progress)
+        log.info("collected %d records with %s noise", records, noise)
     t1 = time.perf_counter()
     params = replace(
         recipe.train,
@@ -95,6 +133,16 @@ def default_recipe(
         verbose=2 if progress else recipe.train.verbose,
     )  # one line per epoch
     record = train_model([tub], out / "model" / "pilot.keras", params)
+    t_dagger = 0.0
+    for round_ in range(recipe.dagger_rounds):
+        t_round = time.perf_counter()
+        pilot = ModelPilot(record.tflite_path or record.model_path, threads=1)
+        records = collect_tracks(
+            recipe, tub, "none", recipe.dagger_laps, recipe.seed + 100 + round_, progress, pilot.run
+        )
+        log.info("DAgger round %d: %d records labelled by the expert", round_ + 1, records)
+        t_dagger += time.perf_counter() - t_round
+        record = train_model([tub], out / "model" / "pilot.keras", params, overwrite=True)
     t2 = time.perf_counter()
     result = None
     if gate:
@@ -109,5 +157,38 @@ def default_recipe(
         tflite=model.with_suffix(".tflite"),
         record=record,
         gate=result,
-        timings_s={"collect": round(t1 - t0, 2), "train": round(t2 - t1, 2), "gate": round(t3 - t2, 2)},
+        timings_s={
+            "collect": round(t1 - t0 + t_dagger, 2),
+            "train": round(t2 - t1 - t_dagger, 2),
+            "gate": round(t3 - t2, 2),
+        },
     )
+
+
+def collect_tracks(
+    recipe: Recipe,
+    tub: Path,
+    noise: str,
+    laps: int,
+    seed: int,
+    progress: bool = False,
+    pilot: Callable[[np.ndarray], tuple[float, float]] | None = None,
+) -> int:
+    """One collection pass over the recipe's training tracks, in each of its directions; records written.
+
+    With `pilot` (DAgger) the pilot drives and the expert labels every frame."""
+    records = 0
+    for direction in recipe.directions_driven():
+        options = Options(direction=direction, flip=recipe.flip, randomize=recipe.randomize, pilot=pilot)
+        if recipe.generated_roads:
+            for road in recipe.road_seeds:  # the road's seed is its collection seed: one road per seed
+                summary = collect(
+                    "generated_road", laps, tub, seed=road, noise=noise, progress=progress, options=options
+                )
+                records += summary.records
+        else:
+            summary = collect(
+                list(recipe.scenes), laps, tub, seed=seed, noise=noise, progress=progress, options=options
+            )
+            records += summary.records
+    return records
