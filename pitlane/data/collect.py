@@ -43,7 +43,7 @@ from pitlane.errors import UserError
 from pitlane.pilots.expert import NOISE_PRESETS, ExpertDriver, NoiseParams
 from pitlane.twin.camera import CameraParams
 from pitlane.twin.randomization import DomainRandomization
-from pitlane.twin.scenes import DEFAULT_SCENE, load_scene
+from pitlane.twin.scenes import DEFAULT_SCENE, load_scene, random_style, restyled
 from pitlane.twin.sim import Sim
 from pitlane.twin.vehicle import Control
 from pitlane.twin.world import CONTROL_HZ, HIT_NONE
@@ -271,16 +271,21 @@ class Options:
 
     direction: str | None = None  # "cw" | "ccw" around the loop; None = the track's own driving order
     flip: bool = False  # also write each record mirrored left-right with its steering negated
-    randomize: bool = False  # domain randomisation of the frames (light, tint, noise, camera jitter)
+    randomize: bool = False  # domain randomisation: the track's colours (from the seed) and per frame light,
+    # tint, noise and camera jitter
     pilot: Callable[[np.ndarray], tuple[float, float]] | None = None  # DAgger: this pilot drives, the
     # expert labels every frame and takes over only far off the line
+    style_seed: int | None = None  # with randomize: seed of the first scene's colours (None = the seed)
 
 
-def _make_sim(scene: str, seed: int, camera, options: Options = Options()):
-
+def _make_sim(scene: str, seed: int, camera, options: Options = Options(), index: int = 0):
+    """The twin for the `index`-th scene of a collection (each scene its own colours when randomised)."""
     try:
         track = load_scene(scene, rand_seed=seed).oriented(options.direction)
         randomize = DomainRandomization() if options.randomize else None
+        if options.randomize:  # the texture too: colours of ground, road and sky drawn from the seed
+            style_seed = seed if options.style_seed is None else options.style_seed
+            track = restyled(track, random_style(style_seed + 7919 * index))
         return Sim(track, seed=seed, camera=camera, randomize=randomize)
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -429,9 +434,9 @@ def collect(
     )
     tub_writer: _Writer | None = None
     try:
-        for scene in names:
+        for i, scene in enumerate(names):
             bar.set_description(scene)
-            sim = _make_sim(scene, seed, camera, options)  # before the writer: a failing twin leaves no tub
+            sim = _make_sim(scene, seed, camera, options, i)  # before the writer: a failing twin: no tub
             if tub_writer is None:
                 tub_writer = _Writer(out, metadata, writer)
             else:

@@ -10,7 +10,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ DEFAULT_SCENES: tuple[str, ...] = GatePolicy().scenes  # the default gate's scen
 UNSEEN_SCENE = "circuit_launch"  # a scene the default recipe never trains on, to measure generalisation
 ROAD_SEED0 = 1000  # generated roads are seeds ROAD_SEED0 + recipe seed + k
 MAX_ROUNDS_OR_ROADS = 200
+STYLE_SEED0 = 10_000  # randomised colours: seeds apart from the roads' and the expert's
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,6 @@ def default_recipe(
     A previous run in `out_dir` is refused (UserError) unless `overwrite`, which replaces those three folders:
     collecting into an old tub would silently append to its data.
     """
-    from dataclasses import replace
 
     out = Path(out_dir)
     tub = out / "tub"
@@ -177,18 +177,41 @@ def collect_tracks(
     """One collection pass over the recipe's training tracks, in each of its directions; records written.
 
     With `pilot` (DAgger) the pilot drives and the expert labels every frame."""
-    records = 0
+    records, calls = 0, 0
+    # randomised: one lap per collection, each in its own colours (a collection paints a track once)
+    chunks = [1] * laps if recipe.randomize else [laps]
     for direction in recipe.directions_driven():
-        options = Options(direction=direction, flip=recipe.flip, randomize=recipe.randomize, pilot=pilot)
-        if recipe.generated_roads:
-            for road in recipe.road_seeds:  # the road's seed is its collection seed: one road per seed
+        for k, chunk in enumerate(chunks):
+            options = Options(
+                direction=direction,
+                flip=recipe.flip,
+                randomize=recipe.randomize,
+                pilot=pilot,
+                style_seed=STYLE_SEED0 * (seed + 1) + 97 * calls,
+            )
+            calls += 1
+            if recipe.generated_roads:
+                for road in recipe.road_seeds:  # the road's seed is its collection seed: one road per seed
+                    summary = collect(
+                        "generated_road",
+                        chunk,
+                        tub,
+                        seed=road,
+                        noise=noise,
+                        progress=progress,
+                        options=options,
+                    )
+                    options = replace(options, style_seed=(options.style_seed or 0) + 1)
+                    records += summary.records
+            else:
                 summary = collect(
-                    "generated_road", laps, tub, seed=road, noise=noise, progress=progress, options=options
+                    list(recipe.scenes),
+                    chunk,
+                    tub,
+                    seed=seed + 7919 * k,  # each lap its own perturbations too
+                    noise=noise,
+                    progress=progress,
+                    options=options,
                 )
                 records += summary.records
-        else:
-            summary = collect(
-                list(recipe.scenes), laps, tub, seed=seed, noise=noise, progress=progress, options=options
-            )
-            records += summary.records
     return records

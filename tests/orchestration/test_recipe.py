@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from pitlane.evaluate.gate import GatePolicy, load_policy
@@ -107,3 +108,26 @@ def test_dagger_round_adds_expert_labelled_records_and_retrains(tmp_path):
     assert len(sessions) == 2  # the expert's pass, then the model's round labelled by the expert
     assert result.record.records_total == len(lines)  # the last model trained on both
     assert result.model.is_file() and result.tflite.is_file()
+
+
+def test_randomize_paints_every_lap_in_other_colours(tmp_path):
+    from PIL import Image
+
+    from pitlane.orchestration.recipe import collect_tracks
+
+    recipe = Recipe(generated_roads=1, randomize=True)
+    collect_tracks(recipe, tmp_path / "tub", "none", 2, recipe.seed)
+    lines = [
+        json.loads(x)
+        for p in sorted((tmp_path / "tub").glob("catalog_*.catalog"))
+        for x in p.read_text().splitlines()
+    ]
+    firsts = {}
+    for r in lines:
+        firsts.setdefault(r["_session_id"], r["cam/image_array"])
+    assert len(firsts) == 2  # one session per lap
+    skies = [
+        np.asarray(Image.open(tmp_path / "tub" / "images" / f))[:10].mean(axis=(0, 1))
+        for f in firsts.values()
+    ]
+    assert np.abs(skies[0] - skies[1]).max() > 5  # another sky colour
