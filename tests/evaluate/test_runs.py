@@ -151,3 +151,28 @@ def test_policy_spread_runs_every_seed_and_direction():
     with pytest.raises(UserError, match="min_completion_rate"):
         GatePolicy(min_completion_rate=1.5)
     assert load_policy().min_completion_rate is None and load_policy().direction is None
+
+
+@pytest.mark.slow
+def test_a_gate_with_spread_checks_every_run_and_the_completion_rate(models, tmp_path):
+    from pitlane.evaluate.gate import GatePolicy, run_gate
+
+    policy = GatePolicy(
+        scenes=(SCENE,),
+        laps=1,
+        max_seconds=1.0,
+        seeds=(1, 2),
+        direction="both",
+        min_laps_completed=0,
+        min_mean_speed=None,
+        max_abs_cte=None,
+        max_off_track_events=None,
+        min_completion_rate=0.5,
+    )
+    result = run_gate(models["a"], policy, tmp_path, plots=False)
+    assert len(result.reports) == 4
+    rate = [c for c in result.checks if c.metric == "completion_rate"]
+    assert len(rate) == 1 and rate[0].value == 0.0 and not rate[0].passed  # 1 s: no lap, the gate fails
+    data = json.loads((tmp_path / "gate.json").read_text())
+    assert sorted(data["reports"]) == [f"{SCENE} {d}-seed{s}" for d in ("ccw", "cw") for s in (1, 2)]
+    assert data["policy"]["seeds"] == [1, 2] and (tmp_path / SCENE / "runs.json").is_file()
