@@ -15,7 +15,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,10 @@ from pitlane.data.tub import (
 from pitlane.errors import UserError
 from pitlane.pilots.expert import NOISE_PRESETS, ExpertDriver, NoiseParams
 from pitlane.twin.camera import CameraParams
-from pitlane.twin.scenes import DEFAULT_SCENE, load_scene
+from pitlane.twin.randomization import DomainRandomization
+from pitlane.twin.scenes import DEFAULT_SCENE, load_scene, random_style, restyled
 from pitlane.twin.sim import Sim
+from pitlane.twin.vehicle import Control
 from pitlane.twin.world import CONTROL_HZ, HIT_NONE
 
 log = logging.getLogger(__name__)
@@ -257,16 +259,58 @@ class _Writer:
             raise RuntimeError(f"the tub writer exited with code {self.worker.exitcode}")
 
 
-def _make_sim(scene: str, seed: int, camera):
+# DAgger: the expert takes the wheel from the pilot beyond this fraction of the road width off the line, and
+# gives it back once the car is within the second fraction (so the states recorded stay recoverable ones)
+TAKEOVER_CTE_FRAC = 0.35
+HANDBACK_CTE_FRAC = 0.1
 
+
+@dataclass(frozen=True)
+class Options:
+    """How a collection drives beyond the expert's noise (each default is a plain expert collection)."""
+
+    direction: str | None = None  # "cw" | "ccw" around the loop; None = the track's own driving order
+    flip: bool = False  # also write each record mirrored left-right with its steering negated
+    randomize: bool = False  # domain randomisation: the track's colours (from the seed) and per frame light,
+    # tint, noise and camera jitter
+    pilot: Callable[[np.ndarray], tuple[float, float]] | None = None  # DAgger: this pilot drives, the
+    # expert labels every frame and takes over only far off the line
+    style_seed: int | None = None  # with randomize: seed of the first scene's colours (None = the seed)
+
+
+def _make_sim(scene: str, seed: int, camera, options: Options = Options(), index: int = 0):
+    """The twin for the `index`-th scene of a collection (each scene its own colours when randomised)."""
     try:
-        return Sim(scene, seed=seed, camera=camera)
+        track = load_scene(scene, rand_seed=seed).oriented(options.direction)
+        randomize = DomainRandomization() if options.randomize else None
+        if options.randomize:  # the texture too: colours of ground, road and sky drawn from the seed
+            style_seed = seed if options.style_seed is None else options.style_seed
+            track = restyled(track, random_style(style_seed + 7919 * index))
+        return Sim(track, seed=seed, camera=camera, randomize=randomize)
     except ValueError as exc:
         raise UserError(str(exc)) from None
 
 
+def flipped(record: dict) -> dict:
+    """The record seen in a mirror: the frame flipped left-right, the steering and the CTE negated."""
+    return {
+        **record,
+        CAMERA_KEY: np.ascontiguousarray(record[CAMERA_KEY][:, ::-1]),
+        ANGLE_KEY: -record[ANGLE_KEY],
+        "pos/cte": -record["pos/cte"],
+    }
+
+
 def _drive_scene(
-    sim, scene: str, laps: int, seed: int, noise: NoiseParams, dt_s: float, writer: _Writer, bar
+    sim,
+    scene: str,
+    laps: int,
+    seed: int,
+    noise: NoiseParams,
+    dt_s: float,
+    writer: _Writer,
+    bar,
+    options: Options = Options(),
 ) -> SceneResult:
     driver = ExpertDriver(sim.track, noise=noise, seed=seed, dt_s=dt_s)
     t = sim.reset()
@@ -274,22 +318,31 @@ def _drive_scene(
     max_steps = int(laps * sim.track.length_m / _MIN_PLAN_SPEED_MPS / dt_s) + 100
     cte = np.empty(max_steps)
     off, n, shown = 0, 0, 0.0
+    expert_drives = False
     while t.laps_completed < laps and n < max_steps:
         frame = sim.render()
         label, executed = driver.act(t)
-        writer.write(
-            {
-                CAMERA_KEY: frame,
-                ANGLE_KEY: label.steering,
-                THROTTLE_KEY: label.throttle,
-                MODE_KEY: "user",
-                "pos/pos_x": t.x_m,
-                "pos/pos_y": 0.0,
-                "pos/pos_z": t.y_m,
-                "pos/speed": abs(t.speed_mps),
-                "pos/cte": t.cte_m,
-            }
-        )
+        record = {
+            CAMERA_KEY: frame,
+            ANGLE_KEY: label.steering,
+            THROTTLE_KEY: label.throttle,
+            MODE_KEY: "user",
+            "pos/pos_x": t.x_m,
+            "pos/pos_y": 0.0,
+            "pos/pos_z": t.y_m,
+            "pos/speed": abs(t.speed_mps),
+            "pos/cte": t.cte_m,
+        }
+        writer.write(record)
+        if options.flip:
+            writer.write(flipped(record))
+        if options.pilot is not None:
+            far = abs(t.cte_m) > TAKEOVER_CTE_FRAC * sim.track.width_m
+            near = abs(t.cte_m) < HANDBACK_CTE_FRAC * sim.track.width_m
+            expert_drives = far or (expert_drives and not near)
+            if not expert_drives:
+                angle, throttle = options.pilot(frame)
+                executed = Control(steering=float(angle), throttle=float(throttle)).clamped()
         cte[n], n = abs(t.cte_m), n + 1
         off += t.hit != HIT_NONE
         t = sim.step(executed, dt_s)
@@ -307,7 +360,7 @@ def _drive_scene(
         )
     return SceneResult(
         scene,
-        n,
+        n * (2 if options.flip else 1),  # records written: a mirrored one beside each with flip
         t.laps_completed,
         float(cte[:n].mean()) if n else 0.0,
         float(cte[:n].max()) if n else 0.0,
@@ -327,12 +380,14 @@ def collect(
     camera=None,
     progress: bool = True,
     writer: str = "thread",
+    options: Options = Options(),
 ) -> CollectSummary:
     """Drive ``laps`` laps of each scene with the expert and record them into the tub at ``out``.
 
     An existing tub with pitlane's inputs is appended to (a new donkeycar session per scene).
     ``camera`` is an optional ``pitlane.twin.camera.CameraParams``; ``writer`` is where donkeycar's Tub runs:
-    ``thread`` (default), ``process`` or ``inline``.
+    ``thread`` (default), ``process`` or ``inline``; ``options`` sets the direction, flipped records,
+    randomised frames and a pilot that drives while the expert labels (DAgger).
     """
     names = (scenes,) if isinstance(scenes, str) else tuple(scenes)
     if not names:
@@ -362,6 +417,10 @@ def collect(
         image_h=camera.img_h,  # the checker's expected frame shape (donkeycar's IMAGE_H/W/DEPTH)
         image_w=camera.img_w,
         image_depth=3,
+        direction=options.direction or "",
+        flip=options.flip,
+        randomize=options.randomize,
+        driver="pilot+expert" if options.pilot is not None else "expert",
     )
     from tqdm import tqdm
 
@@ -375,15 +434,15 @@ def collect(
     )
     tub_writer: _Writer | None = None
     try:
-        for scene in names:
+        for i, scene in enumerate(names):
             bar.set_description(scene)
-            sim = _make_sim(scene, seed, camera)  # before the writer: a twin that fails leaves no empty tub
+            sim = _make_sim(scene, seed, camera, options, i)  # before the writer: a failing twin: no tub
             if tub_writer is None:
                 tub_writer = _Writer(out, metadata, writer)
             else:
                 tub_writer.new_session()
             results.append(
-                _drive_scene(sim, scene, laps, seed, noise_params, 1.0 / record_hz, tub_writer, bar)
+                _drive_scene(sim, scene, laps, seed, noise_params, 1.0 / record_hz, tub_writer, bar, options)
             )
     finally:
         bar.close()

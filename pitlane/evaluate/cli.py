@@ -11,7 +11,8 @@ from pitlane.args import check_output_dir
 from pitlane.errors import UserError
 from pitlane.evaluate.gate import GateResult, check, format_table, load_policy, run_gate
 from pitlane.evaluate.report import EvalParams
-from pitlane.evaluate.run import evaluate, scene_track
+from pitlane.evaluate.run import EXPERT, scene_track
+from pitlane.evaluate.runs import RUNS_FILE, evaluate_runs, parse_seeds, run_params
 from pitlane.pilots.model import check_model_file, configure_threads
 from pitlane.twin.scenes import DEFAULT_SCENE
 
@@ -26,9 +27,44 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", metavar="FILE", help="model file (.tflite, .keras or .h5)")
     p.add_argument("model_arg", nargs="?", metavar="MODEL", help="the model file given without --model")
+    p.add_argument(
+        "--pilot",
+        choices=("model", "expert"),
+        default="model",
+        help="who drives: the model (default) or the expert (pure pursuit on the twin's ground truth, the "
+        "baseline; no model needed)",
+    )
     p.add_argument("--scene", default=DEFAULT_SCENE, help=f"twin scene (default: {DEFAULT_SCENE})")
-    p.add_argument("--laps", type=int, default=3, help="laps to drive")
-    p.add_argument("--seed", type=int, default=0, help="seed of the start pose")
+    p.add_argument("--laps", type=int, default=3, help="laps to drive (per run)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the start pose (the first seed of --seeds N)")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="N|LIST",
+        help="one run per seed: a count N (--seed .. --seed+N-1) or a list (3,7,11) (default: --seed only)",
+    )
+    p.add_argument(
+        "--direction",
+        choices=("ccw", "cw", "both"),
+        default=None,
+        help="drive the loop counter-clockwise, clockwise or both (one run each; default: the track's "
+        "own driving order)",
+    )
+    p.add_argument(
+        "--random-start",
+        action="store_true",
+        help="start each run at a point of the loop drawn from its seed (default: on the start line)",
+    )
+    p.add_argument(
+        "--randomize",
+        action="store_true",
+        help="domain randomisation of the frames (light, tint, noise, camera jitter), drawn from the seed",
+    )
+    p.add_argument(
+        "--vs-expert",
+        action="store_true",
+        help="also drive the expert on the same runs and report speed and mean |CTE| relative to it",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for report.json and plots (created)")
     p.add_argument(
         "--max-seconds",
@@ -75,6 +111,10 @@ def _policy(path: str | None):
 
 
 def _model(args: argparse.Namespace) -> str:
+    if args.pilot == "expert":
+        if args.model or args.model_arg:
+            raise UserError("--pilot expert drives without a model; leave out the model file")
+        return EXPERT
     if args.model and args.model_arg:
         raise UserError(f"two models given ({args.model_arg} and --model {args.model}); give one")
     model = args.model or args.model_arg
@@ -94,22 +134,39 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
     scene_track(args.scene, args.seed)
     policy = _policy(args.policy) if args.policy else None
-    configure_threads(1)
-    params = EvalParams(
-        laps=args.laps, seed=args.seed, max_seconds=args.max_seconds, plots=not args.no_plots, progress=True
+    base = EvalParams(
+        laps=args.laps,
+        seed=args.seed,
+        max_seconds=args.max_seconds,
+        plots=not args.no_plots,
+        progress=True,
+        random_start=args.random_start,
+        randomize=args.randomize,
     )
-    report = evaluate(model, args.scene, params, args.out)
-    laps = ", ".join(f"{t:.2f}" for t in report.lap_times) or "none"
-    print(
-        f"{report.scene}: {report.laps_completed}/{report.laps_requested} laps ({laps} s), "
-        f"mean |CTE| {report.mean_abs_cte:.3f} m, max |CTE| {report.max_abs_cte:.3f} m, "
-        f"mean speed {report.mean_speed:.2f} m/s, end: {report.end_reason}, {report.wall_seconds:.1f} s wall"
-    )
-    print(f"report: {Path(args.out) / 'report.json'}")
+    runs = run_params(base, parse_seeds(args.seeds, args.seed), args.direction)
+    if model != EXPERT:
+        configure_threads(1)
+    summary = evaluate_runs(model, args.scene, runs, args.out, vs_expert=args.vs_expert)
+    for report in summary.reports:
+        laps = ", ".join(f"{t:.2f}" for t in report.lap_times) or "none"
+        name = f"{report.scene} {report.run}" if report.run else report.scene
+        print(
+            f"{name}: {report.laps_completed}/{report.laps_requested} laps ({laps} s), "
+            f"mean |CTE| {report.mean_abs_cte:.3f} m, max |CTE| {report.max_abs_cte:.3f} m, "
+            f"mean speed {report.mean_speed:.2f} m/s, end: {report.end_reason}, "
+            f"{report.wall_seconds:.1f} s wall"
+        )
+    if len(summary.reports) > 1 or summary.vs_expert is not None:
+        print(summary.describe())
+        print(f"runs: {Path(args.out) / RUNS_FILE}")
+    else:
+        print(f"report: {Path(args.out) / 'report.json'}")
     if policy is None:
         return 0
-    checks = tuple(check(report, policy))
-    result = GateResult(report.model, report.model_digest, policy, (report,), checks, report.wall_seconds)
+    reports = summary.reports
+    checks = tuple(c for r in reports for c in check(r, policy))
+    wall = sum(r.wall_seconds for r in reports)
+    result = GateResult(reports[0].model, reports[0].model_digest, policy, reports, checks, wall)
     result.save(Path(args.out) / "gate.json")
     print(format_table(checks, result.passed))
     return 0 if result.passed else 1

@@ -23,7 +23,8 @@ import yaml
 
 from pitlane.errors import UserError
 from pitlane.evaluate.report import MAX_LAPS, MAX_SECONDS, EvalParams, Report
-from pitlane.evaluate.run import evaluate, resolve_scenes
+from pitlane.evaluate.run import resolve_scenes
+from pitlane.evaluate.runs import evaluate_runs, run_params
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import file_digest
 from pitlane.twin.scenes import DEFAULT_SCENE
@@ -70,8 +71,23 @@ class GatePolicy:
     max_off_track_events: int | None = 0  # never off the road
     min_mean_speed: float | None = 0.5  # [m/s] not crawling
     max_nonfinite_outputs: int | None = 0  # never a NaN or infinite steering/throttle (the watchdog stops)
+    # spread (optional; the defaults are one run per scene from the start line, as listed): one run per
+    # seed and direction, each checked, and the completion rate over a scene's runs
+    seeds: tuple[int, ...] = ()  # () = `seed` only
+    direction: str | None = None  # ccw | cw | both; None = the track's own driving order
+    random_start: bool = False
+    randomize: bool = False
+    min_completion_rate: float | None = None  # laps completed / laps asked over a scene's runs, 0..1
 
     def __post_init__(self) -> None:
+        for s in self.seeds:
+            _integer("seeds", s, 0, 2**32 - 1, "the twin's seeds", required=True)
+        if self.direction is not None and self.direction not in ("ccw", "cw", "both"):
+            raise UserError(f"gate policy: direction must be ccw, cw or both, got {self.direction!r}")
+        for name in ("random_start", "randomize"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"gate policy: {name} must be true or false, got {getattr(self, name)!r}")
+        _number("min_completion_rate", self.min_completion_rate, 0.0, 1.0)
         if not self.scenes or not all(isinstance(s, str) and s for s in self.scenes):
             raise UserError("gate policy: scenes must be a non-empty list of scene names")
         if len(set(self.scenes)) != len(self.scenes):
@@ -108,6 +124,11 @@ class GatePolicy:
             if scenes is not None and not isinstance(scenes, str | list | tuple):
                 raise UserError(f"{source}: scenes must be a list of scene names, got {scenes!r}")
             values["scenes"] = (scenes,) if isinstance(scenes, str) else tuple(scenes or ())
+        if "seeds" in values:
+            seeds = values["seeds"]
+            if seeds is not None and not isinstance(seeds, int | list | tuple):
+                raise UserError(f"{source}: seeds must be a list of seeds, got {seeds!r}")
+            values["seeds"] = (seeds,) if isinstance(seeds, int) else tuple(seeds or ())
         try:
             return cls(**values)
         except UserError as exc:
@@ -116,7 +137,21 @@ class GatePolicy:
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["scenes"] = list(self.scenes)
+        d["seeds"] = list(self.seeds)
         return d
+
+    def run_params(self, plots: bool = True, progress: bool = False) -> list[EvalParams]:
+        """The runs driven on each scene: one per seed and direction (one run by default)."""
+        base = EvalParams(
+            laps=self.laps,
+            seed=self.seed,
+            max_seconds=self.max_seconds,
+            plots=plots,
+            progress=progress,
+            random_start=self.random_start,
+            randomize=self.randomize,
+        )
+        return run_params(base, self.seeds, self.direction)
 
 
 def load_policy(path: str | Path | None = None) -> GatePolicy:
@@ -149,6 +184,11 @@ class Check:
     passed: bool
 
 
+def report_label(report: Report) -> str:
+    """The scene, and the run's name when it is one of several."""
+    return f"{report.scene} {report.run}" if report.run else report.scene
+
+
 def check(report: Report, policy: GatePolicy) -> list[Check]:
     """Compare one report with the policy's thresholds (pure)."""
     rules = [
@@ -166,7 +206,7 @@ def check(report: Report, policy: GatePolicy) -> list[Check]:
         value = float(getattr(report, metric))
         passed = value >= threshold if op == ">=" else value <= threshold
         passed = passed and math.isfinite(value)
-        out.append(Check(report.scene, metric, op, float(threshold), value, bool(passed)))
+        out.append(Check(report_label(report), metric, op, float(threshold), value, bool(passed)))
     return out
 
 
@@ -191,7 +231,7 @@ class GateResult:
             "model_digest": self.model_digest,
             "policy": self.policy.to_json(),
             "checks": [dataclasses.asdict(c) for c in self.checks],
-            "reports": {r.scene: r.to_json() for r in self.reports},
+            "reports": {report_label(r): r.to_json() for r in self.reports},
             "wall_seconds": round(self.wall_seconds, 3),
             **self.extra,
         }
@@ -217,14 +257,17 @@ def run_gate(
     pilot = ModelPilot(model_path)
     reports, checks = [], []
     dirs = policy.scene_dirs()
+    runs = policy.run_params(plots, progress)
     for scene in policy.scenes:
         sub = Path(report_dir) / dirs[scene] if report_dir is not None else None
-        params = EvalParams(
-            laps=policy.laps, seed=policy.seed, max_seconds=policy.max_seconds, plots=plots, progress=progress
-        )
-        report = evaluate(model_path, scene, params, sub, pilot=pilot)
-        reports.append(report)
-        checks.extend(check(report, policy))
+        summary = evaluate_runs(model_path, scene, runs, sub, pilot=pilot)
+        for report in summary.reports:
+            reports.append(report)
+            checks.extend(check(report, policy))
+        if policy.min_completion_rate is not None:
+            rate = summary.completion_rate
+            ok = rate >= policy.min_completion_rate
+            checks.append(Check(scene, "completion_rate", ">=", policy.min_completion_rate, rate, ok))
     result = GateResult(
         Path(model_path).name,
         file_digest(model_path),

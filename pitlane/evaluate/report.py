@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pitlane.errors import UserError
-from pitlane.twin.track import Track
+from pitlane.twin.track import DIRECTIONS, Track
 from pitlane.twin.world import CONTROL_HZ
 
 END_LAPS = "laps_completed"
@@ -81,8 +81,13 @@ class EvalParams:
     min_avg_speed_mps: float = 0.4  # [m/s] the derived limit allows the laps at this average speed
     plots: bool = True
     progress: bool = False  # tqdm bar over laps on stderr
+    direction: str | None = None  # "cw" | "ccw": around the loop seen from above; None = the track's order
+    random_start: bool = False  # start at a point of the loop drawn from the seed (laps count from the line)
+    randomize: bool = False  # domain randomisation of the frames (light, tint, noise, camera jitter), seeded
 
     def __post_init__(self) -> None:
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise UserError(f"direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
         if not 1 <= self.laps <= MAX_LAPS:
             raise UserError(f"laps must be between 1 and {MAX_LAPS}, got {self.laps}")
         if not 0 <= self.seed < 2**32:
@@ -95,7 +100,16 @@ class EvalParams:
     def time_limit_s(self, track_length_m: float) -> float:
         if self.max_seconds is not None:
             return float(self.max_seconds)
-        return 10.0 + self.laps * track_length_m / self.min_avg_speed_mps
+        laps = self.laps + (1 if self.random_start else 0)  # a random start drives to the line first
+        return 10.0 + laps * track_length_m / self.min_avg_speed_mps
+
+    @property
+    def run_name(self) -> str:
+        """A short name of this run's conditions, unique among the runs of one evaluation."""
+        parts = [self.direction or "fwd", f"seed{self.seed}"]
+        parts += ["rs"] if self.random_start else []
+        parts += ["dr"] if self.randomize else []
+        return "-".join(parts)
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,7 @@ class Episode:
     end_reason: str  # one of END_REASONS
     progress_m: float | None  # [m] along the centerline; None when not measured (a car run)
     wall_seconds: float  # [s]
+    start_s_m: float = 0.0  # [m] where the car started along the centerline
 
 
 @dataclass(frozen=True)
@@ -163,6 +178,11 @@ class Report:
     nonfinite_outputs: int = 0  # control steps whose pilot output was NaN or infinite (driven as a stop)
     plots: list[str] = field(default_factory=list)  # file names of the plots next to report.json
     car: CarRun | None = None  # a car run's loop, watchdog and tub; None for an evaluation
+    direction: str = ""  # "cw" | "ccw" when asked for; "" = the track's own driving order
+    start_s_m: float = 0.0  # [m] where the car started along the track's centerline
+    random_start: bool = False
+    randomize: bool = False  # frames were domain-randomised
+    run: str = ""  # the run's name among several (EvalParams.run_name); "" for a single run
     schema: str = SCHEMA
 
     def to_json(self) -> dict[str, Any]:
@@ -217,6 +237,10 @@ def summarize(
         track_width_m=float(track.width_m),
         progress_m=None if episode.progress_m is None else round(float(episode.progress_m), 3),
         car=car,
+        direction=params.direction or "",
+        start_s_m=round(float(episode.start_s_m), 3),
+        random_start=params.random_start,
+        randomize=params.randomize,
     )
 
 

@@ -31,22 +31,25 @@ from pitlane.evaluate.report import (
     summarize,
     write_report,
 )
+from pitlane.pilots.expert import ExpertPilot
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import file_digest
-from pitlane.twin.scenes import DEFAULT_SCENE, load_scene
+from pitlane.twin.randomization import DomainRandomization
+from pitlane.twin.scenes import DEFAULT_SCENE, load_scene, random_style, restyled
 from pitlane.twin.sim import Sim
 from pitlane.twin.vehicle import Control
-from pitlane.twin.world import HIT_OFF_TRACK
+from pitlane.twin.world import HIT_OFF_TRACK, WorldParams
 
 log = logging.getLogger(__name__)
 
 PilotFn = Callable[[np.ndarray], tuple[float, float]]
+EXPERT = "expert"  # the model name that drives the expert instead of a model
 
 
 def drive(pilot: PilotFn, sim, params: EvalParams) -> Episode:
     """Drive `pilot` in `sim` (a pitlane.twin.Sim) from a reset until laps, off-track or the time limit."""
     t0 = time.perf_counter()
-    sim.reset(seed=params.seed)
+    start_s = sim.reset(seed=params.seed).progress_m % sim.track.length_m
     dt = 1.0 / params.control_hz
     limit = params.time_limit_s(sim.track.length_m)
     trace = Trace()
@@ -68,7 +71,12 @@ def drive(pilot: PilotFn, sim, params: EvalParams) -> Episode:
             bar.close()
     tel = sim.telemetry
     return Episode(
-        trace, int(tel.laps_completed), end_reason, float(tel.progress_m), time.perf_counter() - t0
+        trace,
+        int(tel.laps_completed),
+        end_reason,
+        float(tel.progress_m),
+        time.perf_counter() - t0,
+        start_s,
     )
 
 
@@ -114,12 +122,23 @@ def resolve_scenes(scenes: tuple[str, ...] | list[str], seed: int) -> None:
         raise UserError("; ".join(bad))
 
 
-def scene_track(scene: str, seed: int = 0):
-    """The track of a scene name or track JSON path; UserError (one line) for an unknown one."""
+def scene_track(scene: str, seed: int = 0, direction: str | None = None):
+    """The track of a scene name or track JSON path, driven `direction` (cw | ccw; None: as listed);
+    UserError (one line) for an unknown one."""
     try:
-        return load_scene(scene, rand_seed=seed)
+        return load_scene(scene, rand_seed=seed).oriented(direction)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def make_sim(scene: str, params: EvalParams) -> Sim:
+    """The twin for one run: the scene's track in the run's direction, random start and randomisation."""
+    track = scene_track(scene, params.seed, params.direction)
+    world = WorldParams(random_start=params.random_start)
+    randomize = DomainRandomization() if params.randomize else None
+    if params.randomize:  # the texture too: the scene's colours of ground, road and sky drawn from the seed
+        track = restyled(track, random_style(params.seed))
+    return Sim(track, seed=params.seed, params=world, randomize=randomize)
 
 
 def evaluate(
@@ -134,24 +153,29 @@ def evaluate(
     """Drive the model at `model_path` in `scene` as `params` say; write report.json (+ plots) to `report_dir`.
 
     `params` defaults to `EvalParams()`; `pilot` may be an already loaded ModelPilot (the gate loads a model
-    once for several scenes).
+    once for several scenes). `model_path` EXPERT drives the expert (pure pursuit on the twin's ground
+    truth, no perturbation): the baseline a model is compared with.
     """
     params = params or EvalParams()
     if (
         params.max_seconds is not None and params.max_seconds > MAX_SECONDS
     ):  # an evaluation ends in bounded time
         raise UserError(f"max seconds must be <= {MAX_SECONDS:.0f}, got {params.max_seconds}")
-    track = scene_track(scene, params.seed)
-    sim = Sim(track, seed=params.seed)
-    h, w, d = sim.render().shape
-    frame_shape = (int(h), int(w), int(d))
-    if pilot is None:
-        pilot = ModelPilot(model_path, camera_shape=frame_shape, threads=threads)
+    sim = make_sim(scene, params)
+    track = sim.track
+    if str(model_path) == EXPERT:
+        pilot = ExpertPilot(sim)
+        model = ModelInfo(EXPERT, "", EXPERT)
     else:
-        pilot.check_camera(frame_shape)
+        h, w, d = sim.render().shape
+        frame_shape = (int(h), int(w), int(d))
+        if pilot is None:
+            pilot = ModelPilot(model_path, camera_shape=frame_shape, threads=threads)
+        else:
+            pilot.check_camera(frame_shape)
+        model = ModelInfo(Path(model_path).name, file_digest(model_path), getattr(pilot, "model_type", ""))
     log.info("evaluating %s on %s for %d laps", Path(model_path).name, scene, params.laps)
     ep = drive(pilot.run, sim, params)
-    model = ModelInfo(Path(model_path).name, file_digest(model_path), getattr(pilot, "model_type", ""))
     report = summarize(ep, track, model, params, scene=scene)
     if report_dir is not None:
         if params.plots:

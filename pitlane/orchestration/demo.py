@@ -53,7 +53,11 @@ def run_demo(opts: DemoOptions) -> int:
     snap = write_snapshot(Sim(opts.drive_scene, seed=opts.seed), out / "twin")
     print(f"  camera view, map and a lap of frames in {out / 'twin'}/")
 
-    _stage(2, "expert data -> donkeycar linear model -> the gate (laps in the twin)")
+    _stage(
+        2,
+        "expert data (randomised colours) -> donkeycar linear model -> a DAgger round (the model drives, the "
+        "expert labels, retrain) -> the gate (laps in the twin)",
+    )
     result = default_recipe(
         out / "recipe", recipe=Recipe(seed=opts.seed), threads=opts.threads, progress=True, overwrite=True
     )

@@ -178,3 +178,20 @@ class ExpertDriver:
             label, self.state, self.noise, t.cte_m, self.track.width_m, self.dt_s, self.rng
         )
         return label, executed
+
+
+class ExpertPilot:
+    """The expert as a pilot of an evaluation: the correct command for the sim's current pose, unperturbed.
+
+    It reads the twin's ground truth (not the frame), so it is the baseline a model's speed and CTE are
+    measured against on the same runs."""
+
+    model_type = "expert"
+
+    def __init__(self, sim, params: ExpertParams | None = None):
+        self.sim = sim
+        self.driver = ExpertDriver(sim.track, params=params)
+
+    def run(self, frame: np.ndarray) -> tuple[float, float]:
+        label, _ = self.driver.act(self.sim.telemetry)
+        return label.steering, label.throttle

@@ -261,3 +261,27 @@ def generate_track(
             continue
         return track
     raise ValueError(f"no drivable track found for seed {seed} in {max_tries} tries")
+
+
+def random_style(seed: int) -> TrackStyle:
+    """Colours of a track drawn from `seed`: any ground (grass, concrete, carpet, dirt ...), a grey road
+    darker or lighter, a light sky, some grain. Training on many of them teaches the road's shape, not the
+    colours of the few scenes trained on (domain randomisation of the texture)."""
+    rng = np.random.default_rng(seed)
+    ground = rng.uniform(30.0, 220.0, 3)
+    grey = rng.uniform(30.0, 200.0)
+    ground = 0.5 * ground + 0.5 * grey  # mostly muted colours, as floors and grounds are
+    road = rng.uniform(40.0, 115.0) + rng.uniform(-6.0, 6.0, 3)
+    sky = rng.uniform(140.0, 240.0, 3)
+
+    def rgb(v) -> tuple[int, int, int]:
+        return tuple(int(np.clip(round(float(c)), 0, 255)) for c in v)  # type: ignore[return-value]
+
+    return TrackStyle(
+        road_rgb=rgb(road), ground_rgb=rgb(ground), sky_rgb=rgb(sky), grain=float(rng.uniform(4, 15))
+    )
+
+
+def restyled(track: Track, style: TrackStyle) -> Track:
+    """The same road painted in other colours."""
+    return Track(name=track.name, centerline=track.centerline, width_m=track.width_m, style=style)

@@ -25,6 +25,7 @@ import numpy as np
 
 SPACING_M = 0.05  # [m] centerline sample spacing after resampling
 FORMAT_VERSION = 1
+DIRECTIONS: tuple[str, ...] = ("ccw", "cw")  # driving directions around a loop, seen from above
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,26 @@ class Track:
         n /= np.linalg.norm(n, axis=1)[:, None]
         half = 0.5 * self.width_m
         return self.centerline - half * n, self.centerline + half * n
+
+    @property
+    def clockwise(self) -> bool:
+        """True when the driving order runs clockwise (seen from above, x east, y north)."""
+        x, y = self.centerline[:, 0], self.centerline[:, 1]
+        return float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)) < 0.0
+
+    def reversed(self) -> Track:
+        """The same road driven the other way: same start point, the centerline in reverse order, so every
+        heading turns by 180 degrees and left turns become right turns."""
+        pts = np.roll(self.centerline[::-1], 1, axis=0)
+        return Track(name=self.name, centerline=pts, width_m=self.width_m, style=self.style)
+
+    def oriented(self, direction: str | None) -> Track:
+        """This track driven `direction` ("cw" or "ccw"); None keeps its own driving order."""
+        if direction is None:
+            return self
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        return self.reversed() if self.clockwise != (direction == "cw") else self
 
     # ---- queries -----------------------------------------------------------------------------------
     def project(self, xy: tuple[float, float], hint: int | None = None) -> TrackPoint:
@@ -337,6 +358,7 @@ def min_clearance_m(track: Track, skip_m: float = 3.0) -> float:
 
 
 __all__ = [
+    "DIRECTIONS",
     "Track",
     "TrackPoint",
     "TrackStyle",

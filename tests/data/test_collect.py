@@ -182,3 +182,72 @@ def test_collect_refuses_a_tub_whose_images_run_ahead_of_its_manifest(tmp_path, 
     assert main(argv) == 2
     assert "images/3_cam_image_array_.jpg" in capsys.readouterr().err
     assert _tree(tub) == before
+
+
+class _ListWriter:
+    """Keeps the records a collection writes, in memory."""
+
+    def __init__(self):
+        self.records: list[dict] = []
+
+    def write(self, record: dict) -> None:
+        self.records.append(record)
+
+
+def _drive(scene: str = "waveshare", **options):
+    from pitlane.data.collect import Options, _drive_scene, _make_sim
+    from pitlane.twin.camera import CameraParams
+
+    opts = Options(**options)
+    sim = _make_sim(scene, 0, CameraParams(), opts)
+    writer = _ListWriter()
+    result = _drive_scene(sim, scene, 1, 0, NOISE_PRESETS["none"], 0.05, writer, None, opts)  # type: ignore[arg-type]
+    return writer.records, result
+
+
+def test_a_flipped_record_is_mirrored_with_its_steering_negated():
+    from pitlane.data.collect import flipped
+
+    frame = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    record = {"cam/image_array": frame, "user/angle": 0.4, "user/throttle": 0.3, "pos/cte": 0.1}
+    mirror = flipped(record)
+    assert mirror["user/angle"] == -0.4 and mirror["pos/cte"] == -0.1 and mirror["user/throttle"] == 0.3
+    assert np.array_equal(mirror["cam/image_array"], frame[:, ::-1]) and record["user/angle"] == 0.4
+
+
+def test_flip_writes_a_mirrored_record_beside_each():
+    records, result = _drive(flip=True)
+    assert len(records) == result.records and len(records) % 2 == 0
+    for a, b in zip(records[::2][::40], records[1::2][::40], strict=True):
+        assert b["user/angle"] == -a["user/angle"]
+        assert np.array_equal(b["cam/image_array"], a["cam/image_array"][:, ::-1])
+
+
+def test_a_cw_collection_drives_the_other_way_round():
+    ccw, _ = _drive(direction="ccw")
+    cw, result = _drive(direction="cw")
+    assert result.laps == 1
+    assert ccw[10]["pos/pos_x"] > ccw[0]["pos/pos_x"] and cw[10]["pos/pos_x"] < cw[0]["pos/pos_x"]
+    # the loop turns left driven ccw and right driven cw: the expert's mean steering says which
+    assert np.mean([r["user/angle"] for r in ccw]) < 0 < np.mean([r["user/angle"] for r in cw])
+
+
+def test_dagger_lets_the_pilot_drive_and_labels_with_the_expert():
+    calls = []
+
+    def straight_on(frame):  # a poor model: never steers
+        calls.append(frame.shape)
+        return 0.0, 0.4
+
+    records, result = _drive(pilot=straight_on)
+    assert result.laps == 1  # the expert takes over far off the line, so the lap is finished
+    assert 0 < len(calls) < len(records)
+    angles = np.array([r["user/angle"] for r in records])
+    assert np.abs(angles).max() > 0.5  # labels are the expert's corrections, not the pilot's zeros
+    assert result.max_abs_cte_m > 0.2  # the states visited are the pilot's, off the expert's line
+
+
+def test_randomized_collection_frames_differ_from_plain_ones():
+    plain, _ = _drive()
+    randomized, _ = _drive(randomize=True)
+    assert not np.array_equal(plain[5]["cam/image_array"], randomized[5]["cam/image_array"])

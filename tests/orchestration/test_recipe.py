@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from pitlane.evaluate.gate import GatePolicy, load_policy
@@ -21,7 +22,10 @@ def test_default_recipe_trains_on_the_default_gates_scenes():
 @pytest.mark.slow
 def test_tiny_recipe_runs_end_to_end(tmp_path):
     recipe = Recipe(
-        scenes=("generated_track",), passes=(("light", 1),), train=TrainParams(epochs=1, batch_size=32)
+        scenes=("generated_track",),
+        passes=(("light", 1),),
+        train=TrainParams(epochs=1, batch_size=32),
+        dagger_rounds=0,  # DAgger has its own test below
     )
     policy = GatePolicy(scenes=("generated_track",), laps=1, min_laps_completed=1, max_seconds=20.0)
     result = default_recipe(tmp_path, recipe=recipe, policy=policy, threads=2)
@@ -40,3 +44,93 @@ def test_recipe_refuses_to_append_to_a_previous_run(tmp_path):
     (tmp_path / "tub").mkdir()
     with pytest.raises(UserError, match="already holds a recipe run"):
         default_recipe(tmp_path)
+
+
+def test_recipe_defaults_are_the_ingredients_that_earned_their_place():
+    recipe = Recipe()  # randomised colours and one DAgger round: bench/bench_generalisation.py's figures
+    assert (recipe.directions, recipe.generated_roads, recipe.flip, recipe.randomize) == (
+        None,
+        0,
+        False,
+        True,
+    )
+    assert recipe.dagger_rounds == 1 and recipe.directions_driven() == (None,)
+    assert (
+        recipe.tracks() == [(s, None) for s in DEFAULT_SCENES] and recipe.trained_scenes() == DEFAULT_SCENES
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"directions": "left"}, "directions"),
+        ({"generated_roads": -1}, "generated_roads"),
+        ({"dagger_laps": 0}, "dagger_laps"),
+    ],
+)
+def test_bad_recipe_options_are_named(kwargs, message):
+    from pitlane.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        Recipe(**kwargs)
+
+
+def test_generated_roads_both_ways_flipped_leave_every_named_scene_unseen(tmp_path):
+    from pitlane.data.tub import read_raw_tub
+    from pitlane.orchestration.recipe import collect_tracks
+
+    recipe = Recipe(generated_roads=2, directions="both", flip=True, seed=3)
+    assert recipe.trained_scenes() == () and [s for _, s in recipe.tracks()] == list(recipe.road_seeds)
+    records = collect_tracks(recipe, tmp_path / "tub", "none", 1, recipe.seed)
+    lines = [
+        json.loads(x)
+        for p in sorted((tmp_path / "tub").glob("catalog_*.catalog"))
+        for x in p.read_text().splitlines()
+    ]
+    assert len(lines) == records and records % 2 == 0
+    assert len({r["_session_id"] for r in lines}) == 4  # 2 roads x 2 directions
+    assert sum(r["user/angle"] for r in lines) == pytest.approx(0.0, abs=1e-6)  # every record and its mirror
+    assert read_raw_tub(tmp_path / "tub").metadata["flip"] == "True"
+
+
+@pytest.mark.slow
+def test_dagger_round_adds_expert_labelled_records_and_retrains(tmp_path):
+    recipe = Recipe(
+        scenes=("waveshare",),
+        passes=(("light", 1),),
+        train=TrainParams(epochs=1, batch_size=32),
+        dagger_rounds=1,
+    )
+    result = default_recipe(tmp_path, recipe=recipe, gate=False, threads=2)
+    lines = [
+        json.loads(x)
+        for p in sorted(result.tub.glob("catalog_*.catalog"))
+        for x in p.read_text().splitlines()
+    ]
+    sessions = list(dict.fromkeys(r["_session_id"] for r in lines))
+    assert len(sessions) == 2  # the expert's pass, then the model's round labelled by the expert
+    assert result.record.records_total == len(lines)  # the last model trained on both
+    assert result.model.is_file() and result.tflite.is_file()
+
+
+def test_randomize_paints_every_lap_in_other_colours(tmp_path):
+    from PIL import Image
+
+    from pitlane.orchestration.recipe import collect_tracks
+
+    recipe = Recipe(generated_roads=1, randomize=True)
+    collect_tracks(recipe, tmp_path / "tub", "none", 2, recipe.seed)
+    lines = [
+        json.loads(x)
+        for p in sorted((tmp_path / "tub").glob("catalog_*.catalog"))
+        for x in p.read_text().splitlines()
+    ]
+    firsts = {}
+    for r in lines:
+        firsts.setdefault(r["_session_id"], r["cam/image_array"])
+    assert len(firsts) == 2  # one session per lap
+    skies = [
+        np.asarray(Image.open(tmp_path / "tub" / "images" / f))[:10].mean(axis=(0, 1))
+        for f in firsts.values()
+    ]
+    assert np.abs(skies[0] - skies[1]).max() > 5  # another sky colour

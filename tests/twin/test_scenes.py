@@ -83,3 +83,14 @@ def test_a_track_file_loads_wherever_a_scene_name_does(tmp_path):
     np.testing.assert_allclose(track.centerline, load_scene("warehouse").centerline, rtol=0, atol=1e-4)  # [m]
     with pytest.raises(ValueError, match="cannot read track file"):
         load_scene(str(tmp_path / "missing.json"))
+
+
+def test_random_styles_repeat_for_a_seed_and_differ_between_seeds():
+    from pitlane.twin.scenes import random_style, restyled
+
+    assert random_style(3) == random_style(3) and random_style(3) != random_style(4)
+    grounds = {random_style(s).ground_rgb for s in range(20)}
+    assert len(grounds) == 20
+    track = load_scene("warehouse")
+    painted = restyled(track, random_style(3))
+    assert painted.style == random_style(3) and np.array_equal(painted.centerline, track.centerline)

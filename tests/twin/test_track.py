@@ -131,3 +131,23 @@ def test_unreadable_file_raises_value_error(tmp_path):
 def test_style_defaults_round_trip():
     s = TrackStyle()
     assert TrackStyle.from_json(s.to_json()) == s
+
+
+def test_reversed_track_turns_every_heading_around():
+    t = circle(3.0)
+    r = t.reversed()
+    assert not t.clockwise and r.clockwise
+    assert r.centerline[0] == pytest.approx(t.centerline[0])  # same start point
+    assert r.length_m == pytest.approx(t.length_m)
+    _, _, yaw = t.pose_at(0.0)
+    _, _, ryaw = r.pose_at(0.0)
+    assert abs(math.remainder(ryaw - yaw, 2 * math.pi)) == pytest.approx(math.pi, abs=0.05)
+    assert np.median(r.curvature) == pytest.approx(-1 / 3.0, rel=0.02)  # left turns became right turns
+
+
+def test_oriented_picks_the_asked_direction():
+    ccw, cw = circle(3.0), circle(3.0, ccw=False)
+    assert ccw.oriented("ccw") is ccw and ccw.oriented(None) is ccw
+    assert ccw.oriented("cw").clockwise and not cw.oriented("ccw").clockwise
+    with pytest.raises(ValueError, match="direction must be one of"):
+        ccw.oriented("left")
