@@ -7,6 +7,7 @@ the hashes of every wheel of each, so pip on trixie's python3.13 checks the cp31
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -37,6 +38,7 @@ class Built:
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 
+@functools.cache  # it probes Pythons for pipenv: once per process, not per pipenv call
 def pipenv_argv() -> list[str]:
     """How to run pipenv: PITLANE_PIPENV, else the Python that made this checkout's .venv or the venv running
     pitlane (where tools/bootstrap.sh installs pipenv), else `pipenv` on PATH, else this Python."""

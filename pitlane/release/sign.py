@@ -13,10 +13,11 @@ from typing import Any
 
 from pitlane.artifacts import attest, oci, signing
 from pitlane.errors import UserError
+from pitlane.images.attest import PREDICATE_TYPE as SLSA_PROVENANCE
 
 PREDICATES = {
     "release-gate": "https://pitlane.dev/attestations/release-gate/v1",  # the pipeline's own gate run
-    "slsa-provenance": "https://slsa.dev/provenance/v1",
+    "slsa-provenance": SLSA_PROVENANCE,  # what `pitlane images build` writes beside each image
 }
 
 
