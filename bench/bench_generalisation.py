@@ -4,7 +4,7 @@ Goals (issue 13), per unseen scene and direction: >= 8 of 10 laps, speed >= 90 %
 same run, mean |CTE| under a quarter of the road's half-width; 10 of 10 on the training tracks.
 
 Usage: python bench/bench_generalisation.py [--laps 10] [--out out/bench_generalisation]
-         [--directions both] [--generated-roads N] [--[no-]flip] [--[no-]randomize] [--dagger-rounds N]
+         [--directions both] [--generated-roads N] [--hairpin-roads N] [--[no-]flip] [--[no-]randomize] [--dagger-rounds N]
          [--passes heavy:3,light:1] [--epochs 10] [--model PATH.tflite --trained-on S1,S2]
 Recipe flags left out keep the default recipe's values; --model skips training and evaluates that model.
 Prints one row per scene and direction (the training tracks first), then the goals met.
@@ -31,7 +31,16 @@ def _recipe(args):
         changes["passes"] = tuple(
             (noise, int(laps)) for noise, laps in (p.split(":") for p in args.passes.split(","))
         )
-    for name in ("directions", "generated_roads", "dagger_rounds", "dagger_laps", "flip", "randomize"):
+    names = (
+        "directions",
+        "generated_roads",
+        "hairpin_roads",
+        "dagger_rounds",
+        "dagger_laps",
+        "flip",
+        "randomize",
+    )
+    for name in names:
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.scenes:
@@ -48,6 +57,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--directions", choices=("ccw", "cw", "both"), default=None)
     ap.add_argument("--generated-roads", type=int, default=None)
+    ap.add_argument("--hairpin-roads", type=int, default=None)
     ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--randomize", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--dagger-rounds", type=int, default=None)

@@ -22,12 +22,14 @@ from pitlane.evaluate.gate import GatePolicy, GateResult, load_policy, run_gate
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import RunRecord
 from pitlane.train.train import TrainParams, train_model
+from pitlane.twin.scenes import HAIRPIN_ROAD
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SCENES: tuple[str, ...] = GatePolicy().scenes  # the default gate's scenes: one home, the policy
 UNSEEN_SCENE = "circuit_launch"  # a scene the default recipe never trains on, to measure generalisation
 ROAD_SEED0 = 1000  # generated roads are seeds ROAD_SEED0 + recipe seed + k
+HAIRPIN_SEED0 = 2000  # hairpin roads are seeds HAIRPIN_SEED0 + recipe seed + k
 MAX_ROUNDS_OR_ROADS = 200
 STYLE_SEED0 = 10_000  # randomised colours: seeds apart from the roads' and the expert's
 
@@ -56,11 +58,12 @@ class Recipe:
     randomize: bool = True  # domain randomisation: each lap in colours drawn from the seed, frames perturbed
     dagger_rounds: int = 1  # rounds of: the model drives, the expert labels what it sees, retrain on all
     dagger_laps: int = 1  # laps per training track and direction in each DAgger round
+    hairpin_roads: int = 0  # N > 0: also train on N generated roads with U-turns both ways (hairpin_road)
 
     def __post_init__(self) -> None:
         if self.directions not in (None, "ccw", "cw", "both"):
             raise UserError(f"recipe directions must be ccw, cw or both, got {self.directions!r}")
-        for name in ("generated_roads", "dagger_rounds"):
+        for name in ("generated_roads", "dagger_rounds", "hairpin_roads"):
             if not 0 <= getattr(self, name) <= MAX_ROUNDS_OR_ROADS:
                 raise UserError(f"recipe {name} must be between 0 and {MAX_ROUNDS_OR_ROADS}")
         if self.dagger_laps < 1:
@@ -71,11 +74,20 @@ class Recipe:
         """The generated roads' seeds (rand_seed of the scene generated_road)."""
         return tuple(ROAD_SEED0 + self.seed + k for k in range(self.generated_roads))
 
+    @property
+    def hairpin_seeds(self) -> tuple[int, ...]:
+        """The hairpin roads' seeds (rand_seed of the scene hairpin_road)."""
+        return tuple(HAIRPIN_SEED0 + self.seed + k for k in range(self.hairpin_roads))
+
+    def seeded_roads(self) -> list[tuple[str, int]]:
+        """(scene, rand_seed) of every generated training road: one track per seed."""
+        return [("generated_road", s) for s in self.road_seeds] + [
+            (HAIRPIN_ROAD, s) for s in self.hairpin_seeds
+        ]
+
     def tracks(self) -> list[tuple[str, int | None]]:
         """(scene, road seed) of every training track: the roads' seeds, or None for a named scene."""
-        if self.generated_roads:
-            return [("generated_road", s) for s in self.road_seeds]
-        return [(scene, None) for scene in self.scenes]
+        return [(scene, None) for scene in self.trained_scenes()] + list(self.seeded_roads())
 
     def trained_scenes(self) -> tuple[str, ...]:
         """The named scenes this recipe trains on (none with generated roads)."""
@@ -196,28 +208,21 @@ def collect_tracks(
                 style_seed=STYLE_SEED0 * (seed + 1) + 97 * calls,
             )
             calls += 1
-            if recipe.generated_roads:
-                for road in recipe.road_seeds:  # the road's seed is its collection seed: one road per seed
-                    summary = collect(
-                        "generated_road",
-                        chunk,
-                        tub,
-                        seed=road,
-                        noise=noise,
-                        progress=progress,
-                        options=options,
-                    )
-                    options = replace(options, style_seed=(options.style_seed or 0) + 1)
-                    records += summary.records
-            else:
+            if recipe.trained_scenes():
                 summary = collect(
-                    list(recipe.scenes),
+                    list(recipe.trained_scenes()),
                     chunk,
                     tub,
                     seed=seed + 7919 * k,  # each lap its own perturbations too
                     noise=noise,
                     progress=progress,
                     options=options,
+                )
+                records += summary.records
+            for scene, road in recipe.seeded_roads():  # the road's seed is its collection seed
+                options = replace(options, style_seed=(options.style_seed or 0) + 1)
+                summary = collect(
+                    scene, chunk, tub, seed=road, noise=noise, progress=progress, options=options
                 )
                 records += summary.records
     return records

@@ -12,7 +12,7 @@ from pitlane.errors import UserError
 from pitlane.twin.conformance import conformant, format_table, results_json, run_checks
 from pitlane.twin.limits import add_limit_arguments, limits_from_args
 from pitlane.twin.randomization import DomainRandomization
-from pitlane.twin.scenes import DEFAULT_SCENE, SCENE_NAMES, load_scene
+from pitlane.twin.scenes import DEFAULT_SCENE, HAIRPIN_ROAD, SCENE_NAMES, load_scene
 from pitlane.twin.server import serve
 from pitlane.twin.sim import Sim
 from pitlane.twin.snapshot import write_snapshot
@@ -158,6 +158,10 @@ def _scenes(args: argparse.Namespace) -> int:
         for r in rows:
             print(f"{r['name']:<20}{r['length_m']:>8}{r['width_m']:>11}{r['min_radius_m']:>16}")
         print("generated_road is a different random loop for every rand_seed.")
+        print(
+            f"{HAIRPIN_ROAD} (training only, not a Unity scene): generated_road with U-turns both ways, "
+            "one per rand_seed."
+        )
     return 0
 
 

@@ -16,6 +16,7 @@ from pitlane.twin.track import SPACING_M, Track, TrackStyle, min_clearance_m, re
 MIN_RADIUS_M = 1.0  # [m] tightest corner any built-in or generated track has
 DEFAULT_WIDTH_M = 1.0  # [m]
 DEFAULT_SCENE = "generated_track"  # the scene every command drives when told none
+HAIRPIN_ROAD = "hairpin_road"  # a training scene, not the Unity sim's: generated_road with U-turns
 
 
 def rounded_polygon(corners, radii, start_on_longest: bool = False) -> np.ndarray:
@@ -210,10 +211,12 @@ def load_scene(name: str, rand_seed: int = 0) -> Track:
     """
     if name.endswith(".json"):
         return Track.load(name)  # not cached: the user may be editing the file between runs
-    key = (name, int(rand_seed) if name == "generated_road" else 0)
+    key = (name, int(rand_seed) if name in ("generated_road", HAIRPIN_ROAD) else 0)
     if key not in _cache:
         if name == "generated_road":
             track = generate_track(int(rand_seed), name="generated_road", style=_ROAD)
+        elif name == HAIRPIN_ROAD:
+            track = generate_track(int(rand_seed), name=HAIRPIN_ROAD, style=_ROAD, hairpins=2)
         elif name in _BUILTIN:
             track = _BUILTIN[name]()
         else:
@@ -232,22 +235,32 @@ def generate_track(
     length_m: tuple[float, float] = (22.0, 45.0),
     style: TrackStyle | None = None,
     max_tries: int = 200,
+    hairpins: int = 0,
 ) -> Track:
     """A random closed track for `seed` (same seed, same track).
 
     A star-shaped polygon with 6-11 corners, each rounded with a random radius >= MIN_RADIUS_M; candidates
     whose arcs do not fit, whose length falls outside `length_m` or whose parts pass closer than the road
-    width plus a verge are rejected and redrawn from the same generator.
+    width plus a verge are rejected and redrawn from the same generator. With `hairpins`, that many edges
+    get a U-shaped notch (into the loop or out of it), so the track has U-turns both ways: a star-shaped
+    loop alone turns at most about 110 degrees at once and almost only one way.
     """
     rng = np.random.default_rng(seed)
+    if hairpins:
+        length_m = (length_m[0], length_m[1] + 8.0 * hairpins)
+    corner_range, size_range = ((4, 7), (6.0, 9.0)) if hairpins else ((6, 12), (3.5, 7.0))
     for _ in range(max_tries):
-        k = int(rng.integers(6, 12))
+        k = int(rng.integers(*corner_range))
         ang = np.sort((np.arange(k) + rng.uniform(-0.3, 0.3, k)) * 2 * math.pi / k)
-        size = rng.uniform(3.5, 7.0)
+        size = rng.uniform(*size_range)
         rad = size * rng.uniform(0.55, 1.0, k)
         aspect = rng.uniform(0.6, 1.0)
         corners = np.stack([rad * np.cos(ang), aspect * rad * np.sin(ang)], axis=1)
         radii = rng.uniform(MIN_RADIUS_M, 2.2, k)
+        if hairpins:
+            corners, radii = _with_notches(corners, radii, hairpins, rng)
+            if corners is None:
+                continue
         try:
             pts = rounded_polygon(corners, radii, start_on_longest=True)
         except ValueError:
@@ -261,6 +274,44 @@ def generate_track(
             continue
         return track
     raise ValueError(f"no drivable track found for seed {seed} in {max_tries} tries")
+
+
+_NOTCH_WIDTH_M = (2.3, 3.0)  # [m] between the U's arms (centre to centre): a turn of radius ~1 m each way
+_NOTCH_DEPTH_M = (1.8, 3.2)  # [m]
+_NOTCH_RADIUS_M = (MIN_RADIUS_M, 1.25)  # [m] of the notch's four corners
+
+
+def _with_notches(corners: np.ndarray, radii: np.ndarray, n: int, rng: np.random.Generator):
+    """`corners`/`radii` with a U-shaped notch on `n` of the longest edges, or (None, None) when too few
+    edges have room for one beside their corners' arcs. Into the loop the U turns one way, out the other."""
+    k = len(corners)
+    nxt = np.roll(corners, -1, axis=0)
+    edge = np.linalg.norm(nxt - corners, axis=1)
+    u_in = corners - np.roll(corners, 1, axis=0)
+    u_out = nxt - corners
+    cos = (u_in * u_out).sum(axis=1) / (np.linalg.norm(u_in, axis=1) * edge)
+    tangent = radii * np.tan(np.arccos(np.clip(cos, -1.0, 1.0)) / 2)  # [m] each corner's arc on its edges
+    w = rng.uniform(*_NOTCH_WIDTH_M, k)
+    room = edge - w - tangent - np.roll(tangent, -1) - 2 * _NOTCH_RADIUS_M[1] - 0.2  # [m] to slide it
+    chosen = [int(i) for i in np.argsort(-room)[:n] if room[i] > 0.0]
+    if len(chosen) < n:
+        return None, None
+    ccw = float(np.sum(corners[:, 0] * nxt[:, 1] - nxt[:, 0] * corners[:, 1])) > 0
+    out_c, out_r = [], []
+    for i in range(k):
+        out_c.append(corners[i])
+        out_r.append(radii[i])
+        if i not in chosen:
+            continue
+        u = u_out[i] / edge[i]
+        inward = np.array([-u[1], u[0]]) * (1.0 if ccw else -1.0)
+        side = inward if rng.random() < 0.5 else -inward
+        d = rng.uniform(*_NOTCH_DEPTH_M)
+        p1 = corners[i] + u * (tangent[i] + _NOTCH_RADIUS_M[1] + 0.1 + rng.uniform(0.0, room[i]))
+        p4 = p1 + u * w[i]
+        out_c += [p1, p1 + side * d, p4 + side * d, p4]
+        out_r += list(rng.uniform(*_NOTCH_RADIUS_M, 4))
+    return np.array(out_c), np.array(out_r)
 
 
 def random_style(seed: int) -> TrackStyle:

@@ -66,6 +66,7 @@ def test_recipe_defaults_are_the_ingredients_that_earned_their_place():
         ({"directions": "left"}, "directions"),
         ({"generated_roads": -1}, "generated_roads"),
         ({"dagger_laps": 0}, "dagger_laps"),
+        ({"hairpin_roads": 201}, "hairpin_roads"),
     ],
 )
 def test_bad_recipe_options_are_named(kwargs, message):
@@ -111,6 +112,27 @@ def test_dagger_round_adds_expert_labelled_records_and_retrains(tmp_path):
     assert len(sessions) == 2  # the expert's pass, then the model's round labelled by the expert
     assert result.record.records_total == len(lines)  # the last model trained on both
     assert result.model.is_file() and result.tflite.is_file()
+
+
+def test_hairpin_roads_train_beside_the_named_scenes_which_stay_the_only_ones_seen(tmp_path):
+    from pitlane.orchestration.recipe import collect_tracks
+
+    recipe = Recipe(scenes=("waveshare",), hairpin_roads=1, randomize=False, seed=2)
+    assert recipe.trained_scenes() == ("waveshare",)
+    assert recipe.tracks() == [("waveshare", None), ("hairpin_road", recipe.hairpin_seeds[0])]
+    records = collect_tracks(recipe, tmp_path / "tub", "none", 1, recipe.seed)
+    lines = [
+        json.loads(x)
+        for p in sorted((tmp_path / "tub").glob("catalog_*.catalog"))
+        for x in p.read_text().splitlines()
+    ]
+    assert len(lines) == records
+    by_session: dict[str, list[float]] = {}
+    for r in lines:
+        by_session.setdefault(r["_session_id"], []).append(r["user/angle"])
+    assert len(by_session) == 2  # a lap of waveshare, a lap of the hairpin road
+    hairpin = list(by_session.values())[1]
+    assert max(hairpin) > 0.8 and min(hairpin) < -0.8  # its U-turns: near full lock both ways
 
 
 def test_randomize_paints_every_lap_in_other_colours(tmp_path):

@@ -94,3 +94,28 @@ def test_random_styles_repeat_for_a_seed_and_differ_between_seeds():
     track = load_scene("warehouse")
     painted = restyled(track, random_style(3))
     assert painted.style == random_style(3) and np.array_equal(painted.centerline, track.centerline)
+
+
+def _hairpins(track, window_m: float = 4.5, min_turn_deg: float = 160.0) -> set[int]:
+    """Signs (+1 left, -1 right) of the U-turns: the heading changes by min_turn_deg within window_m."""
+    spacing = track.length_m / track.total_nodes
+    n = int(window_m / spacing)
+    turn = np.degrees(np.convolve(np.r_[track.curvature, track.curvature[:n]] * spacing, np.ones(n), "valid"))
+    return {int(np.sign(t)) for t in turn if abs(t) >= min_turn_deg}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hairpin_road_is_a_drivable_loop_with_u_turns(seed):
+    t = load_scene("hairpin_road", seed)
+    np.testing.assert_array_equal(t.centerline, load_scene("hairpin_road", seed).centerline)
+    assert t.min_radius_m >= CAR_MIN_RADIUS_M and min_clearance_m(t) >= t.width_m + 0.8
+    assert 15.0 <= t.length_m <= 61.0 and abs(t.curvature_at(0.0)) < 0.05
+    assert _hairpins(t), "a hairpin road without a U-turn"
+
+
+def test_hairpin_roads_turn_both_ways_and_plain_ones_do_not_u_turn():
+    signs = set().union(*(_hairpins(load_scene("hairpin_road", s)) for s in range(6)))
+    assert signs == {-1, 1}
+    assert not any(_hairpins(load_scene("generated_road", s)) for s in range(6))
+    a, b = load_scene("hairpin_road", 1), load_scene("hairpin_road", 2)
+    assert a.centerline.shape != b.centerline.shape or not np.allclose(a.centerline, b.centerline)
