@@ -55,8 +55,8 @@ def run_demo(opts: DemoOptions) -> int:
 
     _stage(
         2,
-        "expert data (randomised colours) -> donkeycar linear model -> a DAgger round (the model drives, the "
-        "expert labels, retrain) -> the gate (laps in the twin)",
+        "expert data on two scenes and two roads with U-turns (randomised colours) -> donkeycar linear model "
+        "-> a DAgger round (the model drives, the expert labels, retrain) -> the gate (laps in the twin)",
     )
     result = default_recipe(
         out / "recipe", recipe=Recipe(seed=opts.seed), threads=opts.threads, progress=True, overwrite=True

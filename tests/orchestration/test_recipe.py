@@ -26,6 +26,7 @@ def test_tiny_recipe_runs_end_to_end(tmp_path):
         passes=(("light", 1),),
         train=TrainParams(epochs=1, batch_size=32),
         dagger_rounds=0,  # DAgger has its own test below
+        hairpin_roads=0,
     )
     policy = GatePolicy(scenes=("generated_track",), laps=1, min_laps_completed=1, max_seconds=20.0)
     result = default_recipe(tmp_path, recipe=recipe, policy=policy, threads=2)
@@ -47,7 +48,7 @@ def test_recipe_refuses_to_append_to_a_previous_run(tmp_path):
 
 
 def test_recipe_defaults_are_the_ingredients_that_earned_their_place():
-    recipe = Recipe()  # randomised colours and one DAgger round: bench/bench_generalisation.py's figures
+    recipe = Recipe()  # randomised colours, hairpin roads, a DAgger round: bench_generalisation's figures
     assert (recipe.directions, recipe.generated_roads, recipe.flip, recipe.randomize) == (
         None,
         0,
@@ -55,9 +56,10 @@ def test_recipe_defaults_are_the_ingredients_that_earned_their_place():
         True,
     )
     assert recipe.dagger_rounds == 1 and recipe.directions_driven() == (None,)
-    assert (
-        recipe.tracks() == [(s, None) for s in DEFAULT_SCENES] and recipe.trained_scenes() == DEFAULT_SCENES
-    )
+    assert recipe.hairpin_roads == 2 and recipe.trained_scenes() == DEFAULT_SCENES
+    assert recipe.tracks() == [(s, None) for s in DEFAULT_SCENES] + [
+        ("hairpin_road", s) for s in recipe.hairpin_seeds
+    ]
 
 
 @pytest.mark.parametrize(
@@ -80,7 +82,7 @@ def test_generated_roads_both_ways_flipped_leave_every_named_scene_unseen(tmp_pa
     from pitlane.data.tub import read_raw_tub
     from pitlane.orchestration.recipe import collect_tracks
 
-    recipe = Recipe(generated_roads=2, directions="both", flip=True, seed=3)
+    recipe = Recipe(generated_roads=2, hairpin_roads=0, directions="both", flip=True, seed=3)
     assert recipe.trained_scenes() == () and [s for _, s in recipe.tracks()] == list(recipe.road_seeds)
     records = collect_tracks(recipe, tmp_path / "tub", "none", 1, recipe.seed)
     lines = [
@@ -101,6 +103,7 @@ def test_dagger_round_adds_expert_labelled_records_and_retrains(tmp_path):
         passes=(("light", 1),),
         train=TrainParams(epochs=1, batch_size=32),
         dagger_rounds=1,
+        hairpin_roads=0,
     )
     result = default_recipe(tmp_path, recipe=recipe, gate=False, threads=2)
     lines = [
@@ -140,7 +143,7 @@ def test_randomize_paints_every_lap_in_other_colours(tmp_path):
 
     from pitlane.orchestration.recipe import collect_tracks
 
-    recipe = Recipe(generated_roads=1, randomize=True)
+    recipe = Recipe(generated_roads=1, hairpin_roads=0, randomize=True)
     collect_tracks(recipe, tmp_path / "tub", "none", 2, recipe.seed)
     lines = [
         json.loads(x)
