@@ -55,7 +55,7 @@ def run_demo(opts: DemoOptions) -> int:
 
     _stage(
         2,
-        "expert data on two scenes and two roads with U-turns (randomised colours) -> donkeycar linear model "
+        "expert data on two scenes and three roads with U-turns (randomised colours) -> donkeycar linear model "
         "-> a DAgger round (the model drives, the expert labels, retrain) -> the gate (laps in the twin)",
     )
     result = default_recipe(
