@@ -112,8 +112,9 @@ def test_dagger_round_adds_expert_labelled_records_and_retrains(tmp_path):
         for x in p.read_text().splitlines()
     ]
     sessions = list(dict.fromkeys(r["_session_id"] for r in lines))
-    assert len(sessions) == 2  # the expert's pass, then the model's round labelled by the expert
-    assert result.record.records_total == len(lines)  # the last model trained on both
+    # the expert's pass, then the model's round labelled by the expert: one session per (randomised) lap
+    assert recipe.dagger_laps == 2 and len(sessions) == 1 + recipe.dagger_laps
+    assert result.record.records_total == len(lines)  # the last model trained on all of them
     assert result.model.is_file() and result.tflite.is_file()
 
 
