@@ -212,11 +212,10 @@ class Client:
         if isinstance(body, bytes):
             self.sent += len(body)
         if resp.status_code == 404:
-            resp.close()
+            _drain(resp)
             raise NotFound(f"{what}: not found in registry {self.registry}")
         if resp.status_code not in ok:
-            detail = resp.text[:300].strip().replace("\n", " ")
-            resp.close()
+            detail = _drain(resp)[:300].strip().replace("\n", " ")
             cause = Unavailable if resp.status_code >= 500 or resp.status_code == 429 else BadInput
             raise cause(f"{what}: registry {self.registry} answered {resp.status_code}: {detail}")
         return resp
@@ -298,12 +297,6 @@ class Client:
             raise IntegrityError(f"blob {digest} from {self.registry}/{repo} does not match its digest")
         return data
 
-    def download_blob(self, repo: str, digest: str, dest: Path, max_bytes: int | None = None) -> Path:
-        """Write the checked blob to `dest` atomically (a temporary file renamed into place)."""
-        data = self.pull_blob(repo, digest, max_bytes)
-        write_atomic(dest, data)
-        return dest
-
     # --- manifests --------------------------------------------------------------------------------
     def push_manifest(self, repo: str, data: bytes, reference: str, media_type: str = OCI_MANIFEST) -> str:
         """PUT a manifest under a tag or its digest; returns its digest (checked against the registry's)."""
@@ -383,6 +376,19 @@ class Client:
         resp = self._request("GET", "/_catalog", "listing repositories", (200,))
         self.received += len(resp.content)
         return sorted(str(r) for r in (resp.json().get("repositories") or []))
+
+
+def _drain(resp: requests.Response, limit: int = 1 << 16) -> str:
+    """A small error answer's text, read whole so its connection goes back to the pool (a 404 is the
+    common answer to "is there an attestation?"); a large one is not read, its connection is closed."""
+    text = ""
+    try:
+        if 0 <= int(resp.headers.get("Content-Length") or -1) <= limit:
+            text = resp.text
+    except (ValueError, requests.RequestException):
+        pass
+    resp.close()
+    return text
 
 
 def write_atomic(dest: Path, data: bytes) -> None:

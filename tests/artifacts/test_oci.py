@@ -77,6 +77,22 @@ def test_missing_things_and_down_registry_are_clear_errors(registry, tmp_path):
         down.ping()
 
 
+def test_a_not_found_answer_keeps_the_connection(registry):
+    """ "Is there an attestation?" is mostly answered 404: that must not cost a new connection each time."""
+    client = oci.Client(registry.host)
+    digest = client.push_blob("t/oci-keep", b"kept")
+    relay = Relay(registry.host)
+    try:
+        via = oci.Client(relay.host)
+        for _ in range(3):
+            with pytest.raises(NotFound):
+                via.get_manifest("t/oci-keep", "sha256-" + "0" * 64 + ".att")
+            assert via.pull_blob("t/oci-keep", digest, size=4) == b"kept"
+        assert relay.connections == 1
+    finally:
+        relay.close()
+
+
 def test_a_link_cut_anywhere_is_unavailable_never_an_integrity_error(registry):
     """Cut in the status line, the headers or the body: the car must retry, not refuse the model."""
     client = oci.Client(registry.host)
