@@ -45,9 +45,10 @@ def check_registry(registry: str, timeout_s: float = 5.0) -> None:
     try:
         oci.Client(registry, timeout_s=timeout_s).ping()
     except Unavailable as exc:
+        why = str(exc).rsplit(": ", 1)[-1]  # e.g. ConnectionError, or the HTTP status the registry gave
         raise Unavailable(
-            f"{exc}: start it (pitlane registry serve, or docker-registry serve CONFIG.yml) and push again; "
-            "nothing was pushed or tagged"
+            f"registry {registry} does not answer ({why}): start it (pitlane registry serve, or "
+            "docker-registry serve CONFIG.yml) and push again; nothing was pushed or tagged"
         ) from None
 
 
