@@ -292,6 +292,29 @@ def test_check_once_retries_or_refuses_by_the_cause_of_the_error(registry, world
     m.shutdown()
 
 
+def test_a_cache_written_by_an_older_pitlane_still_starts_the_car_offline(registry, world, tmp_path):
+    """Older caches kept digest -> signature manifest in state.json, not as links: the car adopts them."""
+    import json
+    import shutil
+
+    ref = publish(world, registry, world["a"], repo="car/older")
+    p = params(world, tmp_path)
+    m = ModelManager(p, loader=Loads())
+    set_desired(m, str(ref))
+    m.check_once()
+    assert m.swap_if_ready()
+    sig = m.current.signature
+    m.shutdown()
+    state_file = p.cache_dir / "state.json"
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps(state | {"signatures": {ref.digest: sig}}))
+    shutil.rmtree(m.cache.links)
+    offline = dataclasses.replace(p, ref_file=None, ref_env="PITLANE_TEST_NO_SUCH_VAR")
+    restarted = ModelManager(offline, loader=Loads())
+    assert restarted.current is not None and restarted.current.ref == ref, restarted.error
+    restarted.shutdown()
+
+
 def test_rolls_back_a_model_that_fails_while_driving(registry, models, world, tmp_path):
     ref_a = publish(world, registry, world["a"], repo="car/rollback")
     ref_b = publish(world, registry, world["b"], repo="car/rollback")
