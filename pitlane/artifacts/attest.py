@@ -14,14 +14,16 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pitlane.artifacts import oci
+from pitlane.artifacts.cache import Source
 from pitlane.artifacts.signing import (
-    SignatureError,
+    MAX_SIGNATURE_MANIFEST_BYTES,
     append_layer,
     sign_bytes,
+    signature_layers,
     suffix_tag,
     verify_bytes,
 )
-from pitlane.errors import UserError
+from pitlane.errors import BadInput, IntegrityError, NotFound, SignatureError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v0.1"  # what cosign attest writes
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -68,7 +70,7 @@ def attest(
 ) -> oci.Reference:
     """Attach a signed in-toto statement about `ref` (a digest) under its `.att` tag; returns that tag."""
     if not ref.digest:
-        raise UserError(f"{ref}: attest a digest (repo@sha256:...), never a tag")
+        raise BadInput(f"{ref}: attest a digest (repo@sha256:...), never a tag")
     env = envelope(statement(ref, predicate_type, predicate), key)
     tag = suffix_tag(ref.digest, "att")
     desc = oci.descriptor(DSSE_TYPE, env, {"predicateType": predicate_type})
@@ -101,29 +103,44 @@ def open_envelope(
     return predicate if isinstance(predicate, dict) else None
 
 
-def verify_attestation(
-    client: oci.Client, ref: oci.Reference, key: ec.EllipticCurvePublicKey, predicate_type: str
-) -> dict[str, Any]:
-    """The predicate of a verified attestation of `predicate_type` about `ref`; SignatureError if none."""
+def fetch_attestation(
+    source: oci.Client | Source, ref: oci.Reference, key: ec.EllipticCurvePublicKey, predicate_type: str
+) -> tuple[dict[str, Any], oci.Manifest]:
+    """(predicate, the `.att` manifest holding it) of the first attestation of `predicate_type` about `ref`
+    that verifies with `key`, from the registry or, offline, the cache; SignatureError if there is none.
+
+    With a `Source` holding a cache, the verified attestation is kept there (and found there offline)."""
     if not ref.digest:
-        raise UserError(f"{ref}: verify a digest (repo@sha256:...), never a tag")
+        raise BadInput(f"{ref}: verify a digest (repo@sha256:...), never a tag")
+    src = source if isinstance(source, Source) else Source(source)
     tag = suffix_tag(ref.digest, "att")
-    try:
-        doc = client.get_manifest(ref.repository, tag, (oci.OCI_MANIFEST,)).json()
-    except oci.NotFound:
-        raise SignatureError(f"{ref} has no attestations (no {ref.repository}:{tag})") from None
-    for d in doc.get("layers") or []:
+    m = src.tagged(ref.repository, tag, MAX_SIGNATURE_MANIFEST_BYTES)
+    if m is None:
+        where = "" if src.online else " in the cache"
+        raise SignatureError(f"{ref} has no attestations{where} (no {ref.repository}:{tag})")
+    for d in signature_layers(m, str(ref)):
+        size = d.get("size")
         if (
-            not isinstance(d, dict)
-            or d.get("mediaType") != DSSE_TYPE
+            d.get("mediaType") != DSSE_TYPE
             or not oci.is_digest(str(d.get("digest")))
+            or isinstance(size, bool)
+            or not isinstance(size, int)
+            or not 0 <= size <= MAX_ENVELOPE_BYTES
         ):
             continue
         try:
-            data = client.pull_blob(ref.repository, d["digest"], MAX_ENVELOPE_BYTES)
-        except (oci.IntegrityError, oci.NotFound):
+            data = src.blob(ref.repository, d["digest"], size)
+        except (IntegrityError, NotFound):
             continue
         predicate = open_envelope(data, key, ref.digest, predicate_type)
         if predicate is not None:
-            return predicate
+            src.remember(tag, m)
+            return predicate, m
     raise SignatureError(f"{ref}: no attestation of {predicate_type} verifies with this public key")
+
+
+def verify_attestation(
+    client: oci.Client | Source, ref: oci.Reference, key: ec.EllipticCurvePublicKey, predicate_type: str
+) -> dict[str, Any]:
+    """The predicate of a verified attestation of `predicate_type` about `ref`; SignatureError if none."""
+    return fetch_attestation(client, ref, key, predicate_type)[0]

@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 
 from pitlane import __version__
+from pitlane import gate_report as gates  # (pack's `gate_report` argument is a path)
 from pitlane.artifacts import oci
 from pitlane.artifacts.attest import GATE_PREDICATE, attest
+from pitlane.artifacts.cache import Source
 from pitlane.artifacts.signing import sign
-from pitlane.errors import UserError
+from pitlane.errors import BadInput, IntegrityError, Refused
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import file_digest, git_commit, run_record_path
 
@@ -41,6 +43,8 @@ KINDS = {TFLITE_NAME: TFLITE_TYPE, KERAS_NAME: KERAS_TYPE, GATE_NAME: GATE_TYPE,
 CANARY_FRAMES = 8
 MAX_CONFIG_BYTES = 1 << 20  # [B]
 MAX_LAYER_BYTES = 512 << 20  # [B] far above a donkeycar model; stops a hostile registry filling the disk
+MAX_GATE_BYTES = 8 << 20  # [B] a gate report with many runs' traces summed up
+MAX_MANIFEST_BYTES = 64 << 10  # [B] a bundle manifest is 4 descriptors: ~1.5 KiB
 
 
 @dataclass(frozen=True)
@@ -87,28 +91,9 @@ def default_gate_report(model: Path) -> Path | None:
     return None
 
 
-def read_gate_report(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"gate report {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"gate report {path} is not JSON: {exc}") from None
-    if not isinstance(doc, dict) or "verdict" not in doc or "model_digest" not in doc:
-        raise UserError(f"gate report {path} is not a pitlane gate report (no verdict/model_digest)")
-    return doc
-
-
-def gate_summary(report: dict[str, Any], report_bytes: bytes) -> dict[str, Any]:
-    checks = report.get("checks") or []
-    return {
-        "verdict": report.get("verdict"),
-        "model_digest": report.get("model_digest"),
-        "report_digest": oci.sha256_digest(report_bytes),
-        "checks_passed": sum(bool(c.get("passed")) for c in checks if isinstance(c, dict)),
-        "checks": len(checks),
-        "scenes": sorted((report.get("reports") or {}).keys()),
-    }
+def read_gate_report(path: Path) -> tuple[gates.GateReport, bytes]:
+    """(the report, its exact bytes): the bytes become the bundle's gate.json layer."""
+    return gates.read(path)
 
 
 def tub_frames(tubs: list[Path], shape: tuple[int, ...], count: int) -> np.ndarray | None:
@@ -149,15 +134,15 @@ def canary_npz(frames: np.ndarray) -> bytes:
 
 
 def read_canary(data: bytes, outputs: object) -> tuple[np.ndarray, np.ndarray]:
-    """(frames uint8 N x H x W x D, recorded outputs float32 N x 2); UserError if malformed."""
+    """(frames uint8 N x H x W x D, recorded outputs float32 N x 2); BadInput if malformed."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             frames = z["frames"]
         recorded = np.asarray(outputs, dtype=np.float32)
     except Exception as exc:  # numpy raises several kinds for a bad archive
-        raise UserError(f"canary frames are unreadable: {type(exc).__name__}: {exc}") from None
+        raise BadInput(f"canary frames are unreadable: {type(exc).__name__}: {exc}") from None
     if frames.ndim != 4 or frames.dtype != np.uint8 or recorded.shape != (len(frames), 2):
-        raise UserError(
+        raise BadInput(
             f"canary frames have shapes {frames.shape} / {recorded.shape}; expected N x H x W x D / N x 2"
         )
     return frames, recorded
@@ -175,11 +160,9 @@ def pack(
     """Read the model, its run record and gate report; run the canary frames; return the bundle."""
     model = Path(model)
     if model.suffix.lower() != ".tflite":
-        raise UserError(
-            f"{model}: a bundle carries a .tflite model (the car's runtime); got {model.suffix!r}"
-        )
+        raise BadInput(f"{model}: a bundle carries a .tflite model (the car's runtime); got {model.suffix!r}")
     if not model.is_file():
-        raise UserError(f"model {model} does not exist")
+        raise BadInput(f"model {model} does not exist")
     pilot = ModelPilot(model)  # refuses files that are not donkeycar models
     record_path = run_record_path(model)
     record = json.loads(record_path.read_text()) if record_path.is_file() else None
@@ -190,9 +173,8 @@ def pack(
         layers.append((KERAS_NAME, KERAS_TYPE, Path(keras).read_bytes()))
     gate = None
     if gate_report is not None:
-        report = read_gate_report(gate_report)
-        report_bytes = Path(gate_report).read_bytes()
-        gate = gate_summary(report, report_bytes)
+        report, report_bytes = read_gate_report(gate_report)
+        gate = report.summary(report_bytes)
         layers.append((GATE_NAME, GATE_TYPE, report_bytes))
 
     tubs = [Path(t["path"]) for t in (record or {}).get("tubs", []) if isinstance(t, dict) and "path" in t]
@@ -201,12 +183,12 @@ def pack(
     if frames is None:
         frames, source = twin_frames(canary_count), "twin:generated_track"
         if tuple(frames.shape[1:]) != pilot.input_shape:
-            raise UserError(
+            raise BadInput(
                 f"{model} takes {pilot.input_shape} images and its training tubs are gone: no canary frames"
             )
     outputs = np.array([pilot.run(f) for f in frames], dtype=np.float32)
     if not np.isfinite(outputs).all():
-        raise UserError(f"{model} gives non-finite outputs on its canary frames: it cannot drive")
+        raise BadInput(f"{model} gives non-finite outputs on its canary frames: it cannot drive")
     layers.append((CANARY_NAME, CANARY_TYPE, canary_npz(frames)))
     commit = (record or {}).get("git_commit") or git_commit()[0]
     config = {
@@ -268,25 +250,41 @@ class Remote:
         return int(self.config["serial"])
 
 
+def _size(d: dict[str, Any], limit: int, what: str) -> int:
+    size = d.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= limit:
+        raise BadInput(f"{what}: size {size!r} is not a number of bytes up to {limit}")
+    return size
+
+
 def parse_manifest(manifest: oci.Manifest, ref: oci.Reference) -> dict[str, Any]:
-    """The manifest as JSON, refused unless it is a pitlane model bundle of a known shape."""
+    """The manifest as JSON, refused unless it is a pitlane model bundle of a known shape (every
+    descriptor with a sha256 digest and a size within this pitlane's limits)."""
     doc = manifest.json()
-    if doc.get("artifactType") != ARTIFACT_TYPE or (doc.get("config") or {}).get("mediaType") != CONFIG_TYPE:
-        raise UserError(f"{ref} is not a pitlane model bundle (artifactType {doc.get('artifactType')!r})")
+    config = doc.get("config")
+    if (
+        doc.get("artifactType") != ARTIFACT_TYPE
+        or not isinstance(config, dict)
+        or config.get("mediaType") != CONFIG_TYPE
+    ):
+        raise BadInput(f"{ref} is not a pitlane model bundle (artifactType {doc.get('artifactType')!r})")
+    oci.check_digest(str(config.get("digest")))
+    _size(config, MAX_CONFIG_BYTES, f"{ref}: the config")
     layers = doc.get("layers")
     if not isinstance(layers, list) or not layers:
-        raise UserError(f"{ref}: a model bundle has layers; this one has none")
+        raise BadInput(f"{ref}: a model bundle has layers; this one has none")
     titles = []
     for d in layers:
         title = (d.get("annotations") or {}).get(TITLE) if isinstance(d, dict) else None
         if title not in KINDS or KINDS[title] != d.get("mediaType"):
-            raise UserError(
+            raise BadInput(
                 f"{ref}: unexpected layer {title!r} ({d.get('mediaType') if isinstance(d, dict) else d})"
             )
         oci.check_digest(str(d.get("digest")))
+        _size(d, MAX_GATE_BYTES if title == GATE_NAME else MAX_LAYER_BYTES, f"{ref}: layer {title}")
         titles.append(title)
     if TFLITE_NAME not in titles or len(set(titles)) != len(titles):
-        raise UserError(f"{ref}: a model bundle holds exactly one {TFLITE_NAME}; layers are {titles}")
+        raise BadInput(f"{ref}: a model bundle holds exactly one {TFLITE_NAME}; layers are {titles}")
     return doc
 
 
@@ -294,51 +292,56 @@ def parse_config(data: bytes, manifest: dict[str, Any], ref: oci.Reference) -> d
     try:
         config = json.loads(data)
     except ValueError:
-        raise UserError(f"{ref}: the bundle's config is not JSON") from None
+        raise BadInput(f"{ref}: the bundle's config is not JSON") from None
     if not isinstance(config, dict) or config.get("schema") != SCHEMA:
-        raise UserError(
+        raise BadInput(
             f"{ref}: config schema {config.get('schema') if isinstance(config, dict) else None!r}, "
             f"this pitlane reads {SCHEMA}"
         )
     serial = config.get("serial")
     if isinstance(serial, bool) or not isinstance(serial, int) or serial < 0:
-        raise UserError(f"{ref}: release serial {serial!r} is not a non-negative integer")
+        raise BadInput(f"{ref}: release serial {serial!r} is not a non-negative integer")
     files = config.get("files") or {}
     for d in manifest["layers"]:
         title = d["annotations"][TITLE]
         if files.get(title) != d["digest"]:
-            raise UserError(
+            raise BadInput(
                 f"{ref}: the config lists {title} as {files.get(title)}, the manifest as {d['digest']}"
             )
     return config
 
 
-def resolve(client: oci.Client, ref: oci.Reference) -> oci.Reference:
-    return ref if ref.digest else ref.with_digest(client.resolve(ref.repository, ref.ref))
+def resolve(client: oci.Client | None, ref: oci.Reference) -> oci.Reference:
+    """`ref` with its digest (a tag is asked of the registry: offline, only digests are known)."""
+    if ref.digest:
+        return ref
+    if client is None:
+        raise BadInput(f"{ref} is a tag: without a registry only REGISTRY/REPO@sha256:... can be read")
+    return ref.with_digest(client.resolve(ref.repository, ref.ref))
+
+
+def read_manifest(src: Source, ref: oci.Reference) -> tuple[oci.Manifest, dict[str, Any]]:
+    """The bundle manifest `ref` names (by digest): its exact bytes and its checked JSON."""
+    assert ref.digest is not None
+    m = src.manifest(ref.repository, ref.digest, MAX_MANIFEST_BYTES)
+    return m, parse_manifest(m, ref)
+
+
+def read_config(src: Source, ref: oci.Reference, manifest: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """The config the manifest names: its exact bytes (checked, bounded by its descriptor) and its JSON."""
+    desc = manifest["config"]
+    data = src.blob(ref.repository, desc["digest"], desc["size"])
+    return data, parse_config(data, manifest, ref)
 
 
 def fetch(client: oci.Client, ref: oci.Reference) -> Remote:
-    """Manifest (checked against the digest) and config (checked against the manifest) of a bundle."""
+    """Manifest (checked against the digest) and config (checked against the manifest) of a bundle: its
+    metadata, no signature checked (`pitlane.artifacts.fetch.fetch_verified` checks everything)."""
     ref = resolve(client, ref)
-    assert ref.digest is not None
-    m = client.get_manifest(ref.repository, ref.digest)
-    doc = parse_manifest(m, ref)
-    cdesc = doc["config"]
-    cdata = client.pull_blob(ref.repository, oci.check_digest(str(cdesc.get("digest"))), MAX_CONFIG_BYTES)
-    return Remote(ref, doc, parse_config(cdata, doc, ref), m.data, cdata)
-
-
-def pull(client: oci.Client, ref: oci.Reference, dest: Path) -> tuple[Remote, dict[str, Path]]:
-    """Every layer into `dest` (atomic writes, digests checked); returns the bundle and title -> path."""
-    remote = fetch(client, ref)
-    paths = {}
-    for d in remote.manifest["layers"]:
-        title = d["annotations"][TITLE]  # one of KINDS: never a path
-        paths[title] = client.download_blob(
-            remote.ref.repository, d["digest"], Path(dest) / title, MAX_LAYER_BYTES
-        )
-    oci.write_atomic(Path(dest) / "bundle.json", json.dumps(remote.config, indent=2).encode() + b"\n")
-    return remote, paths
+    src = Source(client)
+    m, doc = read_manifest(src, ref)
+    cdata, config = read_config(src, ref, doc)
+    return Remote(ref, doc, config, m.data, cdata)
 
 
 def list_bundles(client: oci.Client, ref: oci.Reference) -> list[tuple[str, Remote]]:
@@ -349,8 +352,8 @@ def list_bundles(client: oci.Client, ref: oci.Reference) -> list[tuple[str, Remo
             continue
         try:
             out.append((tag, fetch(client, ref.with_tag(tag))))
-        except UserError:
-            continue  # not a bundle (an image, a broken push): ls shows bundles only
+        except (BadInput, IntegrityError):
+            continue  # not a bundle (an image, a broken push, a tag just deleted): ls shows bundles only
     return out
 
 
@@ -361,28 +364,25 @@ def next_serial(client: oci.Client, ref: oci.Reference) -> int:
 
 # --- release rules -----------------------------------------------------------------------------------
 def passing_gate_report(client: oci.Client, remote: Remote) -> dict[str, Any]:
-    """The bundle's gate report, if it passed for exactly this bundle's .tflite; UserError says why not."""
+    """The bundle's gate report (as JSON, to attest), if it passed for exactly this bundle's .tflite;
+    Refused (or BadInput for a report that is not one) says why not."""
     desc = remote.layer(GATE_NAME)
     if desc is None:
-        raise UserError(
+        raise Refused(
             f"{remote.ref} carries no gate report: gate the model (`pitlane gate --model M --out DIR`), "
             "then push it with --gate DIR/gate.json"
         )
-    data = client.pull_blob(remote.ref.repository, desc["digest"], MAX_CONFIG_BYTES * 8)
-    try:
-        report = json.loads(data)
-    except ValueError:
-        raise UserError(f"{remote.ref}: its gate report is not JSON") from None
+    data = client.pull_blob(remote.ref.repository, desc["digest"], size=desc["size"])
+    report = gates.loads(data, f"{remote.ref}: its gate report")
     tflite = remote.config["files"][TFLITE_NAME]
-    if not isinstance(report, dict) or report.get("verdict") != "pass":
-        verdict = report.get("verdict") if isinstance(report, dict) else None
-        raise UserError(f"{remote.ref}: the gate report's verdict is {verdict!r}, not 'pass'")
-    if report.get("model_digest") != tflite:
-        raise UserError(
-            f"{remote.ref}: the gate report is for model {report.get('model_digest')}, "
+    if not report.passed:
+        raise Refused(f"{remote.ref}: the gate report's verdict is {report.verdict!r}, not 'pass'")
+    if report.model_digest != tflite:
+        raise Refused(
+            f"{remote.ref}: the gate report is for model {report.model_digest}, "
             f"not this bundle's {TFLITE_NAME} {tflite}"
         )
-    return report
+    return json.loads(data)
 
 
 def sign_bundle(client: oci.Client, ref: oci.Reference, key) -> tuple[Remote, oci.Reference, oci.Reference]:

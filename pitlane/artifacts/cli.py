@@ -13,9 +13,9 @@ from pathlib import Path
 
 from pitlane.args import check_output_dir
 from pitlane.artifacts import bundle, oci, signing
-from pitlane.artifacts.attest import GATE_PREDICATE, verify_attestation
+from pitlane.artifacts.fetch import fetch_verified
 from pitlane.artifacts.registry import Registry, RegistryConfig
-from pitlane.errors import UserError
+from pitlane.errors import SignatureError, UserError
 from pitlane.pilots.model import check_model_file
 
 
@@ -49,10 +49,11 @@ def _push(args: argparse.Namespace) -> int:
 def _pull(args: argparse.Namespace) -> int:
     ref = oci.Reference.parse(args.ref)
     check_output_dir(args.out)
-    remote, paths = bundle.pull(_client(ref), ref, Path(args.out))
-    for title, path in paths.items():
+    key = signing.load_public_key(Path(args.key)) if args.key else None
+    got = fetch_verified(ref, key, None, _client(ref))
+    for title, path in got.write(Path(args.out)).items():
         print(f"  {title}: {path}")
-    print(remote.ref)
+    print(got.ref)
     return 0
 
 
@@ -115,11 +116,10 @@ def _sign(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     ref = oci.Reference.parse(args.ref)
     key = signing.load_public_key(Path(args.key))
-    client = _client(ref)
-    remote = bundle.fetch(client, ref)
-    signing.verify(client, remote.ref, key)
-    report = verify_attestation(client, remote.ref, key, GATE_PREDICATE)
-    print(f"verified {remote.ref}: signature by {args.key}, gate attestation verdict {report.get('verdict')}")
+    got = fetch_verified(ref, key, None, _client(ref))
+    if got.gate is None:
+        raise SignatureError(got.gate_note)
+    print(f"verified {got.ref}: signature by {args.key}, gate attestation verdict {got.gate.verdict}")
     return 0
 
 
@@ -174,6 +174,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = ms.add_parser("pull", help="pull a bundle's files into a folder (every digest checked)")
     p.add_argument("ref", help="REGISTRY/REPOSITORY@sha256:... (or :TAG)")
     p.add_argument("--out", default="model-bundle", help="folder to write (default ./model-bundle)")
+    p.add_argument(
+        "--key", help="public key (PEM): also require the bundle's signature (default: digests only)"
+    )
     p.set_defaults(func=_pull)
     p = ms.add_parser("inspect", help="a bundle's metadata and layers")
     p.add_argument("ref", help="REGISTRY/REPOSITORY@sha256:... (or :TAG)")
@@ -191,7 +194,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ref", help="REGISTRY/REPOSITORY@sha256:... (or :TAG)")
     p.add_argument("--key", required=True, help="private key (PEM, from `pitlane keys generate`)")
     p.set_defaults(func=_sign)
-    p = ms.add_parser("verify", help="check a bundle's signature and gate attestation with a public key")
+    p = ms.add_parser(
+        "verify", help="check a bundle's signature, gate attestation and every digest with a public key"
+    )
     p.add_argument("ref", help="REGISTRY/REPOSITORY@sha256:... (or :TAG)")
     p.add_argument("--key", required=True, help="public key (PEM)")
     p.set_defaults(func=_verify)

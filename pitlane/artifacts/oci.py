@@ -7,6 +7,9 @@ bytes against the digest asked for. The distribution API needed here is a dozen 
 so this module speaks it directly and stays general: `images` and `release` push any blob and manifest with it.
 
 Plain HTTP is used for 127.0.0.1/localhost registries (the local `docker-registry`), HTTPS elsewhere.
+Failures raise by cause (`pitlane.errors`): Unavailable (unreachable, 5xx, 429: retry), NotFound (404),
+IntegrityError (bytes that do not match their digest or are larger than allowed), BadInput (any other
+refusal: a bad name, missing credentials).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 import requests
 
-from pitlane.errors import UserError
+from pitlane.errors import BadInput, IntegrityError, NotFound, Unavailable
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -33,21 +36,49 @@ MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 MAX_MANIFEST_BYTES = 4 << 20  # [B] distribution's own limit for a manifest
 CHUNK = 1 << 16  # [B] download chunk
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+# The reference grammar (distribution's `reference` package, with the registry required and sha256 only):
+#   REGISTRY/PATH[:TAG][@sha256:HEX]; REGISTRY = host[:port]; PATH = component(/component)*
+_DIGEST_RE = r"sha256:[0-9a-f]{64}"
+_HOST_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_REGISTRY_RE = rf"(?P<host>{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]+))?"
+_COMPONENT_RE = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PATH_RE = rf"{_COMPONENT_RE}(?:/{_COMPONENT_RE})*"
+_TAG_RE = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+REFERENCE = re.compile(
+    rf"(?P<registry>{_REGISTRY_RE})/(?P<repository>{_PATH_RE})(?::(?P<tag>{_TAG_RE}))?(?:@(?P<digest>{_DIGEST_RE}))?"
+)  # use with fullmatch (never match + `$`: `$` also matches before a trailing newline)
+_DIGEST = re.compile(_DIGEST_RE)
+_REGISTRY = re.compile(_REGISTRY_RE)
+_PATH = re.compile(_PATH_RE)
+_TAG = re.compile(_TAG_RE)
+MAX_NAME = 255  # [chars] registry/repository, distribution's limit
+FORM = "REGISTRY/REPOSITORY[:TAG][@sha256:...]"
 
 
-class RegistryError(UserError):
-    """The registry refused or could not be reached; the message says which registry and what."""
-
-
-class NotFound(RegistryError):
-    pass
-
-
-class IntegrityError(UserError):
-    """Bytes whose sha256 is not the digest they were asked for (tampered, truncated or corrupted)."""
+def _why_not(text: object) -> str:
+    """Why `text` is not a reference, in words (the grammar already said no)."""
+    if not isinstance(text, str) or not text:
+        return f"{text!r} is not an image reference ({FORM})"
+    if any(c.isspace() for c in text):
+        return f"{text!r} is not an image reference ({FORM}): it contains whitespace (a trailing newline?)"
+    rest, at, digest = text.partition("@")
+    if at and not _DIGEST.fullmatch(digest):
+        return f"{text!r}: {digest!r} is not a sha256 digest (sha256: and 64 lower-case hex digits)"
+    registry, slash, path = rest.partition("/")
+    if not slash:
+        return (
+            f"{text!r} names no registry: write it as HOST:PORT/REPOSITORY, e.g. 127.0.0.1:5000/models/pilot"
+        )
+    if not _REGISTRY.fullmatch(registry):
+        return f"{text!r}: {registry!r} is not a registry HOST[:PORT] (the port is digits)"
+    last = path.rsplit("/", 1)[-1]
+    if ":" in last:
+        path, tag = path.rsplit(":", 1)
+        if not _TAG.fullmatch(tag):
+            return f"{text!r}: {tag!r} is not a valid tag"
+    if not _PATH.fullmatch(path):
+        return f"{text!r}: {path!r} is not a valid repository name (lower case, digits, . _ - /)"
+    return f"{text!r} is not an image reference ({FORM})"
 
 
 def sha256_digest(data: bytes) -> str:
@@ -55,12 +86,12 @@ def sha256_digest(data: bytes) -> str:
 
 
 def is_digest(text: str) -> bool:
-    return bool(_DIGEST.match(text))
+    return isinstance(text, str) and _DIGEST.fullmatch(text) is not None
 
 
 def check_digest(digest: str) -> str:
     if not is_digest(digest):
-        raise UserError(f"{digest!r} is not a sha256 digest (sha256: and 64 lower-case hex digits)")
+        raise BadInput(f"{digest!r} is not a sha256 digest (sha256: and 64 lower-case hex digits)")
     return digest
 
 
@@ -79,7 +110,10 @@ def canonical_json(obj: Any) -> bytes:
 
 @dataclass(frozen=True)
 class Reference:
-    """`registry/repository[:tag][@sha256:...]`; the registry part is required (there is no default)."""
+    """`registry/repository[:tag][@sha256:...]`; the registry part is required (there is no default).
+
+    The one parser of references in pitlane: release.yaml, the GitOps pins, rendered manifests, the
+    images' pushes and the car all read references through `Reference.parse`."""
 
     registry: str  # host[:port]
     repository: str
@@ -88,30 +122,26 @@ class Reference:
 
     @classmethod
     def parse(cls, text: str) -> Reference:
-        raw = text.strip()
-        if not raw or any(c.isspace() for c in raw):
-            raise UserError(f"{text!r} is not an image reference (REGISTRY/REPOSITORY[:TAG][@sha256:...])")
-        rest, digest = raw, None
-        if "@" in rest:
-            rest, digest = rest.split("@", 1)
-            if not is_digest(digest):
-                raise UserError(f"{text!r}: {digest!r} is not a sha256 digest (sha256: and 64 hex digits)")
-        registry, sep, path = rest.partition("/")
-        if not sep or not ("." in registry or ":" in registry or registry == "localhost"):
-            raise UserError(
+        """The reference `text` names, exactly as written (no whitespace, no trailing newline); BadInput
+        naming the part that is wrong otherwise."""
+        m = REFERENCE.fullmatch(text) if isinstance(text, str) else None
+        if m is None:
+            raise BadInput(_why_not(text))
+        registry, host, port = m["registry"], m["host"], m["port"]
+        if not ("." in host or port or host == "localhost" or host.startswith("[")):
+            raise BadInput(
                 f"{text!r} names no registry: write it as HOST:PORT/REPOSITORY, e.g. 127.0.0.1:5000/models/pilot"
             )
-        tag = None
-        last = path.rsplit("/", 1)[-1]
-        if ":" in last:
-            path, tag = path.rsplit(":", 1)
-            if not _TAG.match(tag):
-                raise UserError(f"{text!r}: {tag!r} is not a valid tag")
-        if not _REPO.match(path):
-            raise UserError(
-                f"{text!r}: {path!r} is not a valid repository name (lower case, digits, . _ - /)"
-            )
-        return cls(registry, path, tag, digest)
+        if port and not 0 < int(port) < 65536:
+            raise BadInput(f"{text!r}: port {port} of registry {registry!r} is not a TCP port (1-65535)")
+        if len(registry) + 1 + len(m["repository"]) > MAX_NAME:
+            raise BadInput(f"{text!r}: the name is longer than {MAX_NAME} characters")
+        return cls(registry, m["repository"], m["tag"], m["digest"])
+
+    @property
+    def pinned(self) -> bool:
+        """Named by digest alone (`REGISTRY/REPO@sha256:...`, no tag): what a release and a car accept."""
+        return self.digest is not None and self.tag is None
 
     @property
     def name(self) -> str:
@@ -156,7 +186,7 @@ class Client:
 
     def __init__(self, registry: str, *, timeout_s: float = 30.0, scheme: str | None = None) -> None:
         self.registry = registry
-        host = registry.split(":")[0]
+        host = registry[1 : registry.find("]")] if registry.startswith("[") else registry.split(":")[0]
         self.scheme = scheme or ("http" if host in ("127.0.0.1", "localhost", "::1") else "https")
         self.base = f"{self.scheme}://{registry}/v2"
         self.timeout_s = timeout_s
@@ -175,19 +205,19 @@ class Client:
         try:
             resp = self.session.request(method, url, timeout=self.timeout_s, **kw)
         except requests.RequestException as exc:
-            raise RegistryError(
+            raise Unavailable(
                 f"registry {self.registry} unreachable while {what}: {type(exc).__name__}"
             ) from None
         body = kw.get("data")
         if isinstance(body, bytes):
             self.sent += len(body)
         if resp.status_code == 404:
-            resp.close()
+            _drain(resp)
             raise NotFound(f"{what}: not found in registry {self.registry}")
         if resp.status_code not in ok:
-            detail = resp.text[:300].strip().replace("\n", " ")
-            resp.close()
-            raise RegistryError(f"{what}: registry {self.registry} answered {resp.status_code}: {detail}")
+            detail = _drain(resp)[:300].strip().replace("\n", " ")
+            cause = Unavailable if resp.status_code >= 500 or resp.status_code == 429 else BadInput
+            raise cause(f"{what}: registry {self.registry} answered {resp.status_code}: {detail}")
         return resp
 
     def ping(self) -> None:
@@ -211,7 +241,7 @@ class Client:
         location = start.headers.get("Location", "")
         start.close()
         if not location:
-            raise RegistryError(f"{what}: registry {self.registry} gave no upload location")
+            raise Unavailable(f"{what}: registry {self.registry} gave no upload location")
         if location.startswith("/"):
             location = f"{self.scheme}://{self.registry}{location}"
         sep = "&" if "?" in location else "?"
@@ -225,34 +255,47 @@ class Client:
         ).close()
         return digest
 
-    def pull_blob(self, repo: str, digest: str, max_bytes: int | None = None) -> bytes:
-        """The blob's bytes, checked against `digest` (IntegrityError if they differ)."""
-        check_digest(digest)
-        resp = self._request("GET", f"/{repo}/blobs/{digest}", f"pulling blob {digest}", (200,), stream=True)
-        h, parts, size = hashlib.sha256(), [], 0
+    def _read(self, resp: requests.Response, max_bytes: int | None, what: str) -> bytes:
+        """The response body, read in chunks and stopped as soon as it passes `max_bytes`."""
+        framed = "Content-Length" in resp.headers or "chunked" in resp.headers.get("Transfer-Encoding", "")
+        parts, size = [], 0
         try:
+            if not framed:  # headers cut short: a truncated body would look complete
+                raise Unavailable(f"registry {self.registry} sent an answer of no stated length while {what}")
             for chunk in resp.iter_content(CHUNK):
                 size += len(chunk)
                 self.received += len(chunk)
                 if max_bytes is not None and size > max_bytes:
-                    raise IntegrityError(f"blob {digest} is larger than the {max_bytes} bytes expected")
-                h.update(chunk)
+                    raise IntegrityError(f"{what}: more than the {max_bytes} bytes expected")
                 parts.append(chunk)
         except requests.RequestException as exc:
-            raise RegistryError(
-                f"registry {self.registry} dropped the link while pulling blob {digest}: {type(exc).__name__}"
+            raise Unavailable(
+                f"registry {self.registry} dropped the link while {what}: {type(exc).__name__}"
             ) from None
         finally:
             resp.close()
-        if "sha256:" + h.hexdigest() != digest:
-            raise IntegrityError(f"blob {digest} from {self.registry}/{repo} does not match its digest")
         return b"".join(parts)
 
-    def download_blob(self, repo: str, digest: str, dest: Path, max_bytes: int | None = None) -> Path:
-        """Write the checked blob to `dest` atomically (a temporary file renamed into place)."""
-        data = self.pull_blob(repo, digest, max_bytes)
-        write_atomic(dest, data)
-        return dest
+    def pull_blob(
+        self, repo: str, digest: str, max_bytes: int | None = None, *, size: int | None = None
+    ) -> bytes:
+        """The blob's bytes, checked against `digest` and no more than `max_bytes` (IntegrityError).
+
+        `size`: its descriptor's size, exactly: more is refused (IntegrityError), fewer is a transfer cut
+        short (Unavailable: the next try may get it all)."""
+        check_digest(digest)
+        what = f"pulling blob {digest}"
+        if size is not None:
+            max_bytes = size if max_bytes is None else min(size, max_bytes)
+        resp = self._request("GET", f"/{repo}/blobs/{digest}", what, (200,), stream=True)
+        data = self._read(resp, max_bytes, what)
+        if size is not None and len(data) < size:
+            raise Unavailable(
+                f"registry {self.registry} sent {len(data)} of the {size} bytes of blob {digest} (a dropped link?)"
+            )
+        if sha256_digest(data) != digest:
+            raise IntegrityError(f"blob {digest} from {self.registry}/{repo} does not match its digest")
+        return data
 
     # --- manifests --------------------------------------------------------------------------------
     def push_manifest(self, repo: str, data: bytes, reference: str, media_type: str = OCI_MANIFEST) -> str:
@@ -272,17 +315,24 @@ class Client:
             raise IntegrityError(f"registry {self.registry} stored manifest {theirs}, not {digest}")
         return digest
 
-    def get_manifest(self, repo: str, reference: str, accept: tuple[str, ...] = MANIFEST_TYPES) -> Manifest:
-        """The manifest's exact bytes; pulled by digest, they must hash to it (IntegrityError otherwise)."""
+    def get_manifest(
+        self,
+        repo: str,
+        reference: str,
+        accept: tuple[str, ...] = MANIFEST_TYPES,
+        max_bytes: int = MAX_MANIFEST_BYTES,
+    ) -> Manifest:
+        """The manifest's exact bytes (at most `max_bytes`); pulled by digest, they must hash to it."""
         what = f"pulling manifest {repo}{'@' if is_digest(reference) else ':'}{reference}"
         resp = self._request(
-            "GET", f"/{repo}/manifests/{reference}", what, (200,), headers={"Accept": ", ".join(accept)}
+            "GET",
+            f"/{repo}/manifests/{reference}",
+            what,
+            (200,),
+            headers={"Accept": ", ".join(accept)},
+            stream=True,
         )
-        data = resp.content
-        resp.close()
-        self.received += len(data)
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise IntegrityError(f"{what}: manifest of {len(data)} bytes is larger than allowed")
+        data = self._read(resp, max_bytes, what)
         digest = sha256_digest(data)
         if is_digest(reference) and digest != reference:
             raise IntegrityError(f"{what}: the registry's bytes hash to {digest}, not the digest asked for")
@@ -326,6 +376,19 @@ class Client:
         resp = self._request("GET", "/_catalog", "listing repositories", (200,))
         self.received += len(resp.content)
         return sorted(str(r) for r in (resp.json().get("repositories") or []))
+
+
+def _drain(resp: requests.Response, limit: int = 1 << 16) -> str:
+    """A small error answer's text, read whole so its connection goes back to the pool (a 404 is the
+    common answer to "is there an attestation?"); a large one is not read, its connection is closed."""
+    text = ""
+    try:
+        if 0 <= int(resp.headers.get("Content-Length") or -1) <= limit:
+            text = resp.text
+    except (ValueError, requests.RequestException):
+        pass
+    resp.close()
+    return text
 
 
 def write_atomic(dest: Path, data: bytes) -> None:

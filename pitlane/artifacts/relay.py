@@ -38,6 +38,12 @@ class Relay:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far (a client that reuses its connection opens one)."""
+        with self._lock:
+            return len(self._conns) // 2
+
     def reset(self, cut_after: int | None = None) -> None:
         with self._lock:
             self.up = self.down = 0

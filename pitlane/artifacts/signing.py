@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pitlane.artifacts import oci
-from pitlane.errors import UserError
+from pitlane.artifacts.cache import Source
+from pitlane.errors import BadInput, IntegrityError, NotFound, SignatureError, Unavailable
 
 PASSWORD_ENV = "PITLANE_KEY_PASSWORD"
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -34,10 +35,7 @@ SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 SIGNATURE_TYPE = "cosign container image signature"
 MAX_SIGNATURE_LAYERS = 64  # a signature manifest with more is refused (someone is flooding it)
 MAX_PAYLOAD_BYTES = 1 << 20  # [B]
-
-
-class SignatureError(UserError):
-    """The signature is missing, does not verify with the key, or signs something else."""
+MAX_SIGNATURE_MANIFEST_BYTES = 256 << 10  # [B] MAX_SIGNATURE_LAYERS descriptors with their signatures
 
 
 # --- keys -------------------------------------------------------------------------------------------
@@ -45,7 +43,7 @@ def _password(required: bool = True) -> bytes | None:
     value = os.environ.get(PASSWORD_ENV)
     if not value:
         if required:
-            raise UserError(f"set the private key's passphrase in the environment variable {PASSWORD_ENV}")
+            raise BadInput(f"set the private key's passphrase in the environment variable {PASSWORD_ENV}")
         return None
     return value.encode()
 
@@ -55,7 +53,7 @@ def generate_keys(prefix: Path, *, overwrite: bool = False) -> tuple[Path, Path]
     key_path, pub_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
     for p in (key_path, pub_path):
         if p.exists() and not overwrite:
-            raise UserError(
+            raise BadInput(
                 f"{p} already exists; pick another --prefix or remove it (keys are never overwritten)"
             )
     password = _password()
@@ -83,18 +81,18 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     try:
         pem = path.read_bytes()
     except FileNotFoundError:
-        raise UserError(f"private key {path} does not exist") from None
+        raise BadInput(f"private key {path} does not exist") from None
     try:
         if b"ENCRYPTED SIGSTORE PRIVATE KEY" in pem or b"ENCRYPTED COSIGN PRIVATE KEY" in pem:
             key = serialization.load_der_private_key(open_cosign_key(pem, _password() or b""), None)
         else:
             key = serialization.load_pem_private_key(pem, _password(required=b"ENCRYPTED" in pem))
     except (ValueError, TypeError) as exc:
-        raise UserError(
+        raise BadInput(
             f"cannot read private key {path} (wrong {PASSWORD_ENV}, or not a PEM key): {exc}"
         ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        raise UserError(f"{path} is not an ECDSA P-256 private key")
+        raise BadInput(f"{path} is not an ECDSA P-256 private key")
     return key
 
 
@@ -132,13 +130,13 @@ def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     try:
         pem = path.read_bytes()
     except FileNotFoundError:
-        raise UserError(f"public key {path} does not exist") from None
+        raise BadInput(f"public key {path} does not exist") from None
     try:
         key = serialization.load_pem_public_key(pem)
     except ValueError as exc:
-        raise UserError(f"{path} is not a PEM public key: {exc}") from None
+        raise BadInput(f"{path} is not a PEM public key: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise UserError(f"{path} is not an ECDSA P-256 public key")
+        raise BadInput(f"{path} is not an ECDSA P-256 public key")
     return key
 
 
@@ -194,7 +192,7 @@ def existing_layers(client: oci.Client, repo: str, tag: str) -> list[dict[str, A
     """The layers of the manifest under `tag`, or [] when there is none."""
     try:
         doc = client.get_manifest(repo, tag, (oci.OCI_MANIFEST,)).json()
-    except oci.NotFound:
+    except NotFound:
         return []
     layers = doc.get("layers")
     return [d for d in layers if isinstance(d, dict)] if isinstance(layers, list) else []
@@ -225,7 +223,7 @@ def sign(
 ) -> oci.Reference:
     """Sign the manifest `ref` (with its digest) as cosign does; returns the signature's tag reference."""
     if not ref.digest:
-        raise UserError(f"{ref}: sign a digest (repo@sha256:...), never a tag that can move")
+        raise BadInput(f"{ref}: sign a digest (repo@sha256:...), never a tag that can move")
     payload = simple_signing_payload(ref.name, ref.digest, annotations)
     signature = base64.b64encode(sign_bytes(key, payload)).decode()
     tag = suffix_tag(ref.digest, "sig")
@@ -236,10 +234,11 @@ def sign(
 
 @dataclass(frozen=True)
 class Verified:
-    """A signature that verified: its payload (parsed) and the signature manifest's exact bytes."""
+    """A signature that verified: its payload (parsed) and the signature manifest that holds it."""
 
     payload: dict[str, Any]
     signature_manifest: bytes
+    digest: str  # of the signature manifest (what a cache keeps to verify again offline)
 
 
 def verify_layers(
@@ -288,33 +287,53 @@ def verify_layers(
     raise SignatureError(f"{what}: no valid signature: {'; '.join(sorted(set(reasons)))}")
 
 
-def fetch_signature(
-    client: oci.Client, ref: oci.Reference
-) -> tuple[bytes, list[dict[str, Any]], dict[str, bytes]]:
-    """(signature manifest bytes, its layers, payload blobs by digest) for `ref`'s digest."""
-    assert ref.digest is not None
-    tag = suffix_tag(ref.digest, "sig")
+def signature_layers(manifest: oci.Manifest, what: str) -> list[dict[str, Any]]:
+    """The descriptors of a signature manifest (at most MAX_SIGNATURE_LAYERS + 1 of them; pure)."""
     try:
-        m = client.get_manifest(ref.repository, tag, (oci.OCI_MANIFEST,))
-    except oci.NotFound:
-        raise SignatureError(f"{ref} is not signed (no {ref.repository}:{tag})") from None
-    layers = m.json().get("layers")
+        layers = manifest.json().get("layers")
+    except IntegrityError:
+        layers = None
     if not isinstance(layers, list):
-        raise SignatureError(f"{ref}: signature manifest {tag} has no layers")
-    layers = [d for d in layers if isinstance(d, dict)][: MAX_SIGNATURE_LAYERS + 1]
+        raise SignatureError(f"{what}: signature manifest {manifest.digest} has no layers")
+    return [d for d in layers if isinstance(d, dict)][: MAX_SIGNATURE_LAYERS + 1]
+
+
+def fetch_signature(
+    source: oci.Client | Source, ref: oci.Reference
+) -> tuple[oci.Manifest, list[dict[str, Any]], dict[str, bytes]]:
+    """(signature manifest, its layers, payload blobs by digest) for `ref`'s digest, from the registry or,
+    offline, from the cache; every blob checked against its digest and bounded by its descriptor size."""
+    assert ref.digest is not None
+    src = source if isinstance(source, Source) else Source(source)
+    tag = suffix_tag(ref.digest, "sig")
+    m = src.tagged(ref.repository, tag, MAX_SIGNATURE_MANIFEST_BYTES)
+    if m is None and not src.online:
+        raise Unavailable(f"{ref}: its signature is not cached and there is no registry to ask")
+    if m is None:
+        raise SignatureError(f"{ref} is not signed (no {ref.repository}:{tag})")
+    layers = signature_layers(m, str(ref))
     blobs = {}
     for d in layers:
-        if d.get("mediaType") == SIMPLE_SIGNING and oci.is_digest(str(d.get("digest"))):
-            try:
-                blobs[d["digest"]] = client.pull_blob(ref.repository, d["digest"], MAX_PAYLOAD_BYTES)
-            except (oci.IntegrityError, oci.NotFound):
-                continue  # verify_layers reports it
-    return m.data, layers, blobs
+        size = d.get("size")
+        if d.get("mediaType") != SIMPLE_SIGNING or not oci.is_digest(str(d.get("digest"))):
+            continue
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_PAYLOAD_BYTES:
+            continue  # verify_layers reports the payload as missing
+        try:
+            blobs[d["digest"]] = src.blob(ref.repository, d["digest"], size)
+        except (IntegrityError, NotFound):
+            continue  # verify_layers reports it
+    return m, layers, blobs
 
 
-def verify(client: oci.Client, ref: oci.Reference, key: ec.EllipticCurvePublicKey) -> Verified:
-    """Check `ref` (by digest) carries a signature by `key` that names that digest; SignatureError if not."""
+def verify(source: oci.Client | Source, ref: oci.Reference, key: ec.EllipticCurvePublicKey) -> Verified:
+    """Check `ref` (by digest) carries a signature by `key` that names that digest; SignatureError if not.
+
+    With a `Source` holding a cache, the verified signature is kept there (and found there offline)."""
     if not ref.digest:
-        raise UserError(f"{ref}: verify a digest (repo@sha256:...), never a tag that can move")
-    data, layers, blobs = fetch_signature(client, ref)
-    return Verified(verify_layers(layers, blobs, ref.digest, key, str(ref)), data)
+        raise BadInput(f"{ref}: verify a digest (repo@sha256:...), never a tag that can move")
+    src = source if isinstance(source, Source) else Source(source)
+    m, layers, blobs = fetch_signature(src, ref)
+    payload = verify_layers(layers, blobs, ref.digest, key, str(ref))
+    src.remember(suffix_tag(ref.digest, "sig"), m)
+    return Verified(payload, m.data, m.digest)

@@ -3,12 +3,13 @@
 The deployment says which model the car should run: `REGISTRY/REPO@sha256:...` (never a tag) in a mounted
 file (a ConfigMap) or an environment variable. A worker thread polls it; for a new digest it
 
-  1. pulls the manifest by digest (its bytes must hash to it) and its cosign signature, and verifies the
-     signature with the deployment's public key before pulling anything else,
-  2. reads the config; refuses a release serial older than the newest it accepted (a replayed old release)
-     unless the operator pins exactly that serial (MODEL_PIN_SERIAL),
-  3. pulls the .tflite and canary frames into a content-addressed cache (atomic writes, digests checked on
-     every read), writes the verified bytes out and only then hands them to the interpreter,
+  1. fetches the bundle with `pitlane.artifacts.fetch.fetch_verified` (the one verified fetch: manifest by
+     digest, cosign signature with the deployment's public key before anything else, gate attestation,
+     config, .tflite and canary frames, each checked against its digest, kept in a content-addressed cache),
+  2. refuses a release serial older than the newest it accepted (a replayed old release) unless the
+     operator pins exactly that serial (MODEL_PIN_SERIAL),
+  3. writes the verified .tflite out under its digest and hands it to the interpreter, which checks the
+     digest again as it reads it,
   4. health-checks the candidate: it loads, its outputs on the canary frames are finite, of the right shape
      and close to the ones recorded at packing time, and inference fits the latency budget.
 
@@ -17,6 +18,11 @@ assignment), so the loop never stops. Any refusal leaves the last good model dri
 failing in the loop is rolled back to the previous one. At start the car runs the model its cache says was
 last accepted (verified again, offline). State goes to the log, a status file and vehicle memory
 (`model/digest`, `model/serial`, `model/state`, `model/error`).
+
+Whether a refusal is retried is decided by its type (`pitlane.errors`): a registry that is unreachable
+(Unavailable), a digest it does not have yet (NotFound) or a corrupt cache file (repaired by fetching again)
+are retried at the next poll; anything else (a bad signature, a tampered blob, an old serial, a failed health
+check) refuses that digest until the deployment names another.
 """
 
 from __future__ import annotations
@@ -36,7 +42,10 @@ import numpy as np
 
 from pitlane.artifacts import bundle, oci, signing
 from pitlane.artifacts.cache import BlobCache, CorruptCacheFile
-from pitlane.errors import UserError
+from pitlane.artifacts.fetch import fetch_verified
+from pitlane.car.model_params import ManagerParams
+from pitlane.errors import BadInput, NotFound, Refused, Unavailable, UserError
+from pitlane.gate_report import GateReport
 from pitlane.pilots.model import ModelPilot
 
 logger = logging.getLogger(__name__)
@@ -46,45 +55,7 @@ MEMORY_KEYS = ["model/digest", "model/serial", "model/state", "model/error"]
 STATE_FILE = "state.json"
 
 
-@dataclass(frozen=True)
-class ManagerParams:
-    public_key: Path  # PEM public key of the releases this car trusts
-    cache_dir: Path  # content-addressed cache + state.json
-    ref_file: Path | None = None  # file holding the desired REGISTRY/REPO@sha256:... (a mounted ConfigMap)
-    ref_env: str = "PITLANE_MODEL_REF"  # environment variable read when ref_file is unset or absent
-    status_file: Path | None = None  # JSON status for people and tools (default: cache_dir/status.json)
-    poll_s: float = 10.0  # [s] between checks of the desired reference
-    pin_serial: int | None = None  # accept exactly this older release serial (an operator's explicit pin)
-    canary_tolerance: float = 0.05  # [-] largest |output - recorded| on a canary frame
-    latency_budget_ms: float = 25.0  # [ms] median inference time per frame on the canary frames
-    registry_timeout_s: float = 10.0  # [s] per registry request
-    camera_shape: tuple[int, int, int] = (120, 160, 3)  # (height, width, depth) of the camera's frames
-    max_loop_failures: int = 3  # consecutive failed inferences in the loop that roll back a fresh model
-
-    @classmethod
-    def from_config(cls, cfg) -> ManagerParams:
-        cache = Path(os.path.expanduser(cfg.MODEL_CACHE_DIR))
-        return cls(
-            public_key=Path(os.path.expanduser(cfg.MODEL_PUBLIC_KEY)),
-            cache_dir=cache,
-            ref_file=Path(cfg.MODEL_REF_FILE) if cfg.MODEL_REF_FILE else None,
-            ref_env=cfg.MODEL_REF_ENV,
-            status_file=Path(cfg.MODEL_STATUS_FILE) if cfg.MODEL_STATUS_FILE else None,
-            poll_s=float(cfg.MODEL_POLL_S),
-            pin_serial=cfg.MODEL_PIN_SERIAL,
-            canary_tolerance=float(cfg.MODEL_CANARY_TOLERANCE),
-            latency_budget_ms=float(cfg.MODEL_LATENCY_BUDGET_MS),
-            registry_timeout_s=float(cfg.MODEL_REGISTRY_TIMEOUT_S),
-            camera_shape=(cfg.IMAGE_H, cfg.IMAGE_W, cfg.IMAGE_DEPTH),
-        )
-
-
-class Refused(UserError):
-    """A candidate the car will not run. `transient`: worth retrying (the registry was unreachable)."""
-
-    def __init__(self, message: str, transient: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
+RETRIED = (Unavailable, NotFound, CorruptCacheFile)  # causes worth another try at the next poll
 
 
 @dataclass
@@ -98,6 +69,7 @@ class Loaded:
     signature: str  # digest of the signature manifest that verified it (kept in the cache)
     canary_error: float  # largest |output - recorded| on the canary frames
     latency_ms: float  # median inference time on the canary frames
+    gate: GateReport | None = None  # its verified gate attestation, when the release attached one
 
 
 class ManagedPilot:
@@ -131,7 +103,7 @@ def read_desired(params: ManagerParams) -> str | None:
                 if line.strip() and not line.lstrip().startswith("#"):
                     return line.strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise Refused(f"cannot read desired model file {params.ref_file}: {exc}") from None
+            raise BadInput(f"cannot read desired model file {params.ref_file}: {exc}") from None
         return None
     value = os.environ.get(params.ref_env, "").strip()
     return value or None
@@ -139,8 +111,8 @@ def read_desired(params: ManagerParams) -> str | None:
 
 def parse_desired(text: str) -> oci.Reference:
     ref = oci.Reference.parse(text)
-    if not ref.digest:
-        raise Refused(
+    if not ref.pinned:
+        raise BadInput(
             f"desired model {text!r} is a tag; the car runs only REGISTRY/REPO@sha256:... references"
         )
     return ref
@@ -256,83 +228,35 @@ class ModelManager:
         return self._clients[ref.registry]
 
     def _load_model_pilot(self, path: Path):
-        return ModelPilot(path, camera_shape=self.params.camera_shape)
-
-    def _signature(
-        self, client: oci.Client | None, ref: oci.Reference
-    ) -> tuple[bytes, list, dict[str, bytes]]:
-        assert ref.digest is not None
-        if client is not None:
-            return signing.fetch_signature(client, ref)
-        sig_digest = (self._disk.get("signatures") or {}).get(ref.digest)
-        data = (
-            self.cache.get(sig_digest) if isinstance(sig_digest, str) and oci.is_digest(sig_digest) else None
-        )
-        if data is None:
-            raise Refused(f"{ref}: its signature is not cached and the car is offline", transient=True)
-        layers = [d for d in (json.loads(data).get("layers") or []) if isinstance(d, dict)]
-        blobs = {}
-        for d in layers:
-            if oci.is_digest(str(d.get("digest"))):
-                blob = self.cache.get(d["digest"])
-                if blob is not None:
-                    blobs[d["digest"]] = blob
-        return data, layers, blobs
+        # the file is named after its verified digest: the pilot checks it again as it reads the bytes
+        return ModelPilot(path, camera_shape=self.params.camera_shape, expected_sha256=path.stem)
 
     def prepare(
         self, ref: oci.Reference, client: oci.Client | None, *, accepted_before: bool = False
     ) -> Loaded:
-        """Pull (or read from the cache), verify and health-check `ref`; Refused/UserError says why not.
+        """Fetch (from the cache, else the registry; without a client the cache alone), verify and
+        health-check `ref`; a UserError says why not, by cause.
 
         `accepted_before`: the cache's own record of the model it last ran (exempt from the serial floor,
         which a rollback to it may have left behind)."""
-        assert ref.digest is not None
-        repo, digest = ref.repository, ref.digest
-        try:
-            mbytes = self.cache.get(digest)
-        except CorruptCacheFile:
-            if client is None:
-                raise
-            mbytes = None
-        if mbytes is None:
-            if client is None:
-                raise Refused(f"{ref} is not in the cache and the car is offline", transient=True)
-            mbytes = client.get_manifest(repo, digest).data
-        sig_data, layers, blobs = self._signature(client, ref)
-        signing.verify_layers(layers, blobs, digest, self.key, str(ref))
-        manifest = bundle.parse_manifest(oci.Manifest(mbytes, oci.OCI_MANIFEST, digest), ref)
-        config_bytes = self.cache.fetch_blob(
-            client, repo, manifest["config"]["digest"], bundle.MAX_CONFIG_BYTES
+        got = fetch_verified(
+            ref, self.key, self.cache, client, titles=(bundle.TFLITE_NAME, bundle.CANARY_NAME)
         )
-        config = bundle.parse_config(config_bytes, manifest, ref)
-        serial = int(config["serial"])
+        assert got.signature is not None and got.ref.digest is not None
         floor = self.highest_serial
-        if serial < floor and serial != self.params.pin_serial and not accepted_before:
+        if got.serial < floor and got.serial != self.params.pin_serial and not accepted_before:
             raise Refused(
-                f"{ref} is release serial {serial}, older than serial {floor} this car already accepted "
-                f"(a rollback); set MODEL_PIN_SERIAL = {serial} to run it on purpose"
+                f"{ref} is release serial {got.serial}, older than serial {floor} this car already accepted "
+                f"(a rollback); set MODEL_PIN_SERIAL = {got.serial} to run it on purpose"
             )
-        remote = bundle.Remote(ref, manifest, config, mbytes, config_bytes)
-        canary_desc = remote.layer(bundle.CANARY_NAME)
-        if canary_desc is None:
+        if bundle.CANARY_NAME not in got.layers:
             raise Refused(f"{ref} carries no canary frames; the car cannot health-check it")
-        tflite_digest = remote.layer(bundle.TFLITE_NAME)["digest"]  # type: ignore[index]
-        tflite = self.cache.fetch_blob(client, repo, tflite_digest, bundle.MAX_LAYER_BYTES)
-        canary = self.cache.fetch_blob(client, repo, canary_desc["digest"], bundle.MAX_LAYER_BYTES)
-        frames, recorded = bundle.read_canary(canary, (config.get("canary") or {}).get("outputs"))
-        # everything verified: keep it, then give the interpreter exactly the verified bytes
-        self.cache.put(mbytes, digest)
-        sig_digest = self.cache.put(sig_data)
-        for blob in blobs.values():
-            self.cache.put(blob)
-        path = self.params.cache_dir / "run" / (tflite_digest.split(":", 1)[1] + ".tflite")
-        oci.write_atomic(path, tflite)
-        try:
-            pilot = self.loader(path)
-        except UserError as exc:
-            raise Refused(f"{ref}: the model does not load: {exc}") from None
-        except Exception as exc:  # a broken model can raise anything inside the runtime
-            raise Refused(f"{ref}: the model does not load: {type(exc).__name__}: {exc}") from None
+        frames, recorded = bundle.read_canary(
+            got.layers[bundle.CANARY_NAME], (got.config.get("canary") or {}).get("outputs")
+        )
+        path = self.params.cache_dir / "run" / (got.model_digest.split(":", 1)[1] + ".tflite")
+        oci.write_atomic(path, got.layers[bundle.TFLITE_NAME])
+        pilot = self._load(ref, path)
         try:
             error, latency = health_check(pilot, frames, recorded, self.params)
         except Refused as exc:
@@ -343,26 +267,41 @@ class ModelManager:
             raise Refused(
                 f"{ref}: the model fails on the canary frames: {type(exc).__name__}: {exc}"
             ) from None
-        return Loaded(ref, serial, pilot, path, sig_digest, error, latency)
+        return Loaded(ref, got.serial, pilot, path, got.signature, error, latency, got.gate)
+
+    def _load(self, ref: oci.Reference, path: Path):
+        try:
+            return self.loader(path)
+        except UserError as exc:
+            raise Refused(f"{ref}: the model does not load: {exc}") from None
+        except Exception as exc:  # a broken model can raise anything inside the runtime
+            raise Refused(f"{ref}: the model does not load: {type(exc).__name__}: {exc}") from None
 
     def _accept(self, loaded: Loaded) -> None:
         """Record an accepted model in the cache's state (the car starts from it next time)."""
-        assert loaded.ref.digest is not None
-        sigs = dict(self._disk.get("signatures") or {})
-        sigs[loaded.ref.digest] = loaded.signature
         self._disk.update(
             current=str(loaded.ref),
             serial=loaded.serial,
             highest_serial=max(self.highest_serial, loaded.serial),
-            signatures=sigs,
         )
+        self._disk.pop("signatures", None)  # an older pitlane's record: the cache's links hold it now
         self._write_state()
+
+    def _adopt_old_state(self) -> None:
+        """A cache written by an older pitlane kept digest -> signature manifest in state.json; the
+        cache's links keep it now (the signature is verified again when used, so a hint is enough)."""
+        for digest, sig in (self._disk.get("signatures") or {}).items():
+            if oci.is_digest(str(digest)) and oci.is_digest(str(sig)):
+                tag = signing.suffix_tag(digest, "sig")
+                if self.cache.link(tag) is None:
+                    self.cache.set_link(tag, sig)
 
     def start_from_cache(self) -> None:
         """Run the model the cache last accepted, verified again without any network."""
         text = self._disk.get("current")
         if not isinstance(text, str):
             return
+        self._adopt_old_state()
         try:
             loaded = self.prepare(parse_desired(text), None, accepted_before=True)
         except UserError as exc:
@@ -396,17 +335,12 @@ class ModelManager:
         logger.info("model manager: checking %s", ref)
         try:
             loaded = self.prepare(ref, self._client(ref))
-        except (Refused, oci.RegistryError, oci.IntegrityError) as exc:
-            transient = isinstance(exc, oci.RegistryError) or (isinstance(exc, Refused) and exc.transient)
-            transient = transient or isinstance(exc, CorruptCacheFile)
-            why = str(exc) if str(ref) in str(exc) else f"{ref}: {exc}"
-            if not transient:
-                self.refused[ref.digest] = why
-            self._set_error(why + (" (will retry)" if transient else ""))
-            return
         except UserError as exc:
-            self.refused[ref.digest] = str(exc)
-            self._set_error(str(exc))
+            why = str(exc) if str(ref) in str(exc) else f"{ref}: {exc}"
+            retry = isinstance(exc, RETRIED)
+            if not retry:
+                self.refused[ref.digest] = why
+            self._set_error(why + (" (will retry)" if retry else ""))
             return
         self._accept(loaded)
         with self._lock:

@@ -19,7 +19,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from pitlane.errors import UserError
+from pitlane.artifacts.oci import Reference
+from pitlane.errors import BadInput, UserError
 
 IMAGES_FILE = Path("pins/images.yaml")
 MODEL_FILE = Path("base/kustomization.yaml")
@@ -29,9 +30,6 @@ PLACEHOLDER_REGISTRY = "registry.invalid"
 # SHA-256 of the placeholder argocd/base/cosign.pub (a P-256 key whose private half was never kept)
 PLACEHOLDER_KEY_SHA256 = "0c717f81da292bec25043bf0fcc18fd7bdc48c593765f4d77ed152760283d6ac"
 
-_REF = re.compile(
-    r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+)@(?P<digest>sha256:[0-9a-f]{64})$"
-)
 _MODEL_LINE = re.compile(r"^(?P<head>[ \t]*-[ \t]*model-ref=)(?P<ref>\S*)[ \t]*$", re.MULTILINE)
 _IMAGE_DOC_NAME = re.compile(r"^  name: (pitlane-[a-z]+)\s*$")
 _NEW_NAME = re.compile(r"^(?P<head>  newName: )(?P<value>\S+)\s*$")
@@ -57,14 +55,19 @@ class Pins:
 
 
 def parse_ref(ref: str, what: str) -> tuple[str, str]:
-    """(repository, digest) of REPO@sha256:HEX; anything else (a tag, latest, a short digest) is a UserError."""
-    match = _REF.match(ref.strip())
-    if not match:
+    """(repository, digest) of REPO@sha256:HEX; anything else (a tag, latest, a short digest) is BadInput."""
+    if not isinstance(ref, str) or "@" not in ref:
         hint = " (a tag is not a pin: use the digest the registry gave, REPO@sha256:<64 hex>)"
-        if "@" not in ref:
-            raise UserError(f"{what}: {ref!r} is not pinned by digest{hint}")
-        raise UserError(f"{what}: {ref!r} is not REPO@sha256:<64 lower-case hex digits>")
-    return match["repo"], match["digest"]
+        raise BadInput(f"{what}: {ref!r} is not pinned by digest{hint}")
+    try:
+        parsed = Reference.parse(ref)
+    except BadInput as exc:
+        raise BadInput(f"{what}: {ref!r} is not REPO@sha256:<64 lower-case hex digits> ({exc})") from None
+    if not parsed.pinned or parsed.digest is None:
+        raise BadInput(
+            f"{what}: {ref!r} is not REPO@sha256:<64 lower-case hex digits> (no tag with a digest)"
+        )
+    return parsed.name, parsed.digest
 
 
 def is_placeholder(ref: str) -> bool:
@@ -120,9 +123,9 @@ def pin(
         path = argocd / MODEL_FILE
         text = _read(path)
         old = read_pins(argocd).model
-        if old != model.strip():
-            path.write_text(_MODEL_LINE.sub(lambda m: f"{m['head']}{model.strip()}", text, count=1))
-            changes.append(f"model: {old} -> {model.strip()}")
+        if old != model:
+            path.write_text(_MODEL_LINE.sub(lambda m: f"{m['head']}{model}", text, count=1))
+            changes.append(f"model: {old} -> {model}")
     if key_text is not None:
         path = argocd / KEY_FILE
         if _read(path) != key_text:

@@ -9,17 +9,16 @@ line naming the render, the object and the field.
 from __future__ import annotations
 
 import json
-import re
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pitlane.errors import UserError
+from pitlane.artifacts.oci import Reference
+from pitlane.errors import BadInput, UserError
 
 KUBERNETES_VERSION = "1.32.0"  # MicroShift 4.19's Kubernetes
 SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 CRD_GROUPS: tuple[str, ...] = ("argoproj.io", "policy.sigstore.dev")
-DIGEST_PINNED = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 POD_TEMPLATE_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 
 
@@ -73,6 +72,14 @@ def _validator(group: str, kind: str, version: str) -> Any:
     return jsonschema.Draft202012Validator(json.loads(path.read_text()))
 
 
+def is_digest_pinned(image: str) -> bool:
+    """`REGISTRY/REPO@sha256:<64 hex>`: an image a rendered manifest may run (a tag can move)."""
+    try:
+        return Reference.parse(image).pinned
+    except BadInput:
+        return False
+
+
 def workload_problems(obj: dict[str, Any]) -> list[str]:
     """Every container pinned by digest, with CPU and memory limits and a restrictive securityContext."""
     if obj.get("kind") not in POD_TEMPLATE_KINDS:
@@ -84,7 +91,7 @@ def workload_problems(obj: dict[str, Any]) -> list[str]:
         for c in pod.get(field) or []:
             at = f"spec.template.spec.{field}[{c.get('name')}]"
             image = str(c.get("image", ""))
-            if not DIGEST_PINNED.match(image):
+            if not is_digest_pinned(image):
                 problems.append(f"{at}.image: {image!r} is not pinned by digest (REPO@sha256:<64 hex>)")
             limits = (c.get("resources") or {}).get("limits") or {}
             for resource in ("cpu", "memory"):

@@ -2,7 +2,7 @@
 
 The default policy is `GatePolicy()` (its defaults below are the one home of the default gate); a policy
 file is a small YAML (or JSON) mapping that overrides the keys it names; `check` compares one report against it (pure),
-`run_gate` evaluates a model on each scene of the policy and collects the verdicts, `format_table` prints
+`run_gate` evaluates a model on each scene of the policy and collects the verdicts, `format_table` (pitlane.gate_report) prints
 them for a person (and the release pipeline's log). A policy is fully checked before anything drives: every
 field in range (a negative threshold could pass a model that only outputs NaN), laps and time bounded,
 every scene found; a bad policy is a UserError (exit 2), so exit 1 always means "the model failed".
@@ -25,6 +25,8 @@ from pitlane.errors import UserError
 from pitlane.evaluate.report import MAX_LAPS, MAX_SECONDS, EvalParams, Report
 from pitlane.evaluate.run import resolve_scenes
 from pitlane.evaluate.runs import evaluate_runs, run_params
+from pitlane.gate_report import SCHEMA
+from pitlane.gate_report import format_table as format_table  # the table lives with the report's format
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import file_digest
 from pitlane.twin.scenes import DEFAULT_SCENE
@@ -226,6 +228,7 @@ class GateResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "schema": SCHEMA,
             "verdict": "pass" if self.passed else "fail",
             "model": self.model,
             "model_digest": self.model_digest,
@@ -279,30 +282,3 @@ def run_gate(
     if report_dir is not None:
         result.save(Path(report_dir) / GATE_FILE)
     return result
-
-
-def _fmt(v: float) -> str:
-    return f"{v:.0f}" if float(v).is_integer() else f"{v:.3f}"
-
-
-def format_table(checks: list[Check] | tuple[Check, ...], passed: bool | None = None) -> str:
-    """The verdict table: one line per scene and threshold, then the overall verdict."""
-    header = ("scene", "check", "threshold", "value", "verdict")
-    rows = [
-        (c.scene, f"{c.metric} {c.op}", _fmt(c.threshold), _fmt(c.value), "PASS" if c.passed else "FAIL")
-        for c in checks
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    ok = passed if passed is not None else bool(checks) and all(c.passed for c in checks)
-    failed = sum(not c.passed for c in checks)
-    scenes = len({c.scene for c in checks})
-    lines.append(
-        f"GATE {'PASS' if ok else 'FAIL'}: {len(checks) - failed}/{len(checks)} checks passed "
-        f"on {scenes} scene(s)"
-    )
-    return "\n".join(lines)

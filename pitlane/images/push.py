@@ -3,6 +3,7 @@
 buildah writes each image as an OCI layout (gzip layers, the digest fixed from then on); skopeo copies it to
 `REGISTRY/pitlane/<name>@sha256:...` (a manifest put by digest, no tag); only when every image is there are
 the tags put, which moves no layer. Bytes on the wire are counted as the blobs the registry lacked.
+pitlane talks to the registry through its one client, `pitlane.artifacts.oci.Client`; skopeo moves the bytes.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
-from pitlane.errors import UserError
+from pitlane.artifacts import oci
+from pitlane.errors import BadInput, Unavailable
 from pitlane.images.plan import Store, image_tag, repository
 from pitlane.images.tools import run
 
@@ -32,13 +32,23 @@ class Pushed:
         return f"{self.repository}@{self.digest}"
 
 
-def check_registry(registry: str, timeout_s: float = 5.0) -> None:
+def target(registry: str, name: str) -> oci.Reference:
+    """Where image `name` goes in `registry` (host[:port]): REGISTRY/pitlane/<name>, checked."""
     try:
-        requests.get(f"http://{registry}/v2/", timeout=timeout_s)
-    except requests.RequestException as exc:
-        raise UserError(
-            f"registry {registry} does not answer ({type(exc).__name__}): start it (pitlane registry serve, "
-            "or docker-registry serve CONFIG.yml) and push again; nothing was pushed or tagged"
+        return oci.Reference.parse(repository(registry, name))
+    except BadInput as exc:
+        raise BadInput(f"--registry {registry!r} is not a registry HOST[:PORT]: {exc}") from None
+
+
+def check_registry(registry: str, timeout_s: float = 5.0) -> None:
+    target(registry, "car")
+    try:
+        oci.Client(registry, timeout_s=timeout_s).ping()
+    except Unavailable as exc:
+        why = str(exc).rsplit(": ", 1)[-1]  # e.g. ConnectionError, or the HTTP status the registry gave
+        raise Unavailable(
+            f"registry {registry} does not answer ({why}): start it (pitlane registry serve, or "
+            "docker-registry serve CONFIG.yml) and push again; nothing was pushed or tagged"
         ) from None
 
 
@@ -62,24 +72,17 @@ def _blob(layout: Path, digest: str) -> Path:
     return layout / "blobs" / algo / hexpart
 
 
-def _present(registry: str, repo_path: str, digest: str) -> bool:
-    try:
-        r = requests.head(f"http://{registry}/v2/{repo_path}/blobs/{digest}", timeout=10)
-    except requests.RequestException:
-        return False
-    return r.status_code == 200
-
-
 def push_by_digest(store: Store, name: str, registry: str, out: Path) -> Pushed:
     """Push one image untagged; returns where it is and how many bytes moved."""
     check_registry(registry)
     layout, digest, manifest = oci_layout(store, name, out)
-    repo = repository(registry, name)
-    repo_path = repo.split("/", 1)[1]
+    where = target(registry, name)
+    repo, repo_path = where.name, where.repository
+    client = oci.Client(registry, timeout_s=10.0)
     blobs = [manifest["config"], *manifest["layers"]]
     manifest_size = _blob(layout, digest).stat().st_size
     sent = manifest_size + sum(
-        int(b["size"]) for b in blobs if not _present(registry, repo_path, b["digest"])
+        int(b["size"]) for b in blobs if not client.blob_exists(repo_path, b["digest"])
     )
     run(
         [

@@ -3,7 +3,7 @@
 sim: the image's own twin serves on a free port (buildah run, chroot isolation, as uid 1000) and
 `pitlane twin check` from this machine must pass against it. car: the image's root filesystem runs under
 qemu-user (binfmt_misc) in a chroot without /proc, so qemu's x86 /proc/cpuinfo never reaches LiteRT (qemu
-7.2 crashes LiteRT when it does); `pitlane.car.probe` infers a frame and runs the car app for a few loops.
+7.2 crashes LiteRT when it does); `pitlane.car.selfcheck` infers a frame and runs the car app for a few loops.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pitlane.images import binfmt
 from pitlane.images.plan import Store, image_tag
 from pitlane.images.tools import run
 
-PROBE_MODULE = "pitlane.car.probe"  # ships in the image with the car app
+SELFCHECK_MODULE = "pitlane.car.selfcheck"  # ships in the image with the car app
 
 
 def free_port() -> int:
@@ -99,7 +99,7 @@ def _image_env(store: Store, ctr: str) -> dict[str, str]:
 def smoke_car(
     store: Store, model: Path | str, loops: int = 5, timeout_s: float = 600.0, public_key: Path | None = None
 ) -> dict[str, Any]:
-    """`python3 -m pitlane.car.probe` inside the car image's root filesystem, as uid 1000, under qemu-user.
+    """`python3 -m pitlane.car.selfcheck` inside the car image's root filesystem, as uid 1000, under qemu-user.
 
     `model` is a .tflite file, or a signed bundle `REGISTRY/REPO@sha256:...` that the image's model manager
     pulls from the registry (the chroot shares this machine's network), verifies with `public_key` and
@@ -127,7 +127,7 @@ def smoke_car(
             argv = [
                 "chroot", "--userspec=1000:1000", str(root), "/usr/bin/env", "-i",
                 *[f"{k}={v}" for k, v in env.items()],
-                "python3", "-m", PROBE_MODULE, *args,
+                "python3", "-m", SELFCHECK_MODULE, *args,
             ]  # fmt: skip
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
         finally:

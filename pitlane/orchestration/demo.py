@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pitlane.args import check_output_dir
-from pitlane.artifacts import attest, bundle, oci, signing
+from pitlane.artifacts import bundle, oci, signing
+from pitlane.artifacts.fetch import fetch_verified
 from pitlane.artifacts.registry import Registry, RegistryConfig
-from pitlane.errors import UserError
+from pitlane.errors import SignatureError, UserError
 from pitlane.evaluate.gate import format_table
 from pitlane.evaluate.report import EvalParams
 from pitlane.evaluate.run import evaluate, scene_track
@@ -159,8 +160,9 @@ def ship_model(model: Path, registry: str, key_dir: Path) -> dict:
     good = bundle.pack(model, gate_report=bundle.default_gate_report(model), serial=serial)
     ref = bundle.push(client, good, repo, (f"serial-{serial}", "demo"))
     bundle.sign_bundle(client, ref, key)
-    signing.verify(client, ref, signing.load_public_key(pub))
-    report = attest.verify_attestation(client, ref, signing.load_public_key(pub), attest.GATE_PREDICATE)
+    verified = fetch_verified(ref, signing.load_public_key(pub), None, client)  # what the car will check
+    if verified.gate is None:
+        raise SignatureError(verified.gate_note)
     tflite = bytearray(model.read_bytes())
     tflite[len(tflite) // 2] ^= 0x01
     tampered = bundle.push(
@@ -173,7 +175,7 @@ def ship_model(model: Path, registry: str, key_dir: Path) -> dict:
         "reference": str(ref),
         "serial": serial,
         "public_key": str(pub),
-        "attestation": f"gate verdict {report.get('verdict')}",
+        "attestation": f"gate verdict {verified.gate.verdict}",
         "tampered": str(tampered),
     }
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from pitlane.errors import UserError
+from pitlane.artifacts.oci import Reference
+from pitlane.errors import BadInput, UserError
 from pitlane.evaluate.gate import GatePolicy, load_policy
 
 RELEASE_FILE = "release.yaml"
@@ -23,16 +24,12 @@ SEMVER = re.compile(
     r"^v(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
     r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
 )
-DIGEST_REF = re.compile(
-    r"^(?P<repo>[a-z0-9]+(?:[._:-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+)@(?P<digest>sha256:[0-9a-f]{64})$"
-)
-REPO = re.compile(r"^[a-z0-9]+(?:[._:-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+$")
 KEYS = ("version", "model", "gate", "images", "targets")
 
 
 def check_tag(tag: str) -> tuple[int, int, int, str]:
     """(major, minor, patch, prerelease) of a release tag `vX.Y.Z[-pre]`; anything else is refused."""
-    m = SEMVER.match(tag or "")
+    m = SEMVER.fullmatch(tag or "")
     if not m:
         raise UserError(
             f"release tag {tag!r} is not semantic versioning: expected vMAJOR.MINOR.PATCH, e.g. v1.2.0"
@@ -42,11 +39,26 @@ def check_tag(tag: str) -> tuple[int, int, int, str]:
 
 def check_digest_ref(ref: str, what: str = "model") -> str:
     """A registry reference pinned by digest (`host/repo@sha256:<64 hex>`); a tag is not enough."""
-    if not isinstance(ref, str) or not DIGEST_REF.match(ref):
-        raise UserError(
-            f"{what} reference {ref!r} must be pinned by digest: REGISTRY/REPO@sha256:<64 hex digits>"
-        )
-    return ref
+    why = "a tag can move"
+    try:
+        if isinstance(ref, str) and Reference.parse(ref).pinned:
+            return ref
+    except BadInput as exc:
+        why = str(exc)
+    raise BadInput(
+        f"{what} reference {ref!r} must be pinned by digest: REGISTRY/REPO@sha256:<64 hex digits> ({why})"
+    )
+
+
+def check_repository(text: str, what: str) -> str:
+    """An image repository `REGISTRY/REPO`, with no tag and no digest (a release pins the digest)."""
+    try:
+        ref = Reference.parse(text) if isinstance(text, str) else None
+    except BadInput as exc:
+        raise BadInput(f"{what} {text!r} must be REGISTRY/REPO (no tag, no digest): {exc}") from None
+    if ref is None or ref.tag or ref.digest:
+        raise BadInput(f"{what} {text!r} must be REGISTRY/REPO (no tag, no digest)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,7 @@ class ReleaseConfig:
 
     @property
     def registry(self) -> str:
-        return self.model.split("/", 1)[0]
+        return Reference.parse(self.model).registry
 
     def to_yaml(self) -> str:
         doc = {
@@ -81,7 +93,7 @@ class ReleaseConfig:
 
 def default_images(model: str) -> dict[str, str]:
     """Image repositories beside the model's: REGISTRY/pitlane/sim and REGISTRY/pitlane/car."""
-    registry = model.split("/", 1)[0]
+    registry = Reference.parse(model).registry
     return {"sim": f"{registry}/pitlane/sim", "car": f"{registry}/pitlane/car"}
 
 
@@ -123,8 +135,10 @@ def parse(doc: Any, source: str = RELEASE_FILE, root: Path | None = None) -> Rel
     if not isinstance(images, dict) or set(images) != {"sim", "car"}:
         raise UserError(f"{source}: images must map exactly sim and car to repositories, got {images!r}")
     for name, repo in images.items():
-        if not isinstance(repo, str) or not REPO.match(repo):
-            raise UserError(f"{source}: images.{name} {repo!r} must be REGISTRY/REPO (no tag, no digest)")
+        try:
+            check_repository(repo, f"images.{name}")
+        except UserError as exc:
+            raise BadInput(f"{source}: {exc}") from None
     targets = doc.get("targets", list(TARGETS))
     if isinstance(targets, str):
         targets = [targets]

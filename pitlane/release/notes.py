@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pitlane import gate_report
+from pitlane.errors import UserError
+
 PLAN = "release/plan.json"
 GATE = "gate/gate.json"
 VERDICT = "gate/verdict.txt"
@@ -46,16 +49,17 @@ def images(workspace: Path) -> dict[str, str]:
 
 
 def gate_lines(workspace: Path) -> list[str]:
+    """The gate's verdict table: as the gate printed it (verdict.txt), else drawn from gate.json."""
     verdict = workspace / VERDICT
     if verdict.is_file() and verdict.read_text().strip():
         return ["```", verdict.read_text().rstrip(), "```"]
-    gate = _read_json(workspace / GATE)
-    if gate is None:
+    if not (workspace / GATE).is_file():
         return ["The gate did not run."]
-    return [
-        f"- {c['scene']} {c['metric']}: {c['value']:.3f} {c['op']} {c['threshold']} {'ok' if c['passed'] else 'FAIL'}"
-        for c in gate.get("checks", [])
-    ]
+    try:
+        report, _ = gate_report.read(workspace / GATE)
+    except UserError as exc:
+        return [f"The gate's report is unreadable: {exc}"]
+    return ["```", gate_report.format_table(report.checks, report.passed), "```"]
 
 
 def release_text(version: str, status: str, statuses: dict[str, str], workspace: Path) -> Text:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pitlane.artifacts import attest, oci, signing
-from pitlane.errors import UserError
+from pitlane.errors import SignatureError, UserError
 from pitlane.images.attest import PREDICATE_TYPE as SLSA_PROVENANCE
 
 PREDICATES = {
@@ -31,7 +31,7 @@ def sign_once(ref_text: str, key_path: Path) -> tuple[str, bool]:
     try:
         signing.verify(client, ref, key.public_key())
         return str(ref.with_tag(signing.suffix_tag(ref.digest, "sig"))), False
-    except signing.SignatureError:
+    except SignatureError:
         pass
     return str(signing.sign(client, ref, key)), True
 
@@ -55,6 +55,6 @@ def attest_once(ref_text: str, key_path: Path, predicate_file: Path, predicate_t
     try:
         attest.verify_attestation(client, ref, key.public_key(), uri)
         return str(ref.with_tag(signing.suffix_tag(ref.digest, "att"))), False
-    except signing.SignatureError:
+    except SignatureError:
         pass
     return str(attest.attest(client, ref, key, uri, predicate)), True

@@ -1,10 +1,13 @@
-"""Signing keys and a small manifest to sign, for the artifacts tests."""
+"""Signing keys, a small manifest to sign and a registry of a test's own, for the artifacts tests."""
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 
 from pitlane.artifacts import oci, signing
+from pitlane.artifacts.registry import BINARY, Registry, RegistryConfig
 
 
 @pytest.fixture()
@@ -34,3 +37,13 @@ def _push_thing(client: oci.Client, repo: str, text: bytes) -> oci.Reference:
 def push_thing():
     """push_thing(client, repo, text) -> the reference of a small image manifest (any manifest can be signed)."""
     return _push_thing
+
+
+@pytest.fixture()
+def fresh_registry(tmp_path):
+    """A registry of the test's own (function scope): for tests that tamper with what it stores."""
+    if not shutil.which(BINARY):
+        pytest.skip("Debian's docker-registry is not installed (apt-get install docker-registry)")
+    reg = Registry(RegistryConfig(storage=tmp_path / "registry")).start()
+    yield reg
+    reg.stop()

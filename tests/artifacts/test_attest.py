@@ -8,6 +8,7 @@ import json
 import pytest
 
 from pitlane.artifacts import attest, oci, signing
+from pitlane.errors import SignatureError
 
 
 def test_attest_and_verify(registry, keys, push_thing):
@@ -22,12 +23,12 @@ def test_attest_and_verify(registry, keys, push_thing):
     assert env["payloadType"] == "application/vnd.in-toto+json"
     assert statement["subject"][0]["digest"]["sha256"] == ref.digest.split(":")[1]
     assert attest.verify_attestation(client, ref, pub, attest.GATE_PREDICATE) == {"verdict": "pass"}
-    with pytest.raises(signing.SignatureError, match="no attestation"):
+    with pytest.raises(SignatureError, match="no attestation"):
         attest.verify_attestation(client, ref, other, attest.GATE_PREDICATE)
-    with pytest.raises(signing.SignatureError, match="no attestation"):
+    with pytest.raises(SignatureError, match="no attestation"):
         attest.verify_attestation(client, ref, pub, "https://example.com/other")
     other_ref = push_thing(client, "t/attest", b"other model")
-    with pytest.raises(signing.SignatureError, match="has no attestations"):
+    with pytest.raises(SignatureError, match="has no attestations"):
         attest.verify_attestation(client, other_ref, pub, attest.GATE_PREDICATE)
     # the envelope is bound to its subject: copied to another digest it does not verify
     client.push_manifest(
@@ -35,7 +36,7 @@ def test_attest_and_verify(registry, keys, push_thing):
         client.get_manifest(ref.repository, att.tag).data,
         signing.suffix_tag(other_ref.digest, "att"),
     )
-    with pytest.raises(signing.SignatureError, match="no attestation"):
+    with pytest.raises(SignatureError, match="no attestation"):
         attest.verify_attestation(client, other_ref, pub, attest.GATE_PREDICATE)
 
 

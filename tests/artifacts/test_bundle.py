@@ -9,7 +9,8 @@ import pytest
 from model_support import blob_file, write_gate_report
 
 from pitlane.artifacts import bundle, oci
-from pitlane.errors import UserError
+from pitlane.artifacts.fetch import fetch_verified
+from pitlane.errors import IntegrityError, UserError
 from pitlane.provenance import file_digest
 
 pytestmark = pytest.mark.slow  # builds small TFLite models with TensorFlow (a minute on 2 cores)
@@ -38,7 +39,7 @@ def test_bundle_layout_and_round_trip(registry, models, pushed, tmp_path):
     assert c["schema"] == bundle.SCHEMA and c["serial"] == 3 and c["model_type"] == "linear"
     assert c["input_shape"] == [120, 160, 3] and c["gate"]["verdict"] == "pass"
     assert c["files"]["pilot.tflite"] == c["model_digest"] == file_digest(models["a"])
-    remote2, paths = bundle.pull(client, ref, tmp_path / "out")
+    paths = fetch_verified(ref, None, None, client).write(tmp_path / "out")
     assert paths["pilot.tflite"].read_bytes() == models["a"].read_bytes()
     frames, outputs = bundle.read_canary(paths["canary.npz"].read_bytes(), c["canary"]["outputs"])
     assert frames.shape == (bundle.CANARY_FRAMES, 120, 160, 3) and np.isfinite(outputs).all()
@@ -53,7 +54,8 @@ def test_a_second_push_of_the_same_model_uploads_no_layer_again(registry, pushed
     assert client.sent == len(b.manifest())  # blobs were all there: only the manifest went up
 
 
-def test_tampered_layer_and_config_are_refused(registry, models, tmp_path):
+def test_tampered_layer_and_config_are_refused(fresh_registry, models, tmp_path):
+    registry = fresh_registry  # its own: this test tampers with what the registry stores
     client = oci.Client(registry.host)
     gate = write_gate_report(models["b"], tmp_path / "gate.json")
     b = bundle.pack(models["b"], gate_report=gate, serial=1)
@@ -62,13 +64,13 @@ def test_tampered_layer_and_config_are_refused(registry, models, tmp_path):
     layer = blob_file(registry, remote.layer("pilot.tflite")["digest"])
     original = layer.read_bytes()
     layer.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-    with pytest.raises(oci.IntegrityError, match="does not match its digest"):
-        bundle.pull(client, ref, tmp_path / "t1")
-    assert not (tmp_path / "t1" / "pilot.tflite").exists()  # nothing half-written
+    with pytest.raises(IntegrityError, match="does not match its digest"):
+        fetch_verified(ref, None, None, client).write(tmp_path / "t1")
+    assert not (tmp_path / "t1").exists()  # nothing written
     layer.write_bytes(original)
     config = blob_file(registry, remote.manifest["config"]["digest"])
     config.write_bytes(config.read_bytes().replace(b'"serial":1', b'"serial":9'))
-    with pytest.raises(oci.IntegrityError, match="does not match its digest"):
+    with pytest.raises(IntegrityError, match="does not match its digest"):
         bundle.fetch(client, ref)
 
 

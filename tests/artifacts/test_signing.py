@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pitlane.artifacts import oci, signing
-from pitlane.errors import UserError
+from pitlane.errors import SignatureError, UserError
 
 
 def test_sign_then_verify_in_cosign_format(registry, keys, push_thing):
@@ -33,16 +33,16 @@ def test_refusals(registry, keys, push_thing):
     key, pub, other = keys
     client = oci.Client(registry.host)
     ref = push_thing(client, "t/sign-bad", b"first")
-    with pytest.raises(signing.SignatureError, match="is not signed"):
+    with pytest.raises(SignatureError, match="is not signed"):
         signing.verify(client, ref, pub)
     signing.sign(client, ref, key)
-    with pytest.raises(signing.SignatureError, match="does not verify with this public key"):
+    with pytest.raises(SignatureError, match="does not verify with this public key"):
         signing.verify(client, ref, other)
     # a valid signature of another digest copied under this digest's .sig tag
     ref2 = push_thing(client, "t/sign-bad", b"second!")
     sig = client.get_manifest(ref.repository, signing.suffix_tag(ref.digest, "sig"))
     client.push_manifest(ref.repository, sig.data, signing.suffix_tag(ref2.digest, "sig"))
-    with pytest.raises(signing.SignatureError, match="signs another digest"):
+    with pytest.raises(SignatureError, match="signs another digest"):
         signing.verify(client, ref2, pub)
     with pytest.raises(UserError, match="never a tag"):
         signing.sign(client, ref.with_tag("v5"), key)

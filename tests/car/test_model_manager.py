@@ -22,6 +22,7 @@ from pitlane.artifacts import bundle, oci, signing
 from pitlane.artifacts.relay import Relay
 from pitlane.car.model_manager import MEMORY_KEYS, ManagerParams, ModelManager
 from pitlane.car.parts import SafePilot
+from pitlane.errors import SignatureError
 
 pytestmark = pytest.mark.slow  # real TFLite models, a registry and a 20 Hz loop: minutes on 2 cores
 
@@ -181,7 +182,7 @@ def test_bad_inputs_in_the_loop(registry, models, world, tmp_path):
         config = blob_file(registry, oci.sha256_digest(with_serial(world["b"], 9).config))
         original = config.read_bytes()
         config.write_bytes(original.replace(b'"serial":9', b'"serial":99'))
-        expect_refusal(manager, loop, str(cfg_tampered), "does not match its digest", ref_a)
+        expect_refusal(manager, loop, str(cfg_tampered), "more than the", ref_a)  # its descriptor's size
         config.write_bytes(original)
         # signed models that load but must not drive: NaN outputs, wrong output shape, far from the canary
         nan = publish(world, registry, with_serial(with_tflite(world["a"], models["nan"].read_bytes()), 10))
@@ -263,6 +264,57 @@ def test_offline_start_from_cache_truncated_file_and_pin(registry, models, world
         m.shutdown()
 
 
+def test_check_once_retries_or_refuses_by_the_cause_of_the_error(registry, world, tmp_path):
+    """Unavailable (registry down) and NotFound (not pushed yet) are retried at the next poll; a bad
+    signature refuses that digest until the deployment names another."""
+    ref = publish(world, registry, world["a"], repo="car/causes")
+    relay = Relay(registry.host, cut_after=0)  # the registry's answers never arrive
+    via = oci.Reference(relay.host, ref.repository, None, ref.digest)
+    m = ModelManager(params(world, tmp_path), loader=Loads())
+    try:
+        set_desired(m, str(via))
+        m.check_once()
+        assert "will retry" in m.error and via.digest not in m.refused and m.current is None
+        relay.reset(cut_after=None)  # back up: the next poll takes it
+        m.check_once()
+        assert m.swap_if_ready() and m.current.ref == via and m.error == ""
+    finally:
+        relay.close()
+    missing = oci.Reference(registry.host, "car/causes", None, "sha256:" + "1" * 64)
+    set_desired(m, str(missing))
+    m.check_once()
+    assert "not found" in m.error and "will retry" in m.error and missing.digest not in m.refused
+    intruded = publish(world, registry, with_serial(world["b"], 2), repo="car/causes", key="intruder")
+    set_desired(m, str(intruded))
+    m.check_once()
+    assert "does not verify" in m.error and "will retry" not in m.error
+    assert intruded.digest in m.refused and m.current.ref == via
+    m.shutdown()
+
+
+def test_a_cache_written_by_an_older_pitlane_still_starts_the_car_offline(registry, world, tmp_path):
+    """Older caches kept digest -> signature manifest in state.json, not as links: the car adopts them."""
+    import json
+    import shutil
+
+    ref = publish(world, registry, world["a"], repo="car/older")
+    p = params(world, tmp_path)
+    m = ModelManager(p, loader=Loads())
+    set_desired(m, str(ref))
+    m.check_once()
+    assert m.swap_if_ready()
+    sig = m.current.signature
+    m.shutdown()
+    state_file = p.cache_dir / "state.json"
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps(state | {"signatures": {ref.digest: sig}}))
+    shutil.rmtree(m.cache.links)
+    offline = dataclasses.replace(p, ref_file=None, ref_env="PITLANE_TEST_NO_SUCH_VAR")
+    restarted = ModelManager(offline, loader=Loads())
+    assert restarted.current is not None and restarted.current.ref == ref, restarted.error
+    restarted.shutdown()
+
+
 def test_rolls_back_a_model_that_fails_while_driving(registry, models, world, tmp_path):
     ref_a = publish(world, registry, world["a"], repo="car/rollback")
     ref_b = publish(world, registry, world["b"], repo="car/rollback")
@@ -330,13 +382,13 @@ def test_the_car_app_pulls_its_model_by_digest_and_drives(
 
 
 def test_the_probe_pulls_verifies_and_health_checks_a_bundle_as_the_car_image_does(registry, world):
-    """pitlane.car.probe's bundle path (what the car image's smoke run executes under qemu)."""
-    from pitlane.car.probe import pull_verified
+    """pitlane.car.selfcheck's bundle path (what the car image's smoke run executes under qemu)."""
+    from pitlane.car.selfcheck import pull_verified
 
     ref = publish(world, registry, world["a"], repo="probe/pilot")
     got = pull_verified(str(ref), str(world["pub"]))
     assert got["verified"] == str(ref) and got["serial"] == 1 and got["canary_error"] <= 0.05
     assert Path(got["path"]).read_bytes()[4:8] == b"TFL3"
     unsigned = bundle.push(world["client"], world["b"], oci.Reference(registry.host, "probe/unsigned"), ())
-    with pytest.raises(signing.SignatureError, match="is not signed"):
+    with pytest.raises(SignatureError, match="is not signed"):
         pull_verified(str(unsigned), str(world["pub"]))

@@ -18,7 +18,7 @@ from pitlane.deploy.render import (
     render_overlay,
     render_target,
 )
-from pitlane.deploy.validate import DIGEST_PINNED
+from pitlane.deploy.validate import is_digest_pinned
 from pitlane.errors import UserError
 
 from .conftest import ARGOCD
@@ -38,7 +38,7 @@ def test_every_overlay_renders_with_pinned_images():
             if o["kind"] == "Deployment"
             for c in o["spec"]["template"]["spec"]["containers"]
         ]
-        assert images and all(DIGEST_PINNED.match(i) for i in images), images
+        assert images and all(is_digest_pinned(i) for i in images), images
         assert objs[("Namespace", "pitlane")]["metadata"]["labels"]["policy.sigstore.dev/include"] == "true"
         policy = objs[("ClusterImagePolicy", "pitlane-signed-images")]
         key = objs[("ConfigMap", "pitlane-model")]["data"]["cosign.pub"]

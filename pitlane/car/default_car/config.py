@@ -12,7 +12,9 @@ MODEL_* (the model manager).
 
 import os
 
-from pitlane.twin import scenes as _scenes  # lower-case names: donkeycar reads only UPPER_CASE keys
+# lower-case names: donkeycar reads only UPPER_CASE keys
+from pitlane.car.model_params import ManagerParams as _Model
+from pitlane.twin import scenes as _scenes
 from pitlane.twin import world as _world
 
 # PATHS
@@ -95,17 +97,18 @@ AI_MAX_THROTTLE = 0.6  # [-] cap on |throttle| while the pilot drives ("local" m
 MODEL_REF_FILE = (
     os.getenv("PITLANE_MODEL_REF_FILE") or None
 )  # file holding REGISTRY/REPO@sha256:... (ConfigMap)
-MODEL_REF_ENV = "PITLANE_MODEL_REF"  # environment variable with the desired reference (when no file)
+MODEL_REF_ENV = _Model.ref_env  # environment variable with the desired reference (PITLANE_MODEL_REF)
 MODEL_MANAGER = bool(MODEL_REF_FILE or os.getenv(MODEL_REF_ENV))
 MODEL_PUBLIC_KEY = os.getenv("PITLANE_MODEL_KEY") or os.path.join(CAR_PATH, "cosign.pub")  # release key (PEM)
 # content-addressed cache (the car starts from it without network), writable state
 MODEL_CACHE_DIR = os.path.join(os.getenv("PITLANE_STATE_DIR") or os.path.join(CAR_PATH, "models"), "cache")
-MODEL_STATUS_FILE = None  # JSON status (None: MODEL_CACHE_DIR/status.json)
-MODEL_POLL_S = 10.0  # [s] between checks of the desired reference
-MODEL_PIN_SERIAL = None  # an older release serial the operator pins on purpose (else older ones are refused)
-MODEL_CANARY_TOLERANCE = 0.05  # [-] largest |output - recorded| on the bundle's canary frames
-MODEL_LATENCY_BUDGET_MS = 25.0  # [ms] median inference time per frame allowed (half a 20 Hz loop)
-MODEL_REGISTRY_TIMEOUT_S = 10.0  # [s] per registry request
+# the defaults below are pitlane.car.model_params.ManagerParams' (their one home: change them there)
+MODEL_STATUS_FILE = _Model.status_file  # JSON status (None: MODEL_CACHE_DIR/status.json)
+MODEL_POLL_S = _Model.poll_s  # [s] between checks of the desired reference (10)
+MODEL_PIN_SERIAL = _Model.pin_serial  # an older release serial pinned on purpose (None: older ones refused)
+MODEL_CANARY_TOLERANCE = _Model.canary_tolerance  # [-] largest |output - recorded| on canary frames (0.05)
+MODEL_LATENCY_BUDGET_MS = _Model.latency_budget_ms  # [ms] median inference time per frame allowed (25)
+MODEL_REGISTRY_TIMEOUT_S = _Model.registry_timeout_s  # [s] per registry request (10)
 
 # SAFETY WATCHDOG: throttle 0 (and brake in the twin) when these trip; every stop is logged
 WATCHDOG_MAX_FRAME_AGE_S = 0.25  # [s] newest camera frame older than this stops the car

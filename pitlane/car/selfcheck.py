@@ -1,4 +1,4 @@
-"""A self-check of the car app where it is installed: `python3 -m pitlane.car.probe MODEL [LOOPS [KEY]]`.
+"""A self-check of the car app where it is installed: `python3 -m pitlane.car.selfcheck MODEL [LOOPS [KEY]]`.
 
 MODEL is a .tflite file, or a signed model bundle `REGISTRY/REPO@sha256:...` that the car's model manager
 pulls, verifies against the public KEY (cosign format) and health-checks on its canary frames, as the car
@@ -17,15 +17,16 @@ import numpy as np
 
 
 def pull_verified(ref: str, public_key: str) -> dict:
-    """The model manager's own path: pull REF, verify its signature, health-check it on its canary frames
-    (latency is not judged here: under qemu a frame takes a second)."""
+    """The model manager's own path (`fetch_verified`, then the car's checks): pull REF, verify its
+    signature, health-check it on its canary frames (latency is not judged here: under qemu a frame takes
+    a second)."""
     import tempfile
     from pathlib import Path
 
     from pitlane.artifacts import oci
     from pitlane.car.model_manager import ManagerParams, ModelManager, parse_desired
 
-    cache = Path(tempfile.mkdtemp(prefix="pitlane-probe-"))
+    cache = Path(tempfile.mkdtemp(prefix="pitlane-selfcheck-"))
     params = ManagerParams(public_key=Path(public_key), cache_dir=cache, latency_budget_ms=1e9)
     manager = ModelManager(params)
     wanted = parse_desired(ref)
@@ -38,6 +39,17 @@ def pull_verified(ref: str, public_key: str) -> dict:
     }
 
 
+def _is_reference(text: str) -> bool:
+    """A bundle reference (REGISTRY/REPO@sha256:...) rather than a model file's path."""
+    from pitlane.artifacts import oci
+    from pitlane.errors import BadInput
+
+    try:
+        return oci.Reference.parse(text).digest is not None
+    except BadInput:
+        return False
+
+
 def main(model: str, loops: int, public_key: str | None = None) -> dict:
     import ai_edge_litert.interpreter  # noqa: F401  (the runtime the car infers with)
     import donkeycar  # noqa: F401
@@ -47,9 +59,9 @@ def main(model: str, loops: int, public_key: str | None = None) -> dict:
     from pitlane.pilots.model import ModelPilot
 
     bundle = None
-    if "@sha256:" in model:  # a signed bundle in a registry
+    if _is_reference(model):  # a signed bundle in a registry
         if public_key is None:
-            raise SystemExit("probe: a bundle reference needs the release public key (third argument)")
+            raise SystemExit("selfcheck: a bundle reference needs the release public key (third argument)")
         bundle = pull_verified(model, public_key)
         model = bundle.pop("path")
     pilot = ModelPilot(model)
