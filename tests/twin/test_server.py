@@ -424,9 +424,9 @@ def test_replays_gym_donkeycar_1_3_1_session(server):
 
 
 def test_serving_process_stops_cleanly_on_sigterm():
-    """`python -m pitlane.twin.server` (what `pitlane twin serve` runs) serves until SIGTERM, then exits 0."""
+    """`pitlane twin serve` serves until SIGTERM, then exits 0; it says on stdout which port it listens on."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pitlane.twin.server", "--port", "0", "--quiet"],
+        [sys.executable, "-m", "pitlane", "twin", "serve", "--port", "0", "--quiet"],
         stdout=subprocess.PIPE,
         text=True,
     )
