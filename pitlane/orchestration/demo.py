@@ -26,6 +26,7 @@ from pitlane.evaluate.gate import format_table
 from pitlane.evaluate.report import EvalParams
 from pitlane.evaluate.run import evaluate, scene_track
 from pitlane.orchestration.recipe import UNSEEN_SCENE, Recipe, default_recipe
+from pitlane.pilots.model import ModelPilot
 from pitlane.twin.scenes import DEFAULT_SCENE
 from pitlane.twin.sim import Sim
 from pitlane.twin.snapshot import write_snapshot
@@ -70,7 +71,7 @@ def run_demo(opts: DemoOptions) -> int:
     _stage(3, f"unseen scene: {UNSEEN_SCENE} (never in the training data)")
 
     unseen = evaluate(
-        result.tflite, UNSEEN_SCENE, EvalParams(laps=2, seed=opts.seed), report_dir=out / "unseen"
+        ModelPilot(result.tflite), UNSEEN_SCENE, EvalParams(laps=2, seed=opts.seed), report_dir=out / "unseen"
     )
     print(
         f"  {unseen.laps_completed}/{unseen.laps_requested} laps, mean |CTE| {unseen.mean_abs_cte:.3f} m, "

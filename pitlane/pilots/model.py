@@ -198,6 +198,22 @@ class ModelPilot:
         loaded.output_names = part.interpreter.output_keys
         return part
 
+    @property
+    def name(self) -> str:
+        """The model's name in reports: its file name."""
+        return self.path.name
+
+    @property
+    def digest(self) -> str:
+        """``sha256:<hex>`` of the bytes verified and loaded: taken once, when the pilot is made."""
+        return "sha256:" + self.sha256
+
+    def bound_to(self, sim: Any) -> ModelPilot:
+        """This pilot, to drive `sim` (a pitlane.twin.Sim); UserError if its camera is not the model's."""
+        h, w, d = sim.render().shape
+        self.check_camera((int(h), int(w), int(d)))
+        return self
+
     def check_camera(self, camera_shape: tuple[int, int, int]) -> None:
         """UserError if the camera's frames (height, width, depth) are not what the model was trained on."""
         cam = tuple(int(v) for v in camera_shape)
