@@ -51,6 +51,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             text=True,
         )
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # "listening on 127.0.0.1:PORT"
         if not line.startswith("listening on"):
             self.proc.kill()

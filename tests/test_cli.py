@@ -24,7 +24,8 @@ def test_every_option_explains_itself_and_shows_its_default():
             if isinstance(action, argparse._SubParsersAction):
                 continue
             assert action.help, f"{parser.prog} {action.option_strings or action.dest} has no help"
-    text = build_parser()._subparsers._group_actions[0].choices["data"].format_help()
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    text = commands.choices["data"].format_help()
     collect = [p for p in _parsers(build_parser()) if p.prog == "pitlane data collect"][0].format_help()
     assert text and "(default: light)" in collect
 

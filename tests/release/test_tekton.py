@@ -4,13 +4,14 @@ every param, result, workspace and task a Task or Pipeline references checked ag
 from __future__ import annotations
 
 import textwrap
+from typing import Any
 
 import pytest
 
 from pitlane.errors import UserError
 from pitlane.release import tekton
 
-TASK = {
+TASK: dict[str, Any] = {
     "kind": "Task",
     "metadata": {"name": "build"},
     "spec": {
@@ -53,10 +54,14 @@ def test_variable_names_in_both_spellings():
 
 
 def test_substitute_names_where_an_unknown_variable_is():
-    values = {("params", "x"): "1"}
-    assert tekton.substitute("$(params.x) $(params['x']) $(ls)", values.get, "here") == "1 1 $(ls)"
+    values: dict[tuple[str, ...], str] = {("params", "x"): "1"}
+
+    def lookup(name: tuple[str, ...]) -> str | None:
+        return values.get(name)
+
+    assert tekton.substitute("$(params.x) $(params['x']) $(ls)", lookup, "here") == "1 1 $(ls)"
     with pytest.raises(UserError, match=r"Task t: unknown variable \$\(params.y\)"):
-        tekton.substitute("$(params.y)", values.get, "Task t")
+        tekton.substitute("$(params.y)", lookup, "Task t")
 
 
 def test_a_task_using_only_what_it_declares_has_no_problems():

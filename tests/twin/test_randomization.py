@@ -37,7 +37,7 @@ def test_zero_ranges_change_nothing():
     off = DomainRandomization(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     r = Randomizer(off, 12, 16)
     rng = np.random.default_rng(3)
-    frame = np.random.default_rng(1).integers(0, 256, GREY.shape, dtype=np.uint8)
+    frame = np.asarray(np.random.default_rng(1).integers(0, 256, size=GREY.shape), dtype=np.uint8)
     assert np.array_equal(r.apply(frame, rng), frame)
     assert r.jitter(rng) == FrameJitter(0.0, 0.0, 0.0)
 
