@@ -2,7 +2,7 @@
 
 Goal (issue 15): 0 process crashes over 1,000 corrupted model files (truncations, bit flips, byte splices
 of a small real .tflite built here with TensorFlow). Each file goes through `ModelPilot(path)` in this
-process (verified by `pitlane.pilots.probe` first) and, when it loads, drives one frame. Outcomes are
+process (verified by `pitlane.pilots.model_check` first) and, when it loads, drives one frame. Outcomes are
 counted: loaded, refused in one line, refused because the probe child crashed. A baseline shows what the
 same files do when TFLite loads them by path (mmap) as before the fix, in forked children (first
 --baseline files), so the corpus is shown to be hostile.
@@ -71,7 +71,7 @@ def baseline(files: list[Path]) -> Counter:
     """What loading by path (the pre-fix code: TfLite.load(model_path)) does, each in a forked child."""
     import numpy as np
 
-    from pitlane.pilots.probe import _interpreter_class
+    from pitlane.pilots.model_check import _interpreter_class
 
     interpreter_cls = _interpreter_class()
     outcomes: Counter = Counter()
@@ -108,7 +108,7 @@ def main() -> int:
     from tqdm import tqdm
 
     from pitlane.errors import UserError
-    from pitlane.pilots import probe
+    from pitlane.pilots import model_check as probe
     from pitlane.pilots.model import ModelPilot, configure_threads
 
     configure_threads(1)

@@ -36,7 +36,7 @@ def main() -> int:
         return 2
 
     from pitlane.evaluate.gate import GatePolicy, run_gate
-    from pitlane.pilots.model import configure_threads
+    from pitlane.pilots.model import ModelPilot, configure_threads
 
     configure_threads(1)
     policy = GatePolicy(scenes=(args.scene,), laps=args.laps, min_laps_completed=args.laps)
@@ -44,7 +44,7 @@ def main() -> int:
     for plots in (False, True):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            result = run_gate(args.model, policy, Path(tmp), plots=plots)
+            result = run_gate(ModelPilot(args.model), policy, Path(tmp), plots=plots)  # load timed too
             rows.append((plots, time.perf_counter() - t0, result))
     report = rows[0][2].reports[0]
     print(

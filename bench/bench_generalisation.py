@@ -96,7 +96,7 @@ def _bench_one(args, out: Path) -> tuple[int, int, int, int, float]:
     from pitlane.evaluate.report import EvalParams
     from pitlane.evaluate.runs import evaluate_runs
     from pitlane.orchestration.recipe import default_recipe
-    from pitlane.pilots.model import configure_threads
+    from pitlane.pilots.model import ModelPilot, configure_threads
     from pitlane.twin.scenes import SCENE_NAMES
 
     t0 = time.perf_counter()
@@ -111,6 +111,7 @@ def _bench_one(args, out: Path) -> tuple[int, int, int, int, float]:
     else:
         model, trained = args.model, tuple(s for s in args.trained_on.split(",") if s)
     configure_threads(1)
+    pilot = ModelPilot(model)
     named = [s for s in SCENE_NAMES if s != "generated_road"]
     if args.only:
         named = [s for s in named if s in args.only.split(",")]
@@ -120,7 +121,7 @@ def _bench_one(args, out: Path) -> tuple[int, int, int, int, float]:
     for scene in scenes:
         for direction in ("ccw", "cw"):
             params = EvalParams(laps=args.laps, seed=args.seed, direction=direction, plots=False)
-            s = evaluate_runs(model, scene, [params], out / "eval" / f"{scene}-{direction}", vs_expert=True)
+            s = evaluate_runs(pilot, scene, [params], out / "eval" / f"{scene}-{direction}", vs_expert=True)
             r = s.reports[0]
             half = 0.5 * r.track_width_m
             speed = s.vs_expert["speed_pct"] if s.vs_expert else 0.0

@@ -43,14 +43,15 @@ def steer(track, msg: dict) -> str:
 
 
 class ServerProcess:
-    """`python -m pitlane.twin.server --port 0` and its CPU time."""
+    """`pitlane twin serve --port 0` in its own process, and its CPU time."""
 
     def __init__(self):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pitlane.twin.server", "--port", "0", "--quiet"],
+            [sys.executable, "-m", "pitlane", "twin", "serve", "--port", "0", "--quiet"],
             stdout=subprocess.PIPE,
             text=True,
         )
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # "listening on 127.0.0.1:PORT"
         if not line.startswith("listening on"):
             self.proc.kill()

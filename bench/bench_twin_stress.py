@@ -232,7 +232,16 @@ def rss_mb(pid: int) -> float:
 
 def start_server(args) -> tuple[subprocess.Popen, int]:
     env = dict(os.environ, PYTHONPATH=str(Path(args.baseline).resolve() if args.baseline else ROOT))
-    cmd = [sys.executable, "-m", "pitlane.twin.server", "--port", "0", "--quiet"]
+    cmd = [sys.executable, "-m", "pitlane", "twin", "serve", "--port", "0", "--quiet"]
+    if args.baseline and "def main(" in (Path(args.baseline) / "pitlane/twin/server.py").read_text():
+        cmd = [
+            sys.executable,
+            "-m",
+            "pitlane.twin.server",
+            "--port",
+            "0",
+            "--quiet",
+        ]  # a checkout from before
     if not args.baseline:
         w, h = args.camera
         cmd += ["--max-camera-pixels", str(w * h)]

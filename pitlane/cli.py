@@ -1,32 +1,75 @@
 """The `pitlane` command: one entry point, one sub-command per domain.
 
-Each domain module exposes ``add_commands(subparsers)``; modules are imported
-lazily so `pitlane twin serve` never pays for TensorFlow.
+Each domain's CLI (``pitlane/<domain>/cli.py``) exposes ``add_commands(subparsers)`` and is imported here by
+name, so the layer contract and a reader see `cli -> domain`. A domain CLI imports TensorFlow, donkeycar and
+matplotlib only inside its handlers, so `pitlane twin serve` never pays for them.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
+from types import ModuleType
 
 from pitlane import quiet
 from pitlane.args import modernize
+from pitlane.artifacts import cli as artifacts_cli
+from pitlane.car import cli as car_cli
+from pitlane.data import cli as data_cli
 from pitlane.errors import UserError
+from pitlane.evaluate import cli as evaluate_cli
+from pitlane.twin import cli as twin_cli
 
-# Each module registers its own sub-commands; a domain not yet built is skipped.
-DOMAINS: tuple[str, ...] = (
-    "pitlane.twin.cli",
-    "pitlane.data.cli",
-    "pitlane.train.cli",
-    "pitlane.evaluate.cli",
-    "pitlane.artifacts.cli",
-    "pitlane.car.cli",
-    "pitlane.images.cli",
-    "pitlane.deploy.cli",
-    "pitlane.release.cli",
-    "pitlane.orchestration.demo",
+# The container images ship only the domains they run (Dockerfile.sim: twin, data, evaluate, artifacts, car),
+# so a domain package that is absent there is left out of the command; any other missing module is an error.
+try:
+    from pitlane.train import cli as train_cli
+except ModuleNotFoundError as exc:
+    if exc.name != "pitlane.train":
+        raise
+    train_cli = None  # type: ignore[assignment]
+try:
+    from pitlane.images import cli as images_cli
+except ModuleNotFoundError as exc:
+    if exc.name != "pitlane.images":
+        raise
+    images_cli = None  # type: ignore[assignment]
+try:
+    from pitlane.deploy import cli as deploy_cli
+except ModuleNotFoundError as exc:
+    if exc.name != "pitlane.deploy":
+        raise
+    deploy_cli = None  # type: ignore[assignment]
+try:
+    from pitlane.release import cli as release_cli
+except ModuleNotFoundError as exc:
+    if exc.name != "pitlane.release":
+        raise
+    release_cli = None  # type: ignore[assignment]
+try:
+    from pitlane.orchestration import cli as orchestration_cli
+except ModuleNotFoundError as exc:
+    if exc.name != "pitlane.orchestration":
+        raise
+    orchestration_cli = None  # type: ignore[assignment]
+
+# The domains in the order `pitlane --help` lists their commands.
+DOMAINS: tuple[ModuleType, ...] = tuple(
+    cli
+    for cli in (
+        twin_cli,
+        data_cli,
+        train_cli,
+        evaluate_cli,
+        artifacts_cli,
+        car_cli,
+        images_cli,
+        deploy_cli,
+        release_cli,
+        orchestration_cli,
+    )
+    if cli is not None
 )
 
 
@@ -89,14 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in DOMAINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if not exc.name or not name.startswith(exc.name):
-                raise
-            continue
-        module.add_commands(sub)
+    for domain in DOMAINS:
+        domain.add_commands(sub)
     _one_command_line(parser)
     return parser
 

@@ -2,9 +2,12 @@
 
 import argparse
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +24,8 @@ def test_every_option_explains_itself_and_shows_its_default():
             if isinstance(action, argparse._SubParsersAction):
                 continue
             assert action.help, f"{parser.prog} {action.option_strings or action.dest} has no help"
-    text = build_parser()._subparsers._group_actions[0].choices["data"].format_help()
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    text = commands.choices["data"].format_help()
     collect = [p for p in _parsers(build_parser()) if p.prog == "pitlane data collect"][0].format_help()
     assert text and "(default: light)" in collect
 
@@ -131,3 +135,50 @@ def test_every_mistake_is_one_line_before_tensorflow(tmp_path):
     assert len(errors) == len(cases), proc.stderr  # one line each, no traceback
     for (argv, want), line in zip(cases, errors, strict=True):
         assert line.startswith("pitlane: error: ") and want in line, (argv, line)
+
+
+def test_the_sim_image_command_has_the_domains_it_ships(tmp_path):
+    """Dockerfile.sim copies only some domains (no train, release, ...): `pitlane` there lists the commands
+    of what it ships and serves the twin; the domains it leaves out are left out of the command."""
+    root = Path(__file__).resolve().parents[1]
+    for line in (root / "Dockerfile.sim").read_text().splitlines():
+        if line.startswith("COPY pitlane"):
+            for pattern in line.split()[1:-1]:
+                for src in root.glob(pattern):
+                    dest = tmp_path / src.relative_to(root)
+                    if src.is_dir():
+                        shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__"))
+                    else:
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy(src, dest)
+    assert (tmp_path / "pitlane" / "twin" / "session.py").is_file() and not (
+        tmp_path / "pitlane" / "train"
+    ).exists()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    # as in the image: only these files (an editable install of the checkout would find the rest)
+    child = (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if not str(getattr(f, '__module__', '')).startswith('__editable__')]\n"
+        "from pitlane.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+
+    def pitlane(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", child, *argv],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    listed = pitlane("--help")
+    assert listed.returncode == 0, listed.stderr
+    commands = listed.stdout.split("COMMAND", 2)[-1]
+    for shipped in ("twin", "data", "evaluate", "gate", "model", "car"):
+        assert f"\n    {shipped} " in commands, listed.stdout
+    for left_out in ("train", "release", "demo", "images", "deploy"):
+        assert f"\n    {left_out} " not in commands, listed.stdout
+    assert pitlane("twin", "serve", "--help").returncode == 0

@@ -227,14 +227,31 @@ def build_car(
     part (`run(image) -> (angle, throttle)`) used instead of loading `model_path`.
     """
     import donkeycar as dk
-    from donkeycar.parts.explode import ExplodeDict
-    from donkeycar.parts.pipe import Pipe
-    from donkeycar.parts.throttle_filter import ThrottleFilter
-    from donkeycar.parts.tub_v2 import TubWriter
 
     check_config(cfg)
     if cfg.WEB_CONTROL_PORT:  # in use: one line now, not a thread's traceback once the loop runs
         check_port_free(int(cfg.WEB_CONTROL_PORT), "web port (WEB_CONTROL_PORT)")
+    pilot, refusal, manager = _choose_pilot(cfg, model_path, model_type, pilot)
+    V = dk.vehicle.Vehicle()
+    twin = _add_source(V, cfg, clock)
+    web = _add_web_controller(V, cfg, pilot)
+    safe_pilot = _add_pilot(V, cfg, pilot, refusal, manager)
+    watchdog = _add_watchdog(V, cfg, clock)
+    _add_drivetrain(V, cfg, twin)
+    model_name = Path(model_path).name if model_path and pilot else "managed" if manager else None
+    console = ConsoleTelemetry(
+        web, profile=cfg.PITLANE_PROFILE, model=model_name, twin=twin, pilot=safe_pilot
+    )
+    V.add(console, inputs=ConsoleTelemetry.INPUTS)
+    car = Car(V, cfg, web, watchdog, twin=twin, pilot=pilot, autopilot_refusal=refusal, model_manager=manager)
+    if record:
+        car.tub_path, car.tub_writer = _add_recording(V, cfg, tub_path, meta, model_name)
+    return car
+
+
+def _choose_pilot(cfg, model_path, model_type, pilot) -> tuple[Any | None, str | None, ModelManager | None]:
+    """(pilot, why autopilot is refused, model manager): the manager's model with MODEL_MANAGER, else the
+    given pilot part, else `model_path` loaded (a bad one refuses the autopilot, never the car)."""
     refusal = None
     manager = None
     if getattr(cfg, "MODEL_MANAGER", False):
@@ -248,8 +265,14 @@ def build_car(
         pilot, refusal = load_pilot(model_path, cfg, model_type)
     if refusal and cfg.WEB_INIT_MODE != "user":
         logger.error("autopilot refused: %s; starting in user mode", refusal)
-    V = dk.vehicle.Vehicle()
-    twin = _add_source(V, cfg, clock)
+    return pilot, refusal, manager
+
+
+def _add_web_controller(V, cfg, pilot) -> WebController:
+    """The operator console (donkeycar's web controller contract) and donkeycar's input plumbing."""
+    from donkeycar.parts.explode import ExplodeDict
+    from donkeycar.parts.pipe import Pipe
+    from donkeycar.parts.throttle_filter import ThrottleFilter
 
     web = WebController(
         port=cfg.WEB_CONTROL_PORT,
@@ -266,6 +289,11 @@ def build_car(
     V.add(Pipe(), inputs=["user/steering"], outputs=["user/angle"])
     V.add(ExplodeDict(V.mem, "web/"), inputs=["web/buttons"])
     V.add(ThrottleFilter(), inputs=["user/throttle"], outputs=["user/throttle"])
+    return web
+
+
+def _add_pilot(V, cfg, pilot, refusal: str | None, manager: ModelManager | None):
+    """Model manager, mode guard, the pilot (behind SafePilot) and DriveMode; returns the SafePilot."""
     if manager is not None:  # swaps a checked model in between two iterations, reports model/*
         V.add(manager, outputs=MEMORY_KEYS, threaded=True)
     guard = car_parts.AutopilotGuard(refusal, manager.refusal if manager is not None else None)
@@ -284,6 +312,11 @@ def build_car(
         inputs=["user/mode", "user/angle", "user/throttle", "pilot/angle", "pilot/throttle"],
         outputs=["steering", "throttle"],
     )
+    return safe_pilot
+
+
+def _add_watchdog(V, cfg, clock: Callable[[], float]) -> WatchdogPart:
+    """The safety watchdog, between DriveMode and whatever moves the car."""
     watchdog = WatchdogPart(watchdog_params(cfg), clock=clock)
     buttons = [f"web/{cfg.WATCHDOG_STOP_BUTTON}", f"web/{cfg.WATCHDOG_RESUME_BUTTON}"]
     V.add(
@@ -299,17 +332,23 @@ def build_car(
         ],
         outputs=["steering", "throttle", "brake", "watchdog/stopped", "watchdog/reason"],
     )
+    return watchdog
 
+
+def _add_drivetrain(V, cfg, twin: TwinPart | None) -> None:
+    """Where the watchdog's controls go: the twin (same loop), or the Pi's PWM servo and ESC."""
     if twin is not None:
         V.add(twin.controls_part(), inputs=["steering", "throttle", "brake"])
     elif cfg.PITLANE_PROFILE == "pi":
         for plan in pi_drivetrain_plans(cfg):
             V.add(plan.build(), inputs=plan.inputs, outputs=plan.outputs, threaded=plan.threaded)
-    model_name = Path(model_path).name if model_path and pilot else "managed" if manager else None
-    console = ConsoleTelemetry(
-        web, profile=cfg.PITLANE_PROFILE, model=model_name, twin=twin, pilot=safe_pilot
-    )
-    V.add(console, inputs=ConsoleTelemetry.INPUTS)
+
+
+def _add_recording(
+    V, cfg, tub_path: str | Path | None, meta: list[str] | None, model_name: str | None
+) -> tuple[str, Any]:
+    """The recording gate and donkeycar's TubWriter (behind SafeTubWriter); returns (tub path, writer)."""
+    from donkeycar.parts.tub_v2 import TubWriter
 
     inputs = ["cam/image_array", "user/angle", "user/throttle", "user/mode"]
     types = ["image_array", "float", "float", "str"]
@@ -320,10 +359,6 @@ def build_car(
     if cfg.RECORD_DURING_AI:
         inputs += ["pilot/angle", "pilot/throttle"]
         types += ["float", "float"]
-    if not record:
-        return Car(
-            V, cfg, web, watchdog, twin=twin, pilot=pilot, autopilot_refusal=refusal, model_manager=manager
-        )
     V.add(
         car_parts.RecordingGate(cfg.AUTO_RECORD_ON_THROTTLE, cfg.RECORD_DURING_AI),
         inputs=["user/mode", "recording", "user/throttle"],
@@ -335,21 +370,9 @@ def build_car(
         tub_path = (
             TubHandler(path=cfg.DATA_PATH).create_tub_path() if cfg.AUTO_CREATE_NEW_TUB else cfg.DATA_PATH
         )
-
     meta = list(meta or []) + list(getattr(cfg, "METADATA", []))
     meta += tub_metadata(profile=cfg.PITLANE_PROFILE, model=model_name or "none")
     meta += tub_metadata(image_h=cfg.IMAGE_H, image_w=cfg.IMAGE_W, image_depth=cfg.IMAGE_DEPTH)
     tub_writer = car_parts.SafeTubWriter(TubWriter(str(tub_path), inputs=inputs, types=types, metadata=meta))
     V.add(tub_writer, inputs=inputs, outputs=["tub/num_records"], run_condition="tub/recording")
-    return Car(
-        V,
-        cfg,
-        web,
-        watchdog,
-        twin=twin,
-        pilot=pilot,
-        autopilot_refusal=refusal,
-        tub_path=str(tub_path),
-        tub_writer=tub_writer,
-        model_manager=manager,
-    )
+    return str(tub_path), tub_writer

@@ -11,6 +11,7 @@ from pitlane.args import check_output_dir, check_port_free
 from pitlane.car.settings import DEFAULT_CAR_DIR, DRIVE_MODES, PROFILES
 from pitlane.errors import UserError
 from pitlane.pilots.model import check_model_file
+from pitlane.twin.protocol import DEFAULT_PORT
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -92,7 +93,9 @@ def add_commands(subparsers) -> None:
         help="write DIR/report.json and plots, and record the tub in DIR/tub (default: no report)",
     )
     run.add_argument("--tub", metavar="DIR", help="record the tub here instead (default: DIR/tub of --out)")
-    run.add_argument("--port", type=int, help="twin port (default: the car config's SIM_PORT, 9091)")
+    run.add_argument(
+        "--port", type=int, help=f"twin port (default: the car config's SIM_PORT, {DEFAULT_PORT})"
+    )
     run.add_argument("--host", help="twin host (default: the car config's SIM_HOST)")
     run.add_argument(
         "--mode",

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pitlane.car.app import build_car
+from pitlane.car.app import Car, build_car
 from pitlane.car.settings import DEFAULT_CAR_DIR, load_car_config
 from pitlane.errors import UserError
 from pitlane.evaluate.plots import write_plots
@@ -34,6 +34,7 @@ from pitlane.evaluate.report import (
     summarize,
     write_report,
 )
+from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import file_digest
 from pitlane.twin.scenes import load_scene
 from pitlane.twin.server import TwinServer
@@ -159,8 +160,8 @@ def _catch_loop_error(vehicle) -> list[str]:
     return caught
 
 
-def run_car(opts: RunOptions) -> Report:
-    """Drive for opts.duration_s and return (and write, with report_dir) the report."""
+def _car_config(opts: RunOptions):
+    """The car app's config for a headless run: the options' overrides on the car folder's config, checked."""
     if not (opts.duration_s > 0 and math.isfinite(opts.duration_s)):
         raise UserError(f"--max-seconds must be a positive number of seconds, got {opts.duration_s}")
     if opts.profile != "twin":
@@ -186,6 +187,40 @@ def run_car(opts: RunOptions) -> Report:
     cfg = load_car_config(opts.car_dir, opts.myconfig, profile=opts.profile, overrides=overrides)
     if opts.model and opts.pilot is None and not Path(opts.model).is_file():
         raise UserError(f"model {opts.model} does not exist")
+    return cfg
+
+
+def _car_block(cfg, opts: RunOptions, car: Car, stats: RunStats, started: float, loop_error: list[str]):
+    """The report's `car` block: loop rate, the watchdog's stops, reconnects, the tub."""
+    twin, events = car.twin, car.watchdog.events
+    return CarRun(
+        profile=cfg.PITLANE_PROFILE,
+        mode=opts.mode,
+        loops=stats.loops,
+        loop_hz=round(stats.loop_hz, 2),
+        stops=[e.to_json(t0_s=started) for e in events],  # the watchdog's clock is monotonic too
+        stop_counts=dict(Counter(e.reason for e in events)),
+        twin_reconnects=twin.reconnects if twin else 0,
+        tub=car.tub_path if car.tub_writer else None,
+        tub_records=car.tub_writer.tub.manifest.current_index if car.tub_writer else 0,
+        web_port=car.web.bound_port,
+        loop_error=loop_error[0] if loop_error else None,
+        records_skipped_nonfinite=getattr(car.tub_writer, "skipped_nonfinite", 0),
+    )
+
+
+def _model_info(opts: RunOptions, car: Car) -> ModelInfo:
+    """The model as the report names it: a loaded ModelPilot's own digest (taken when it loaded)."""
+    if not opts.model:
+        return ModelInfo("")
+    pilot = car.pilot
+    digest = pilot.digest if isinstance(pilot, ModelPilot) else file_digest(opts.model)
+    return ModelInfo(Path(opts.model).name, digest, getattr(pilot, "model_type", "") or "")
+
+
+def run_car(opts: RunOptions) -> Report:
+    """Drive for opts.duration_s and return (and write, with report_dir) the report."""
+    cfg = _car_config(opts)
     report_dir = Path(opts.report_dir) if opts.report_dir else None
     tub_dir = opts.tub_dir or (str(report_dir / "tub") if report_dir else None)
 
@@ -211,39 +246,19 @@ def run_car(opts: RunOptions) -> Report:
         if server is not None:
             server.stop()
 
-    twin = car.twin
-    events = car.watchdog.events
-    run = CarRun(
-        profile=cfg.PITLANE_PROFILE,
-        mode=opts.mode,
-        loops=stats.loops,
-        loop_hz=round(stats.loop_hz, 2),
-        stops=[e.to_json(t0_s=started) for e in events],  # the watchdog's clock is monotonic too
-        stop_counts=dict(Counter(e.reason for e in events)),
-        twin_reconnects=twin.reconnects if twin else 0,
-        tub=car.tub_path if tub_dir else None,
-        tub_records=car.tub_writer.tub.manifest.current_index if car.tub_writer else 0,
-        web_port=car.web.bound_port,
-        loop_error=loop_error[0] if loop_error else None,
-        records_skipped_nonfinite=getattr(car.tub_writer, "skipped_nonfinite", 0),
-    )
+    run = _car_block(cfg, opts, car, stats, started, loop_error)
     # the track is the scene at the twin's seed: ours when we started it, else the default 0
     seed = server.seed if server is not None else 0
     track = load_scene(cfg.SIM_SCENE, rand_seed=seed)
-    model = (
-        ModelInfo(Path(opts.model).name, file_digest(opts.model), getattr(car.pilot, "model_type", "") or "")
-        if opts.model
-        else ModelInfo("")
-    )
     episode = Episode(
         stats.trace,
-        laps_completed=twin.laps_completed if twin else 0,
+        laps_completed=car.twin.laps_completed if car.twin else 0,
         end_reason=END_TIME_LIMIT,  # a car run drives on a clock
         progress_m=None,  # the car sees telemetry, not the twin's centerline progress
         wall_seconds=wall_s,
     )
     params = EvalParams(laps=1, seed=seed, control_hz=float(cfg.DRIVE_LOOP_HZ), max_seconds=opts.duration_s)
-    report = summarize(episode, track, model, params, scene=cfg.SIM_SCENE, car=run)
+    report = summarize(episode, track, _model_info(opts, car), params, scene=cfg.SIM_SCENE, car=run)
     report = replace(report, nonfinite_outputs=car.watchdog.nonfinite_loops)  # loops stopped for NaN/inf
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)

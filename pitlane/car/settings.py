@@ -193,14 +193,20 @@ def _model_manager_problems(cfg, problems: list[str]) -> None:
         problems.append(f"MODEL_PIN_SERIAL must be a release serial (an integer >= 0) or None, got {pin!r}")
 
 
+# config key -> WatchdogParams field; a config without the key keeps the dataclass's default (its one home)
+WATCHDOG_KEYS: dict[str, str] = {
+    "WATCHDOG_MAX_FRAME_AGE_S": "max_frame_age_s",
+    "WATCHDOG_OVERRUN_FACTOR": "overrun_factor",
+    "WATCHDOG_MAX_OVERRUNS": "max_overruns",
+    "AI_MAX_THROTTLE": "max_autopilot_throttle",
+    "WATCHDOG_STOP_BRAKE": "stop_brake",
+}
+
+
 def watchdog_params(cfg) -> WatchdogParams:
     """The watchdog's limits from the WATCHDOG_* / AI_MAX_THROTTLE keys (loop period from DRIVE_LOOP_HZ)."""
     hz = getattr(cfg, "DRIVE_LOOP_HZ", CONTROL_HZ)
+    given = {field: getattr(cfg, key) for key, field in WATCHDOG_KEYS.items() if hasattr(cfg, key)}
     return WatchdogParams(
-        loop_period_s=1.0 / hz if isinstance(hz, int | float) and hz > 0 else float("nan"),
-        max_frame_age_s=getattr(cfg, "WATCHDOG_MAX_FRAME_AGE_S", 0.25),
-        overrun_factor=getattr(cfg, "WATCHDOG_OVERRUN_FACTOR", 2.0),
-        max_overruns=getattr(cfg, "WATCHDOG_MAX_OVERRUNS", 5),
-        max_autopilot_throttle=getattr(cfg, "AI_MAX_THROTTLE", 1.0),
-        stop_brake=getattr(cfg, "WATCHDOG_STOP_BRAKE", 1.0),
+        loop_period_s=1.0 / hz if isinstance(hz, int | float) and hz > 0 else float("nan"), **given
     )

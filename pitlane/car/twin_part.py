@@ -48,7 +48,7 @@ class TwinPart:
     def __init__(
         self,
         host: str = "127.0.0.1",
-        port: int = 9091,
+        port: int = P.DEFAULT_PORT,
         scene: str = DEFAULT_SCENE,
         *,
         image_w: int = 160,

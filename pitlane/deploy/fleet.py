@@ -13,11 +13,14 @@ from pathlib import Path
 import yaml
 
 from pitlane.errors import UserError
+from pitlane.images.plan import IMAGE_NAMES, IMAGES
 
 FLEET_DIR = Path("fleet")
-# kind -> (overlay under argocd/overlays/, the node architecture that overlay selects)
-KINDS: dict[str, tuple[str, str]] = {"sim": ("nuc-sim", "amd64"), "car": ("pi-car", "arm64")}
-ARCHES: tuple[str, ...] = ("amd64", "arm64")
+# kind (the image a target runs) -> its overlay under argocd/overlays/: the release targets, named here once
+OVERLAYS: dict[str, str] = {"sim": "nuc-sim", "car": "pi-car"}
+# kind -> (overlay, the node architecture that overlay selects: the image's own)
+KINDS: dict[str, tuple[str, str]] = {name: (OVERLAYS[name], IMAGES[name].arch) for name in IMAGE_NAMES}
+ARCHES: tuple[str, ...] = tuple(dict.fromkeys(arch for _, arch in KINDS.values()))
 FIELDS: tuple[str, ...] = ("name", "kind", "cluster", "arch")
 # Application names are "pitlane-<name>": a DNS label of at most 63 characters
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,53}[a-z0-9])?$")

@@ -11,13 +11,19 @@ from pitlane.args import check_output_dir
 from pitlane.errors import UserError
 from pitlane.evaluate.gate import GateResult, check, format_table, load_policy, run_gate
 from pitlane.evaluate.report import EvalParams
-from pitlane.evaluate.run import EXPERT, scene_track
-from pitlane.evaluate.runs import RUNS_FILE, evaluate_runs, parse_seeds, run_params
-from pitlane.pilots.model import check_model_file, configure_threads
+from pitlane.evaluate.run import Pilot, resolve_scenes, scene_track
+from pitlane.evaluate.runs import RUNS_FILE, RunsSummary, evaluate_runs, parse_seeds, run_params
+from pitlane.pilots.expert import EXPERT, ExpertPilot
+from pitlane.pilots.model import ModelPilot, check_model_file, configure_threads
 from pitlane.twin.scenes import DEFAULT_SCENE
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    _add_evaluate(sub)
+    _add_gate(sub)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="drive a model in the twin and write a report (JSON + plots)",
@@ -29,7 +35,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_arg", nargs="?", metavar="MODEL", help="the model file given without --model")
     p.add_argument(
         "--pilot",
-        choices=("model", "expert"),
+        choices=("model", EXPERT),
         default="model",
         help="who drives: the model (default) or the expert (pure pursuit on the twin's ground truth, the "
         "baseline; no model needed)",
@@ -85,6 +91,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gate", dest="policy", help=argparse.SUPPRESS)
     p.set_defaults(func=_evaluate)
 
+
+def _add_gate(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser(
         "gate",
         help="evaluate a model on every scene of a gate policy; exit 0 on pass, 1 on fail",
@@ -110,11 +118,12 @@ def _policy(path: str | None):
     return load_policy(None if path in (None, "default") else path)
 
 
-def _model(args: argparse.Namespace) -> str:
-    if args.pilot == "expert":
+def _model(args: argparse.Namespace) -> str | None:
+    """The model file asked for (checked: it exists, its bytes match its suffix), or None for the expert."""
+    if args.pilot == EXPERT:
         if args.model or args.model_arg:
             raise UserError("--pilot expert drives without a model; leave out the model file")
-        return EXPERT
+        return None
     if args.model and args.model_arg:
         raise UserError(f"two models given ({args.model_arg} and --model {args.model}); give one")
     model = args.model or args.model_arg
@@ -122,6 +131,12 @@ def _model(args: argparse.Namespace) -> str:
         raise UserError("no model given: --model FILE (.tflite, .keras or .h5)")
     check_model_file(model)
     return str(model)
+
+
+def _load(model: str) -> ModelPilot:
+    """The model pilot, its digest taken once here; TensorFlow loads now (one thread: the car's)."""
+    configure_threads(1)
+    return ModelPilot(model)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -144,9 +159,21 @@ def _evaluate(args: argparse.Namespace) -> int:
         randomize=args.randomize,
     )
     runs = run_params(base, parse_seeds(args.seeds, args.seed), args.direction)
-    if model != EXPERT:
-        configure_threads(1)
-    summary = evaluate_runs(model, args.scene, runs, args.out, vs_expert=args.vs_expert)
+    pilot: Pilot = ExpertPilot() if model is None else _load(model)
+    summary = evaluate_runs(pilot, args.scene, runs, args.out, vs_expert=args.vs_expert)
+    _print_runs(summary, Path(args.out))
+    if policy is None:
+        return 0
+    reports = summary.reports
+    checks = tuple(c for r in reports for c in check(r, policy))
+    wall = sum(r.wall_seconds for r in reports)
+    result = GateResult(pilot.name, pilot.digest, policy, reports, checks, wall)
+    result.save(Path(args.out) / "gate.json")
+    print(format_table(checks, result.passed))
+    return 0 if result.passed else 1
+
+
+def _print_runs(summary: RunsSummary, out: Path) -> None:
     for report in summary.reports:
         laps = ", ".join(f"{t:.2f}" for t in report.lap_times) or "none"
         name = f"{report.scene} {report.run}" if report.run else report.scene
@@ -158,27 +185,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     if len(summary.reports) > 1 or summary.vs_expert is not None:
         print(summary.describe())
-        print(f"runs: {Path(args.out) / RUNS_FILE}")
+        print(f"runs: {out / RUNS_FILE}")
     else:
-        print(f"report: {Path(args.out) / 'report.json'}")
-    if policy is None:
-        return 0
-    reports = summary.reports
-    checks = tuple(c for r in reports for c in check(r, policy))
-    wall = sum(r.wall_seconds for r in reports)
-    result = GateResult(reports[0].model, reports[0].model_digest, policy, reports, checks, wall)
-    result.save(Path(args.out) / "gate.json")
-    print(format_table(checks, result.passed))
-    return 0 if result.passed else 1
+        print(f"report: {out / 'report.json'}")
 
 
 def _gate(args: argparse.Namespace) -> int:
-
     check_model_file(args.model)
     check_output_dir(args.out)
     policy = _policy(args.policy)
-    configure_threads(1)
-    result = run_gate(args.model, policy, args.out, plots=not args.no_plots, progress=True)
+    resolve_scenes(policy.scenes, policy.seed)  # a policy's unknown scene costs no TensorFlow load
+    result = run_gate(_load(args.model), policy, args.out, plots=not args.no_plots, progress=True)
     print(format_table(result.checks, result.passed))
     print(f"reports: {args.out} ({result.wall_seconds:.1f} s)", file=sys.stderr)
     return 0 if result.passed else 1

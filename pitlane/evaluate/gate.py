@@ -23,12 +23,10 @@ import yaml
 
 from pitlane.errors import UserError
 from pitlane.evaluate.report import MAX_LAPS, MAX_SECONDS, EvalParams, Report
-from pitlane.evaluate.run import resolve_scenes
+from pitlane.evaluate.run import Pilot, resolve_scenes
 from pitlane.evaluate.runs import evaluate_runs, run_params
 from pitlane.gate_report import SCHEMA
 from pitlane.gate_report import format_table as format_table  # the table lives with the report's format
-from pitlane.pilots.model import ModelPilot
-from pitlane.provenance import file_digest
 from pitlane.twin.scenes import DEFAULT_SCENE
 
 GATE_FILE = "gate.json"
@@ -247,23 +245,24 @@ class GateResult:
 
 
 def run_gate(
-    model_path: str | Path,
+    pilot: Pilot,
     policy: GatePolicy,
     report_dir: str | Path | None = None,
     *,
     plots: bool = True,
     progress: bool = False,
 ) -> GateResult:
-    """Evaluate the model on every scene of the policy (reports in report_dir/<scene>/), then check them."""
+    """Drive `pilot` (a loaded ModelPilot: `ModelPilot(path)`) on every scene of the policy (reports in
+    report_dir/<scene>/), then check them. The verdict names the model as the pilot does: its file name
+    and the digest of the bytes it loaded."""
     t0 = time.perf_counter()
     resolve_scenes(policy.scenes, policy.seed)  # every scene found before the first one drives
-    pilot = ModelPilot(model_path)
     reports, checks = [], []
     dirs = policy.scene_dirs()
     runs = policy.run_params(plots, progress)
     for scene in policy.scenes:
         sub = Path(report_dir) / dirs[scene] if report_dir is not None else None
-        summary = evaluate_runs(model_path, scene, runs, sub, pilot=pilot)
+        summary = evaluate_runs(pilot, scene, runs, sub)
         for report in summary.reports:
             reports.append(report)
             checks.extend(check(report, policy))
@@ -272,8 +271,8 @@ def run_gate(
             ok = rate >= policy.min_completion_rate
             checks.append(Check(scene, "completion_rate", ">=", policy.min_completion_rate, rate, ok))
     result = GateResult(
-        Path(model_path).name,
-        file_digest(model_path),
+        pilot.name,
+        pilot.digest,
         policy,
         tuple(reports),
         tuple(checks),

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -31,9 +32,6 @@ from pitlane.evaluate.report import (
     summarize,
     write_report,
 )
-from pitlane.pilots.expert import ExpertPilot
-from pitlane.pilots.model import ModelPilot
-from pitlane.provenance import file_digest
 from pitlane.twin.randomization import DomainRandomization
 from pitlane.twin.scenes import DEFAULT_SCENE, load_scene, random_style, restyled
 from pitlane.twin.sim import Sim
@@ -43,7 +41,24 @@ from pitlane.twin.world import HIT_OFF_TRACK, WorldParams
 log = logging.getLogger(__name__)
 
 PilotFn = Callable[[np.ndarray], tuple[float, float]]
-EXPERT = "expert"  # the model name that drives the expert instead of a model
+
+
+class Pilot(Protocol):
+    """Who drives an evaluation: a `pitlane.pilots.model.ModelPilot` or the `ExpertPilot`. Its identity goes
+    into every report as made once, with the pilot: the model file's name and digest (the expert has none)."""
+
+    @property
+    def name(self) -> str: ...  # the model file's name, or "expert"
+
+    @property
+    def digest(self) -> str: ...  # sha256:<hex> of the model's bytes; "" for the expert
+
+    @property
+    def model_type(self) -> str: ...
+
+    def bound_to(self, sim: Sim) -> Pilot: ...  # for one run's sim: a camera check, or a fresh expert
+
+    def run(self, frame: np.ndarray) -> tuple[float, float]: ...
 
 
 def drive(pilot: PilotFn, sim, params: EvalParams) -> Episode:
@@ -142,19 +157,16 @@ def make_sim(scene: str, params: EvalParams) -> Sim:
 
 
 def evaluate(
-    model_path: str | Path,
+    pilot: Pilot,
     scene: str = DEFAULT_SCENE,
     params: EvalParams | None = None,
     report_dir: str | Path | None = None,
-    *,
-    pilot=None,
-    threads: int | None = 1,
 ) -> Report:
-    """Drive the model at `model_path` in `scene` as `params` say; write report.json (+ plots) to `report_dir`.
+    """Drive `pilot` in `scene` as `params` say; write report.json (+ plots) to `report_dir`.
 
-    `params` defaults to `EvalParams()`; `pilot` may be an already loaded ModelPilot (the gate loads a model
-    once for several scenes). `model_path` EXPERT drives the expert (pure pursuit on the twin's ground
-    truth, no perturbation): the baseline a model is compared with.
+    `params` defaults to `EvalParams()`. `pilot` is a loaded `ModelPilot` (the gate loads a model once for
+    all its scenes and runs) or `ExpertPilot()` (pure pursuit on the twin's ground truth, no perturbation:
+    the baseline a model is compared with); the report names it by `pilot.name` and `pilot.digest`.
     """
     params = params or EvalParams()
     if (
@@ -163,19 +175,10 @@ def evaluate(
         raise UserError(f"max seconds must be <= {MAX_SECONDS:.0f}, got {params.max_seconds}")
     sim = make_sim(scene, params)
     track = sim.track
-    if str(model_path) == EXPERT:
-        pilot = ExpertPilot(sim)
-        model = ModelInfo(EXPERT, "", EXPERT)
-    else:
-        h, w, d = sim.render().shape
-        frame_shape = (int(h), int(w), int(d))
-        if pilot is None:
-            pilot = ModelPilot(model_path, camera_shape=frame_shape, threads=threads)
-        else:
-            pilot.check_camera(frame_shape)
-        model = ModelInfo(Path(model_path).name, file_digest(model_path), getattr(pilot, "model_type", ""))
-    log.info("evaluating %s on %s for %d laps", Path(model_path).name, scene, params.laps)
-    ep = drive(pilot.run, sim, params)
+    driver = pilot.bound_to(sim)
+    model = ModelInfo(pilot.name, pilot.digest, pilot.model_type)
+    log.info("evaluating %s on %s for %d laps", pilot.name, scene, params.laps)
+    ep = drive(driver.run, sim, params)
     report = summarize(ep, track, model, params, scene=scene)
     if report_dir is not None:
         if params.plots:

@@ -17,7 +17,8 @@ from typing import Any
 
 from pitlane.errors import UserError
 from pitlane.evaluate.report import EvalParams, Report
-from pitlane.evaluate.run import EXPERT, evaluate
+from pitlane.evaluate.run import Pilot, evaluate
+from pitlane.pilots.expert import ExpertPilot
 from pitlane.twin.track import DIRECTIONS
 
 RUNS_FILE = "runs.json"
@@ -160,18 +161,17 @@ def summarize_runs(reports: Sequence[Report], expert: RunsSummary | None = None)
 
 
 def evaluate_runs(
-    model_path: str | Path,
+    pilot: Pilot,
     scene: str,
     runs: Sequence[EvalParams],
     report_dir: str | Path | None = None,
     *,
-    pilot=None,
     vs_expert: bool = False,
-    threads: int | None = 1,
 ) -> RunsSummary:
-    """Drive every run; reports in report_dir (one run: report.json there, as `evaluate` writes it; several:
-    report_dir/<run>/report.json), the summary in report_dir/runs.json. `vs_expert` also drives the expert
-    on the same runs (its reports under report_dir/expert/) and compares."""
+    """Drive every run with the one `pilot` (a loaded ModelPilot or the ExpertPilot); reports in report_dir
+    (one run: report.json there, as `evaluate` writes it; several: report_dir/<run>/report.json), the
+    summary in report_dir/runs.json. `vs_expert` also drives the expert on the same runs (its reports under
+    report_dir/expert/) and compares."""
     if not runs:
         raise UserError("no runs to evaluate")
     several = len(runs) > 1
@@ -179,12 +179,12 @@ def evaluate_runs(
     reports = []
     for params in runs:
         sub = out / params.run_name if out is not None and several else out
-        report = evaluate(model_path, scene, params, sub, pilot=pilot, threads=threads)
+        report = evaluate(pilot, scene, params, sub)
         reports.append(replace(report, run=params.run_name if several else ""))
     expert = None
-    if vs_expert and str(model_path) != EXPERT:
+    if vs_expert and not isinstance(pilot, ExpertPilot):
         expert = evaluate_runs(
-            EXPERT,
+            ExpertPilot(),
             scene,
             [replace(p, plots=False, progress=False) for p in runs],
             out / "expert" if out is not None else None,

@@ -53,12 +53,15 @@ CAR_LEAVE_OUT = (
     "python-dateutil",
     "tzdata",
 )  # pandas and what only pandas needs, in the car section
-IMAGES: dict[str, ImageSpec] = {
-    "sim": ImageSpec("sim", "Dockerfile.sim", "amd64", ("car", "sim")),
+_SPECS = (
+    ImageSpec("sim", "Dockerfile.sim", "amd64", ("car", "sim")),
     # donkeycar declares pandas (its tub tools and plots import it; the vehicle loop does not): ~40 MB of
     # wheels the Raspberry Pi image would ship for nothing
-    "car": ImageSpec("car", "Dockerfile.arm64", "arm64", ("car",), leave_out=CAR_LEAVE_OUT),
-}
+    ImageSpec("car", "Dockerfile.arm64", "arm64", ("car",), leave_out=CAR_LEAVE_OUT),
+)
+IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in _SPECS}
+# The image names, named here once: deploy's pins and fleet kinds and release.yaml's images derive from it
+IMAGE_NAMES: tuple[str, ...] = tuple(IMAGES)
 BUILDER_ARCH = "amd64"  # the machine pip runs on for both images (arm64 wheels are fetched, not built)
 
 
@@ -110,7 +113,7 @@ class BuildConfig:
 
     repo: Path  # the repository: build context and Pipfile
     out: Path  # out/images: root filesystems, buildah storage, exported requirements
-    images: tuple[str, ...] = ("sim", "car")
+    images: tuple[str, ...] = IMAGE_NAMES
     base: dict[str, str] = field(default_factory=dict)  # arch -> base image; default: the mmdebstrap base
     suite: str = SUITE
     mirror: str = MIRROR

@@ -8,25 +8,23 @@ Every step is the same code the CLI, the notebooks and the release pipeline call
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import math
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pitlane.args import check_output_dir
 from pitlane.artifacts import bundle, oci, signing
 from pitlane.artifacts.fetch import fetch_verified
 from pitlane.artifacts.registry import Registry, RegistryConfig
-from pitlane.errors import SignatureError, UserError
+from pitlane.errors import SignatureError
 from pitlane.evaluate.gate import format_table
-from pitlane.evaluate.report import EvalParams
-from pitlane.evaluate.run import evaluate, scene_track
-from pitlane.orchestration.recipe import UNSEEN_SCENE, Recipe, default_recipe
+from pitlane.evaluate.report import EvalParams, Report
+from pitlane.evaluate.run import evaluate
+from pitlane.orchestration.recipe import UNSEEN_SCENE, Recipe, RecipeResult, default_recipe
+from pitlane.pilots.model import ModelPilot
 from pitlane.twin.scenes import DEFAULT_SCENE
 from pitlane.twin.sim import Sim
 from pitlane.twin.snapshot import write_snapshot
@@ -71,17 +69,37 @@ def run_demo(opts: DemoOptions) -> int:
     _stage(3, f"unseen scene: {UNSEEN_SCENE} (never in the training data)")
 
     unseen = evaluate(
-        result.tflite, UNSEEN_SCENE, EvalParams(laps=2, seed=opts.seed), report_dir=out / "unseen"
+        ModelPilot(result.tflite), UNSEEN_SCENE, EvalParams(laps=2, seed=opts.seed), report_dir=out / "unseen"
     )
     print(
         f"  {unseen.laps_completed}/{unseen.laps_requested} laps, mean |CTE| {unseen.mean_abs_cte:.3f} m, "
         f"ended by {unseen.end_reason}"
     )
 
+    shipped, car, status = _ship_and_drive(opts, result.tflite)
+    summary = _summary(started, result, unseen, shipped, car, status)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\nDone in {summary['wall_seconds']} s. Open these:")
+    for path in (
+        snap.camera,
+        snap.map,
+        out / "recipe" / "gate",
+        out / "unseen",
+        out / "car",
+        out / "car-model" / "status.json",
+        out / "summary.json",
+    ):
+        print(f"  {path}")
+    return 0
+
+
+def _ship_and_drive(opts: DemoOptions, model: Path) -> tuple[dict, Report, dict]:
+    """Stages 4 and 5: the model to a local registry (signed, verified), then the car app pulls and drives it."""
+    out = opts.out
     _stage(4, "ship the model: push the gated bundle to a local registry, sign it, verify it")
     with Registry(RegistryConfig(storage=out / "registry")) as registry:
         t_ship = time.perf_counter()
-        shipped = ship_model(result.tflite, registry.host, out / "keys")
+        shipped = ship_model(model, registry.host, out / "keys")
         shipped["ship_seconds"] = round(time.perf_counter() - t_ship, 2)
         print(f"  pushed + signed {shipped['reference']}")
         print(f"  verified: cosign signature and gate attestation ({shipped['attestation']})")
@@ -93,14 +111,21 @@ def run_demo(opts: DemoOptions) -> int:
         )
         car, status = drive_managed(opts, shipped, out)
     assert car.car is not None  # run_car always fills the car block
-    refused = status.get("error", "")
     print(
         f"  {car.laps_completed} laps, mean |CTE| {car.mean_abs_cte} m, loop {car.car.loop_hz} Hz, "
         f"{len(car.car.stops)} watchdog stops; model {status.get('reference')} (serial {status.get('serial')})"
     )
-    print(f"  tampered copy refused: {refused}")
+    print(f"  tampered copy refused: {status.get('error', '')}")
+    return shipped, car, status
 
-    summary = {
+
+def _summary(
+    started: float, result: RecipeResult, unseen: Report, shipped: dict, car: Report, status: dict
+) -> dict:
+    """summary.json: what each stage gave, in one file."""
+    assert car.car is not None
+    refused = status.get("error", "")
+    return {
         "wall_seconds": round(time.perf_counter() - started, 1),
         "timings_s": result.timings_s,
         "model": str(result.tflite),
@@ -128,19 +153,6 @@ def run_demo(opts: DemoOptions) -> int:
             "tampered_refusal": refused,
         },
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\nDone in {summary['wall_seconds']} s. Open these:")
-    for path in (
-        snap.camera,
-        snap.map,
-        out / "recipe" / "gate",
-        out / "unseen",
-        out / "car",
-        out / "car-model" / "status.json",
-        out / "summary.json",
-    ):
-        print(f"  {path}")
-    return 0
 
 
 DEMO_KEY_PASSWORD = "pitlane-demo"  # the demo's throwaway signing key only; real keys get theirs from the env
@@ -220,33 +232,3 @@ def drive_managed(opts: DemoOptions, shipped: dict, out: Path):
 
 def _stage(n: int, what: str) -> None:
     print(f"\n== {n}. {what}", flush=True)
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="the whole loop end to end on embedded defaults (a few minutes on 2 cores)",
-        description="Collect expert data in the twin, train a donkeycar linear model, gate it by driving it "
-        "in the twin, try it on a scene it never saw, then let the donkeycar car app drive the twin with it. "
-        "Leaves PNGs, tubs, the model and JSON reports under --out.",
-    )
-    p.add_argument("--out", type=Path, default=DemoOptions.out, help="output folder (default out/demo)")
-    p.add_argument(
-        "--max-seconds",
-        type=float,
-        default=DemoOptions.drive_seconds,
-        metavar="S",
-        help="how long the car app drives (the last stage), in real time [s] (default 60)",
-    )
-    p.add_argument("--scene", default=DemoOptions.drive_scene, help="scene the car app drives")
-    p.add_argument("--seed", type=int, default=DemoOptions.seed, help="seed for data, training and twin")
-    p.set_defaults(func=_demo)
-
-
-def _demo(args: argparse.Namespace) -> int:
-    check_output_dir(args.out)
-    if not (args.max_seconds > 0 and math.isfinite(args.max_seconds)):
-        raise UserError(f"--max-seconds must be a positive number of seconds, got {args.max_seconds}")
-    scene_track(args.scene, args.seed)
-    opts = DemoOptions(out=args.out, drive_seconds=args.max_seconds, drive_scene=args.scene, seed=args.seed)
-    return run_demo(opts)

@@ -166,9 +166,8 @@ def default_recipe(
     t2 = time.perf_counter()
     result = None
     if gate:
-        result = run_gate(
-            record.tflite_path or record.model_path, policy or load_policy(), out / "gate", progress=progress
-        )
+        pilot = ModelPilot(record.tflite_path or record.model_path, threads=1)
+        result = run_gate(pilot, policy or load_policy(), out / "gate", progress=progress)
     t3 = time.perf_counter()
     model = Path(record.model_path)
     return RecipeResult(

@@ -180,18 +180,31 @@ class ExpertDriver:
         return label, executed
 
 
+EXPERT = "expert"  # the expert's name in reports and on the command line (`--pilot expert`)
+
+
 class ExpertPilot:
     """The expert as a pilot of an evaluation: the correct command for the sim's current pose, unperturbed.
 
     It reads the twin's ground truth (not the frame), so it is the baseline a model's speed and CTE are
-    measured against on the same runs."""
+    measured against on the same runs. Like a model pilot it has an identity for reports (`name`, `digest`:
+    none, there is no file) and is `bound_to` each run's sim."""
 
-    model_type = "expert"
+    name = EXPERT
+    digest = ""
+    model_type = EXPERT
 
-    def __init__(self, sim, params: ExpertParams | None = None):
+    def __init__(self, params: ExpertParams | None = None, *, sim=None):
+        self.params = params
         self.sim = sim
-        self.driver = ExpertDriver(sim.track, params=params)
+        self.driver = ExpertDriver(sim.track, params=params) if sim is not None else None
+
+    def bound_to(self, sim) -> ExpertPilot:
+        """A fresh expert driving `sim` (its own track and pose)."""
+        return ExpertPilot(self.params, sim=sim)
 
     def run(self, frame: np.ndarray) -> tuple[float, float]:
+        if self.driver is None:
+            raise RuntimeError("the expert drives a sim: use ExpertPilot().bound_to(sim)")
         label, _ = self.driver.act(self.sim.telemetry)
         return label.steering, label.throttle

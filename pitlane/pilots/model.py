@@ -4,7 +4,7 @@ It *is* donkeycar's `KerasPilot` (built by `donkeycar.utils.get_model_by_type`, 
 `TfLite` or `KerasInterpreter`), so a frame is normalised and decoded exactly as on a donkeycar car; we add
 what a car and a gate need on top: the model type found from the file, the input shape checked against the
 camera, one-thread inference and clear errors for files that are not models. A file is verified before
-TFLite sees it (``pitlane.pilots.probe``: optional sha256, magic bytes, a first load in a child process),
+TFLite sees it (``pitlane.pilots.model_check``: optional sha256, magic bytes, a first load in a child process),
 and the verified bytes are what gets loaded, so a corrupt file is a one-line error, never a segfault.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pitlane.errors import UserError
-from pitlane.pilots import probe
+from pitlane.pilots import model_check
 from pitlane.provenance import run_record_path
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,9 @@ def check_model_file(path: str | Path) -> Path:
             head = f.read(8)
     except OSError as exc:
         raise UserError(f"model {path} is unreadable: {exc.strerror or exc}") from None
-    found = probe.file_kind(head)
-    if found is not None and found != probe._SUFFIX_KIND[suffix]:
-        probe.check_kind(path, head)  # names what it is and the suffix it needs
+    found = model_check.file_kind(head)
+    if found is not None and found != model_check._SUFFIX_KIND[suffix]:
+        model_check.check_kind(path, head)  # names what it is and the suffix it needs
     return path
 
 
@@ -101,7 +101,7 @@ def _inspect_tflite(
     path: Path, data: bytes, threads: int | None
 ) -> tuple[Any, tuple[int, ...], tuple[int, ...]]:
     """Load verified .tflite bytes; returns (interpreter wrapper, image input shape HWC, output widths)."""
-    probe.verify_tflite(path, data)
+    model_check.verify_tflite(path, data)
     interp = _tflite_class()(threads)
     try:
         interp.load_content(data)
@@ -154,8 +154,8 @@ class ModelPilot:
         """``expected_sha256``: the digest the file must have (a signed bundle's), checked before loading."""
         path = check_model_file(path)
         suffix = path.suffix.lower()
-        data = probe.read_verified(path, expected_sha256)
-        self.sha256 = probe.sha256_hex(data)
+        data = model_check.read_verified(path, expected_sha256)
+        self.sha256 = model_check.sha256_hex(data)
         if suffix == TFLITE_SUFFIX:
             self.format = "tflite"
             loaded, shape, widths = _inspect_tflite(path, data, threads)
@@ -197,6 +197,22 @@ class ModelPilot:
         part.interpreter.model = loaded  # what KerasInterpreter.load does, without loading the file twice
         loaded.output_names = part.interpreter.output_keys
         return part
+
+    @property
+    def name(self) -> str:
+        """The model's name in reports: its file name."""
+        return self.path.name
+
+    @property
+    def digest(self) -> str:
+        """``sha256:<hex>`` of the bytes verified and loaded: taken once, when the pilot is made."""
+        return "sha256:" + self.sha256
+
+    def bound_to(self, sim: Any) -> ModelPilot:
+        """This pilot, to drive `sim` (a pitlane.twin.Sim); UserError if its camera is not the model's."""
+        h, w, d = sim.render().shape
+        self.check_camera((int(h), int(w), int(d)))
+        return self
 
     def check_camera(self, camera_shape: tuple[int, int, int]) -> None:
         """UserError if the camera's frames (height, width, depth) are not what the model was trained on."""

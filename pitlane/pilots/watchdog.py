@@ -40,13 +40,14 @@ AUTOPILOT_MODES: frozenset[str] = frozenset({"local_angle", "local"})
 
 @dataclass(frozen=True)
 class WatchdogParams:
-    """Limits of the watchdog; defaults suit a 20 Hz donkeycar loop."""
+    """Limits of the watchdog; defaults suit a 20 Hz donkeycar loop. These defaults are the one home of the
+    car's: the default car's config.py (WATCHDOG_*, AI_MAX_THROTTLE) and `pitlane.car.settings` read them."""
 
     loop_period_s: float = CONTROL_PERIOD_S  # [s] 1 / DRIVE_LOOP_HZ
     max_frame_age_s: float = 0.25  # [s] newest camera frame older than this stops the car
     overrun_factor: float = 2.0  # a loop longer than this x loop_period_s counts as an overrun
     max_overruns: int = 5  # consecutive overruns that stop the car (and on-time loops that clear it)
-    max_autopilot_throttle: float = 1.0  # [-] cap on |throttle| while the pilot drives (mode "local")
+    max_autopilot_throttle: float = 0.6  # [-] cap on |throttle| while the pilot drives (mode "local")
     stop_brake: float = 1.0  # [0, 1] brake sent while stopped (the twin honours it; PWM cars ignore it)
 
     def __post_init__(self) -> None:

@@ -246,7 +246,53 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "through the Kubernetes API; `run --local` runs the same Tasks on this machine.",
     )
     rs = r.add_subparsers(dest="release_command", metavar="COMMAND", required=True)
+    common, cluster, gh = _common_options(), _cluster_options(), _github_options()
+    _add_prepare(rs)
+    _add_run(rs, common)
+    _add_start(rs, common, cluster)
+    _add_status(rs, cluster)
+    _add_plan(rs)
+    _add_policy(rs)
+    _add_sign(rs)
+    _add_attest(rs)
+    _add_pull_request(rs, gh)
+    _add_publish(rs, gh)
 
+
+def _common_options() -> argparse.ArgumentParser:
+    """Where the pipeline and the repository are (run, start)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--pipelines", default="pipelines", metavar="DIR", help="Tekton YAML (default: pipelines)"
+    )
+    common.add_argument("--repo-url", metavar="URL", help="git URL the pipeline clones (default: origin)")
+    common.add_argument("--github-repo", metavar="OWNER/NAME", help="default: from the origin URL")
+    return common
+
+
+def _cluster_options() -> argparse.ArgumentParser:
+    """Which cluster and namespace (start, status)."""
+    cluster = argparse.ArgumentParser(add_help=False)
+    cluster.add_argument("--namespace", default="pitlane-release", help="namespace of the PipelineRuns")
+    cluster.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: kubectl's)")
+    cluster.add_argument("--context", help="kubeconfig context (default: the current one)")
+    cluster.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="status poll interval")
+    return cluster
+
+
+def _github_options() -> argparse.ArgumentParser:
+    """The tag and the GitHub repository (pull-request, publish)."""
+    gh = argparse.ArgumentParser(add_help=False)
+    gh.add_argument("tag", metavar="vX.Y.Z", help="the release tag")
+    gh.add_argument("--github-repo", required=True, metavar="OWNER/NAME", help="the GitHub repository")
+    gh.add_argument(
+        "--github-api", default="https://api.github.com", metavar="URL", help="GitHub API base URL"
+    )
+    gh.add_argument("--workspace", default=".", metavar="DIR", help="the pipeline's source workspace")
+    return gh
+
+
+def _add_prepare(rs: argparse._SubParsersAction) -> None:
     p = rs.add_parser("prepare", help="pin a model in release.yaml, show the changes, commit and tag",
                       description="Write release.yaml (model pinned by digest), print what will ship and what "
                       "changed since the last release tag, commit release.yaml and create the annotated tag. "
@@ -257,13 +303,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-tag", action="store_true", help="commit release.yaml but do not tag")
     p.set_defaults(func=_prepare)
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--pipelines", default="pipelines", metavar="DIR", help="Tekton YAML (default: pipelines)"
-    )
-    common.add_argument("--repo-url", metavar="URL", help="git URL the pipeline clones (default: origin)")
-    common.add_argument("--github-repo", metavar="OWNER/NAME", help="default: from the origin URL")
 
+def _add_run(rs: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = rs.add_parser("run", parents=[common], help="run the release pipeline's Tasks on this machine",
                       description="Run the Pipeline pitlane-release from pipelines/*.yaml without a cluster: the "
                       "TriggerTemplate's PipelineRun, step scripts with params substituted, results through "
@@ -281,16 +322,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_run_local)
 
-    cluster = argparse.ArgumentParser(add_help=False)
-    cluster.add_argument("--namespace", default="pitlane-release", help="namespace of the PipelineRuns")
-    cluster.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: kubectl's)")
-    cluster.add_argument("--context", help="kubeconfig context (default: the current one)")
-    cluster.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="status poll interval")
+
+def _add_start(
+    rs: argparse._SubParsersAction, common: argparse.ArgumentParser, cluster: argparse.ArgumentParser
+) -> None:
     p = rs.add_parser("start", parents=[common, cluster], help="create the release PipelineRun in a cluster",
                       description="Create the PipelineRun the TriggerTemplate would create for a tag push.")  # fmt: skip
     p.add_argument("tag", metavar="vX.Y.Z", help="the release tag")
     p.add_argument("-f", "--follow", action="store_true", help="follow it like `tkn pipelinerun logs -f`")
     p.set_defaults(func=_start)
+
+
+def _add_status(rs: argparse._SubParsersAction, cluster: argparse.ArgumentParser) -> None:
     p = rs.add_parser("status", parents=[cluster], help="show or follow a release PipelineRun",
                       description="The newest PipelineRun of TAG (or of any release), TaskRun by TaskRun. "
                       "Exit 0 succeeded, 1 failed, 3 still running.")  # fmt: skip
@@ -299,6 +342,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="print step logs until it ends")
     p.set_defaults(func=_status)
 
+
+def _add_plan(rs: argparse._SubParsersAction) -> None:
     p = rs.add_parser("plan", help="(pipeline step) check the tag and release.yaml, decide what to rebuild")
     p.add_argument("tag", metavar="vX.Y.Z", help="the release tag")
     p.add_argument("--json", metavar="FILE", help="write the plan here")
@@ -306,16 +351,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--result", action="append", metavar="NAME=PATH", help="write one value to a Tekton result file"
     )
     p.set_defaults(func=_plan)
+
+
+def _add_policy(rs: argparse._SubParsersAction) -> None:
     p = rs.add_parser("policy", help="(pipeline step) write release.yaml's gate policy to a file")
     p.add_argument("--out", required=True, metavar="FILE", help="file to write")
     p.set_defaults(func=_policy)
 
+
+def _add_sign(rs: argparse._SubParsersAction) -> None:
     p = rs.add_parser("sign", help="(pipeline step) sign an image by digest, cosign format, once")
     p.add_argument("ref", metavar="REPO@sha256:...", help="the image, by digest")
     p.add_argument(
         "--key", required=True, metavar="FILE", help="private key PEM (passphrase in $PITLANE_KEY_PASSWORD)"
     )
     p.set_defaults(func=_sign)
+
+
+def _add_attest(rs: argparse._SubParsersAction) -> None:
     p = rs.add_parser("attest", help="(pipeline step) attach a signed in-toto attestation, once")
     p.add_argument("ref", metavar="REPO@sha256:...", help="the image, by digest")
     p.add_argument("--predicate", required=True, metavar="FILE", help="the predicate (JSON)")
@@ -325,13 +378,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_attest)
 
-    gh = argparse.ArgumentParser(add_help=False)
-    gh.add_argument("tag", metavar="vX.Y.Z", help="the release tag")
-    gh.add_argument("--github-repo", required=True, metavar="OWNER/NAME", help="the GitHub repository")
-    gh.add_argument(
-        "--github-api", default="https://api.github.com", metavar="URL", help="GitHub API base URL"
-    )
-    gh.add_argument("--workspace", default=".", metavar="DIR", help="the pipeline's source workspace")
+
+def _add_pull_request(rs: argparse._SubParsersAction, gh: argparse.ArgumentParser) -> None:
     p = rs.add_parser(
         "pull-request", parents=[gh], help="(pipeline step) open or update the GitOps pull request"
     )
@@ -339,6 +387,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", default="main", metavar="BRANCH", help="branch to merge into")
     p.add_argument("--url-file", metavar="FILE", help="write the pull request's URL here")
     p.set_defaults(func=_pull_request)
+
+
+def _add_publish(rs: argparse._SubParsersAction, gh: argparse.ArgumentParser) -> None:
     p = rs.add_parser("publish", parents=[gh], help="(pipeline step) create or update the GitHub release")
     p.add_argument("--status", required=True, help="$(tasks.status): Succeeded, Completed or Failed")
     p.add_argument("--tasks", default="", help="TASK=STATUS pairs")

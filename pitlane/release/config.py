@@ -15,11 +15,13 @@ from typing import Any
 import yaml
 
 from pitlane.artifacts.oci import Reference
+from pitlane.deploy.fleet import OVERLAYS
 from pitlane.errors import BadInput, UserError
 from pitlane.evaluate.gate import GatePolicy, load_policy
+from pitlane.images.plan import IMAGE_NAMES, repository
 
 RELEASE_FILE = "release.yaml"
-TARGETS = ("nuc-sim", "pi-car")  # the argocd/ overlays a release pins
+TARGETS = tuple(OVERLAYS.values())  # the argocd/ overlays a release pins (nuc-sim, pi-car)
 SEMVER = re.compile(
     r"^v(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
     r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
@@ -94,7 +96,7 @@ class ReleaseConfig:
 def default_images(model: str) -> dict[str, str]:
     """Image repositories beside the model's: REGISTRY/pitlane/sim and REGISTRY/pitlane/car."""
     registry = Reference.parse(model).registry
-    return {"sim": f"{registry}/pitlane/sim", "car": f"{registry}/pitlane/car"}
+    return {name: repository(registry, name) for name in IMAGE_NAMES}
 
 
 def parse(doc: Any, source: str = RELEASE_FILE, root: Path | None = None) -> ReleaseConfig:
@@ -132,8 +134,10 @@ def parse(doc: Any, source: str = RELEASE_FILE, root: Path | None = None) -> Rel
     else:
         raise UserError(f"{source}: gate.policy must be 'default', a file path or a mapping of thresholds")
     images = doc.get("images") or default_images(model)
-    if not isinstance(images, dict) or set(images) != {"sim", "car"}:
-        raise UserError(f"{source}: images must map exactly sim and car to repositories, got {images!r}")
+    if not isinstance(images, dict) or set(images) != set(IMAGE_NAMES):
+        raise UserError(
+            f"{source}: images must map exactly {' and '.join(IMAGE_NAMES)} to repositories, got {images!r}"
+        )
     for name, repo in images.items():
         try:
             check_repository(repo, f"images.{name}")

@@ -276,6 +276,16 @@ def train_model(
         return _train(tubs, out, params, overwrite=overwrite, skip_bad=skip_bad, work_dir=Path(work))
 
 
+def _model_path(out: str | Path, overwrite: bool) -> Path:
+    """Where the model goes, absolute; a UserError for a wrong suffix or a model already there."""
+    out = Path(out).expanduser().absolute()
+    if out.suffix not in MODEL_SUFFIXES:
+        raise UserError(f"model path {out} must end in {' or '.join(MODEL_SUFFIXES)}")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} already exists; choose another path or overwrite it explicitly")
+    return out
+
+
 def _train(
     tubs: Sequence[str | Path],
     out: str | Path,
@@ -286,11 +296,7 @@ def _train(
     work_dir: Path,
 ) -> RunRecord:
     t0 = time.perf_counter()
-    out = Path(out).expanduser().absolute()
-    if out.suffix not in MODEL_SUFFIXES:
-        raise UserError(f"model path {out} must end in {' or '.join(MODEL_SUFFIXES)}")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; choose another path or overwrite it explicitly")
+    out = _model_path(out, overwrite)
     infos = load_tubs(tubs, skip_bad=skip_bad, work_dir=work_dir)
     records_total = sum(i.records for i in infos)
     skipped = sum(i.skipped for i in infos)

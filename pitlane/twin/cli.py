@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 
@@ -11,6 +12,7 @@ from pitlane.args import check_output_dir, check_output_file
 from pitlane.errors import UserError
 from pitlane.twin.conformance import conformant, format_table, results_json, run_checks
 from pitlane.twin.limits import add_limit_arguments, limits_from_args
+from pitlane.twin.protocol import DEFAULT_PORT
 from pitlane.twin.randomization import DomainRandomization
 from pitlane.twin.scenes import DEFAULT_SCENE, HAIRPIN_ROAD, SCENE_NAMES, load_scene
 from pitlane.twin.server import serve
@@ -29,7 +31,11 @@ def add_commands(subparsers) -> None:
     )
     sub = twin.add_subparsers(dest="twin_command", metavar="COMMAND")
     twin.set_defaults(func=lambda args: (twin.print_help(), 2)[1])
+    for add in (_add_scenes, _add_snapshot, _add_export, _add_serve, _add_check):
+        add(sub)
 
+
+def _add_scenes(sub) -> None:
     p = sub.add_parser(
         "scenes",
         help="list the built-in scenes with their size",
@@ -38,6 +44,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_scenes)
 
+
+def _add_snapshot(sub) -> None:
     p = sub.add_parser(
         "snapshot",
         help="write PNGs of a scene: camera view, top-down map, frames along a lap",
@@ -67,6 +75,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--scale", type=int, default=4, help="enlargement of camera.png (default 4)")
     p.set_defaults(func=_snapshot)
 
+
+def _add_export(sub) -> None:
     p = sub.add_parser(
         "export",
         help="write a scene's track as a JSON file you can edit and load",
@@ -79,6 +89,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="JSON file to write")
     p.set_defaults(func=_export)
 
+
+def _add_serve(sub) -> None:
     p = sub.add_parser(
         "serve",
         help="serve the DonkeyCar simulator TCP protocol (for donkeycar / gym-donkeycar)",
@@ -88,7 +100,12 @@ def add_commands(subparsers) -> None:
         "keep one greedy or broken client from starving the others (refusals are logged).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=9091, help="TCP port (default 9091, like the Unity sim)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}, like the Unity sim)",
+    )
     p.add_argument(
         "--hz",
         type=float,
@@ -100,9 +117,12 @@ def add_commands(subparsers) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the cars' start draws and of generated_road (default 0)"
     )
+    p.add_argument("--quiet", action="store_true", help="log warnings only (benchmarks, scripts)")
     add_limit_arguments(p)
     p.set_defaults(func=_serve)
 
+
+def _add_check(sub) -> None:
     p = sub.add_parser(
         "check",
         help="check that a simulator (the twin or Unity's) speaks the protocol donkeycar relies on",
@@ -113,7 +133,9 @@ def add_commands(subparsers) -> None:
         "exit status 0 when no check failed, 1 when one did, 2 when nothing listens there.",
     )
     p.add_argument("--host", default="127.0.0.1", help="simulator address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=9091, help="simulator TCP port (default 9091)")
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"simulator TCP port (default {DEFAULT_PORT})"
+    )
     p.add_argument("--scene", default=DEFAULT_SCENE, help=f"scene to load (default {DEFAULT_SCENE})")
     p.add_argument(
         "--timeout",
@@ -208,7 +230,17 @@ def _serve(args: argparse.Namespace) -> int:
     if not (0.1 <= args.hz <= 1000):
         raise UserError(f"--hz {args.hz} outside 0.1..1000")
     limits = limits_from_args(args)  # UserError for a value out of range
-    serve(host=args.host, port=args.port, stream_hz=args.hz, seed=args.seed, limits=limits)
+    if args.quiet:
+        logging.getLogger().setLevel(logging.WARNING)
+    serve(
+        host=args.host,
+        port=args.port,
+        stream_hz=args.hz,
+        seed=args.seed,
+        limits=limits,
+        # one line on stdout once the socket listens: with --port 0 it says which port was chosen
+        on_ready=lambda port: print(f"listening on {args.host}:{port}", flush=True),
+    )
     return 0
 
 

@@ -9,7 +9,7 @@ catch a mistake shared by the twin and this client. So does tests/spec_client.py
 The blocking client sends what gym-donkeycar sends (string values), reads newline-terminated JSON, and decodes camera frames
 to RGB arrays. Every wait has a timeout and fails with a TwinClientError that says what did not arrive.
 
-    with TwinClient.session(port=9091, synchronous=True) as sim:
+    with TwinClient.session(synchronous=True) as sim:  # 127.0.0.1, protocol.DEFAULT_PORT
         frame = sim.step(steering=0.0, throttle=0.3)
         frame.image.shape, frame.cte, frame.speed
 """
@@ -112,7 +112,7 @@ class TelemetryFrame:
 class TwinClient:
     """One connection (one car). Connecting waits for the simulator's `scene_selection_ready`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 9091, *, timeout_s: float = 10.0):
+    def __init__(self, host: str = "127.0.0.1", port: int = P.DEFAULT_PORT, *, timeout_s: float = 10.0):
         self.host, self.port, self.timeout_s = host, int(port), float(timeout_s)
         self.events: list[dict] = []  # non-telemetry messages that arrived while waiting for something else
         self.synchronous = False
@@ -287,7 +287,7 @@ class TwinClient:
     def session(
         cls,
         host: str = "127.0.0.1",
-        port: int = 9091,
+        port: int = P.DEFAULT_PORT,
         scene: str = DEFAULT_SCENE,
         *,
         synchronous: bool = True,

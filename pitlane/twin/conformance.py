@@ -17,17 +17,15 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import math
-import socket
 import time
 from dataclasses import asdict, dataclass
 from typing import NoReturn
 
 import numpy as np
 
-from pitlane.errors import UserError
 from pitlane.twin import protocol as P
+from pitlane.twin.conformance_wire import ConnectionClosed, RawWire, SimulatorUnreachable  # noqa: F401 - raised by run_checks
 from pitlane.twin.scenes import DEFAULT_SCENE
 from pitlane.twin.world import CONTROL_HZ, CONTROL_PERIOD_S
 
@@ -74,7 +72,6 @@ EXTENDED_KEYS = ("cte", "pos_x", "pos_y", "pos_z", "vel_x", "vel_y", "vel_z")
 
 UNITY_RATE_HZ = CONTROL_HZ  # [Hz] the Unity sim's telemetry cap (limitFPS)
 MIN_RATE_HZ = 10.0  # [Hz] below this a 20 Hz donkeycar drive loop sees repeated frames: WARN
-SEND_GAP_S = 0.01  # [s] least pause between two sends (gym-donkeycar sends one message per socket poll)
 CONFIG_SETTLE_S = 0.2  # [s] pause after configs when the sim cannot be pinged (gym-donkeycar sleeps 0.1 s)
 DRIVE_THROTTLE = 0.5
 DRIVE_DISTANCE_M = 0.5  # [m] drive until the car has moved this far ...
@@ -84,7 +81,6 @@ SYNC_STEPS = 5  # controls sent in synchronous mode
 TIME_STEP_S = CONTROL_PERIOD_S  # [s] the step_mode time_step asked for
 QUIET_S = 0.25  # [s] silence expected after the last synchronous step and after exit_scene
 OPTIONAL_WAIT_S = 2.0  # [s] longest wait for an answer the Unity sim may never give
-MAX_MESSAGE_BYTES = 1 << 26  # [bytes] a telemetry line may carry a large PNG frame
 
 
 @dataclass(frozen=True)
@@ -98,104 +94,8 @@ class CheckResult:
     value: float | None = None  # the measured figure where there is one (telemetry_rate [Hz], control [m/s])
 
 
-class SimulatorUnreachable(UserError):
-    """Nothing accepts a TCP connection at host:port."""
-
-
-class _Closed(Exception):
-    """The simulator closed or broke the connection."""
-
-
 class _Stop(Exception):
     """A gating check failed; the checks after it cannot run."""
-
-
-class _Wire:
-    """The raw connection: paced sends, newline-framed JSON reads with arrival times, bad lines kept."""
-
-    def __init__(self, host: str, port: int, timeout_s: float):
-        try:
-            self.sock = socket.create_connection((host, port), timeout=timeout_s)
-        except OSError as e:
-            why = e.strerror or str(e)
-            raise SimulatorUnreachable(
-                f"nothing answers at {host}:{port} ({why}); start the twin with "
-                "`pitlane twin serve` or the Unity simulator first"
-            ) from None
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-        self.bad: list[str] = []  # why each unusable message was unusable
-        self.received = 0
-        self.seen: list[str] = []  # msg_types that arrived while waiting for something else (not telemetry)
-        self._last_send = 0.0
-
-    def send(self, msg: dict) -> None:
-        pause = self._last_send + SEND_GAP_S - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        try:
-            self.sock.sendall(json.dumps(msg).encode())
-        except OSError as e:
-            raise _Closed(f"sending {msg['msg_type']} failed: {e}") from None
-        self._last_send = time.monotonic()
-
-    def next(self, deadline: float) -> tuple[float, dict] | None:
-        """(arrival time, message) of the next usable message, or None at `deadline` (time.monotonic)."""
-        while True:
-            i = self.buf.find(b"\n")
-            if i >= 0:
-                line, self.buf = self.buf[:i], self.buf[i + 1 :]
-                if not line.strip():
-                    continue
-                self.received += 1
-                msg = P.decode_message(line, MAX_MESSAGE_BYTES)  # comma decimals mended like gym-donkeycar
-                if isinstance(msg, P.ProtocolError):
-                    self.bad.append(str(msg))
-                    continue
-                return time.monotonic(), msg
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(1 << 18)
-            except TimeoutError:
-                return None
-            except OSError as e:
-                raise _Closed(f"connection lost ({e})") from None
-            if not chunk:
-                raise _Closed("the simulator closed the connection")
-            self.buf += chunk
-
-    def wait_for(self, *msg_types: str, timeout_s: float) -> tuple[float, dict] | None:
-        deadline = time.monotonic() + timeout_s
-        while (got := self.next(deadline)) is not None:
-            if got[1]["msg_type"] in msg_types:
-                return got
-            if got[1]["msg_type"] != "telemetry":
-                self.seen.append(got[1]["msg_type"])
-        return None
-
-    def telemetry(self, duration_s: float) -> list[tuple[float, dict]]:
-        """Every telemetry message that arrives within `duration_s`."""
-        deadline, out = time.monotonic() + duration_s, []
-        while (got := self.wait_for("telemetry", timeout_s=deadline - time.monotonic())) is not None:
-            out.append(got)
-        return out
-
-    def hint(self) -> str:
-        """What arrived instead, for a FAIL reason."""
-        parts = []
-        if self.seen:
-            parts.append("got instead: " + ", ".join(dict.fromkeys(self.seen)))
-        if self.buf.strip():
-            parts.append(
-                f"{len(self.buf)} bytes without a terminating newline (gym-donkeycar splits on '}}\\n')"
-            )
-        if self.bad:
-            parts.append(f"{len(self.bad)} unusable message(s), first: {self.bad[0][:80]}")
-        self.seen.clear()
-        return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _control(steering: float, throttle: float, brake: float = 0.0) -> dict:
@@ -273,7 +173,7 @@ def _speed(msg: dict) -> float:
 class _Session:
     """One checker run over one connection; each step adds its CheckResult."""
 
-    def __init__(self, wire: _Wire, scene: str, timeout_s: float, img_w: int, img_h: int, window_s: float):
+    def __init__(self, wire: RawWire, scene: str, timeout_s: float, img_w: int, img_h: int, window_s: float):
         self.wire, self.scene, self.timeout_s = wire, scene, timeout_s
         self.img_w, self.img_h, self.window_s = img_w, img_h, window_s
         self.results: list[CheckResult] = []
@@ -616,7 +516,7 @@ class _Session:
 
 def run_checks(
     host: str = "127.0.0.1",
-    port: int = 9091,
+    port: int = P.DEFAULT_PORT,
     scene: str = DEFAULT_SCENE,
     timeout: float = 10.0,
     *,
@@ -629,14 +529,14 @@ def run_checks(
     `timeout` [s] bounds each wait for an answer; `window_s` [s] is how long the telemetry rate is measured.
     Raises SimulatorUnreachable (a UserError) when nothing accepts the connection.
     """
-    wire = _Wire(host, int(port), timeout)
+    wire = RawWire(host, int(port), timeout)
     session = _Session(wire, scene, float(timeout), int(img_w), int(img_h), float(window_s))
     stopped_by = None
     try:
         session.run()
     except _Stop as e:
         stopped_by = str(e)
-    except _Closed as e:
+    except ConnectionClosed as e:
         stopped_by = session.current
         if session.current not in {r.name for r in session.results}:
             session.add(FAIL, f"{e} during this step")

@@ -1,10 +1,23 @@
-"""What one client may take from a shared twin server: the limits, their units and their `serve` flags
-(pure: no sockets; the server enforces them, the CLI and `python -m pitlane.twin.server` read them)."""
+"""What one client may take from a shared twin server: the limits, their units and their `serve` flags,
+and the small tools that enforce them (no sockets here; the server and its client sessions use them,
+`pitlane twin serve` reads the flags).
+
+`LogLimit` caps one client's warnings, `TokenBucket` paces its messages and scene loads, and `FairPool` runs
+expensive work on threads shared by all clients, least-served client first.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
+import heapq
+import itertools
+import logging
 import os
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 from pitlane.errors import UserError
 
@@ -94,7 +107,7 @@ FLAGS = (
 
 
 def add_limit_arguments(parser) -> None:
-    """The limits as flags of an argparse parser (`pitlane twin serve`, `python -m pitlane.twin.server`)."""
+    """The limits as flags of an argparse parser (`pitlane twin serve`)."""
     defaults = ServerLimits()
     types = {f.name: f.type for f in fields(ServerLimits)}
     group = parser.add_argument_group("limits per client (a shared twin)")
@@ -112,3 +125,116 @@ def add_limit_arguments(parser) -> None:
 
 def limits_from_args(args) -> ServerLimits:
     return ServerLimits(**{name: getattr(args, name) for name, *_ in FLAGS})
+
+
+class LogLimit:
+    """At most `lines` warnings per `interval_s`; the rest are counted and summed up in one line later."""
+
+    def __init__(self, log: logging.Logger, prefix: str, lines: int, interval_s: float) -> None:
+        self.log, self.prefix, self.lines, self.interval_s = log, prefix, lines, interval_s
+        self.window_start = -float("inf")
+        self.in_window = 0
+        self.suppressed = 0
+        self.total = 0  # every warning, logged or not
+
+    def warn(self, text: str, *args) -> None:
+        self.total += 1
+        now = time.monotonic()
+        if now - self.window_start >= self.interval_s:
+            self.flush()
+            self.window_start, self.in_window = now, 0
+        if self.in_window < self.lines:
+            self.in_window += 1
+            self.log.warning(self.prefix + text, *args)
+        else:
+            self.suppressed += 1
+
+    def flush(self) -> None:
+        if self.suppressed:
+            self.log.warning(
+                self.prefix + "%d more warnings suppressed (at most %d per %g s)",
+                self.suppressed,
+                self.lines,
+                self.interval_s,
+            )
+            self.suppressed = 0
+
+
+class TokenBucket:
+    """Token bucket: `take()` says how long [s] to wait before the taken token is due (0: now)."""
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self.rate, self.burst = rate_per_s, burst
+        self.tokens, self.t = burst, time.monotonic()
+
+    def take(self, tokens: float = 1.0) -> float:
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        self.tokens -= tokens
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+class FairPool:
+    """Worker threads shared by all clients; of the waiting jobs, the one whose client has used the least
+    worker time so far runs first, so a client spamming expensive work waits behind everyone else's."""
+
+    def __init__(self, threads: int) -> None:
+        self._cv = threading.Condition()
+        self._heap: list[tuple[float, int, int, Callable[[], Any], concurrent.futures.Future]] = []
+        self._used: dict[int, float] = {}  # [s] worker time per client id
+        self._seq = itertools.count()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"pitlane-twin-worker-{i}", daemon=True)
+            for i in range(threads)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, owner: int, fn: Callable[[], Any]) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("worker pool closed")
+            used = self._used.setdefault(owner, 0.0)
+            heapq.heappush(self._heap, (used, next(self._seq), owner, fn, fut))
+            self._cv.notify()
+        return fut
+
+    def forget(self, owner: int) -> None:
+        with self._cv:
+            self._used.pop(owner, None)
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while not self._heap and not self._closed:
+                    self._cv.wait()
+                if not self._heap:
+                    return
+                _, _, owner, fn, fut = heapq.heappop(self._heap)
+            if not fut.set_running_or_notify_cancel():
+                continue
+            t0 = time.perf_counter()
+            try:
+                fut.set_result(fn())
+            except BaseException as e:  # noqa: BLE001 - handed to the awaiting client
+                fut.set_exception(e)
+            with self._cv:
+                if owner in self._used:  # not for a client that has gone meanwhile
+                    self._used[owner] += time.perf_counter() - t0
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Cancel waiting jobs, let running ones finish (OpenCV must not be inside a frame at exit)."""
+        with self._cv:
+            self._closed = True
+            for *_, fut in self._heap:
+                fut.cancel()
+            self._heap.clear()
+            self._cv.notify_all()
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))

@@ -27,6 +27,7 @@ import numpy as np
 from pitlane.twin.vehicle import Control
 
 PROTOCOL_VERSION = "2"
+DEFAULT_PORT = 9091  # the simulator's TCP port, as the Unity DonkeyCar simulator listens (one home)
 MAX_MESSAGE_BYTES = 1 << 20  # [bytes] larger inbound messages are discarded
 IMAGE_ENCODINGS = ("JPG", "PNG", "TGA")
 JPEG_QUALITY = 75  # Unity's Texture2D.EncodeToJPG default, so frames carry the same artefacts

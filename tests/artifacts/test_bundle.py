@@ -61,7 +61,9 @@ def test_tampered_layer_and_config_are_refused(fresh_registry, models, tmp_path)
     b = bundle.pack(models["b"], gate_report=gate, serial=1)
     ref = bundle.push(client, b, oci.Reference(registry.host, "t/tamper"), ("v1",))
     remote = bundle.fetch(client, ref)
-    layer = blob_file(registry, remote.layer("pilot.tflite")["digest"])
+    tflite = remote.layer("pilot.tflite")
+    assert tflite is not None
+    layer = blob_file(registry, tflite["digest"])
     original = layer.read_bytes()
     layer.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
     with pytest.raises(IntegrityError, match="does not match its digest"):

@@ -154,6 +154,7 @@ def test_a_tampered_signature_is_a_signature_error(signed):
 def test_a_signature_for_another_digest_is_a_signature_error(signed):
     client, ref = signed["client"], signed["ref"]
     other = bundle.push(client, make_bundle(serial=4), oci.Reference(client.registry, "models/pilot"))
+    assert ref.digest is not None and other.digest is not None
     sig = client.get_manifest(ref.repository, signing.suffix_tag(ref.digest, "sig"))
     client.push_manifest(ref.repository, sig.data, signing.suffix_tag(other.digest, "sig"))
     with pytest.raises(SignatureError, match="signs another digest"):

@@ -15,6 +15,7 @@ def test_sign_then_verify_in_cosign_format(registry, keys, push_thing):
     client = oci.Client(registry.host)
     ref = push_thing(client, "t/sign-ok", b"image")
     sig_ref = signing.sign(client, ref, key)
+    assert ref.digest is not None and sig_ref.tag is not None
     assert sig_ref.tag == ref.digest.replace(":", "-") + ".sig"
     m = client.get_manifest(ref.repository, sig_ref.tag).json()
     (layer,) = m["layers"]

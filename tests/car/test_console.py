@@ -191,6 +191,8 @@ def test_browser_drives_the_twin_by_keyboard_records_and_stops(car_config, twin,
         from selenium.webdriver.common.keys import Keys
 
         assert car.web.ready.wait(10)
+        part = car.twin
+        assert part is not None
         driver.get(f"http://127.0.0.1:{car.web.bound_port}/drive")
         text = lambda element_id: driver.find_element(By.ID, element_id).text  # noqa: E731
         assert wait_until(lambda: text("link") == "connected" and text("twin") == "connected")
@@ -199,14 +201,14 @@ def test_browser_drives_the_twin_by_keyboard_records_and_stops(car_config, twin,
         )
         assert _failed_requests(driver) == []
 
-        start = dict(car.twin.telemetry)
+        start = dict(part.telemetry)
         driver.find_element(By.ID, "record").click()
         ActionChains(driver).key_down(Keys.ARROW_UP).perform()
-        assert wait_until(lambda: car.twin.last_control[1] > 0.0)
-        assert wait_until(lambda: float(car.twin.telemetry.get("speed", 0.0)) > 0.5)
+        assert wait_until(lambda: part.last_control[1] > 0.0)
+        assert wait_until(lambda: float(part.telemetry.get("speed", 0.0)) > 0.5)
 
         def moved() -> float:
-            now = car.twin.telemetry
+            now = part.telemetry
             return abs(now["pos_x"] - start["pos_x"]) + abs(now["pos_z"] - start["pos_z"])
 
         assert wait_until(lambda: moved() > 0.3), "the car moved in the twin"
@@ -217,22 +219,22 @@ def test_browser_drives_the_twin_by_keyboard_records_and_stops(car_config, twin,
             driver.save_screenshot(shot)
 
         driver.find_element(By.ID, "stop").click()  # the arrow key is still held down
-        assert wait_until(lambda: car.twin.last_control == (0.0, 0.0, 1.0), timeout_s=2.0)
+        assert wait_until(lambda: part.last_control == (0.0, 0.0, 1.0), timeout_s=2.0)
         assert car.vehicle.mem["watchdog/reason"] == "operator_stop"
         assert wait_until(lambda: text("watchdog") == "STOPPED: operator_stop")
-        assert wait_until(lambda: float(car.twin.telemetry.get("speed", 1.0)) < 0.05)
+        assert wait_until(lambda: float(part.telemetry.get("speed", 1.0)) < 0.05)
         ActionChains(driver).key_up(Keys.ARROW_UP).perform()
 
         driver.find_element(By.ID, "resume").click()
         assert wait_until(lambda: text("watchdog") == "watchdog ok")
         joystick = driver.find_element(By.ID, "joy")
         ActionChains(driver).click_and_hold(joystick).move_by_offset(0, -60).perform()  # stick pushed forward
-        assert wait_until(lambda: car.twin.last_control[1] > 0.0 and car.twin.last_control[2] == 0.0)
+        assert wait_until(lambda: part.last_control[1] > 0.0 and part.last_control[2] == 0.0)
         ActionChains(driver).release().perform()  # it springs back: throttle 0
-        assert wait_until(lambda: car.twin.last_control[:2] == (0.0, 0.0))
+        assert wait_until(lambda: part.last_control[:2] == (0.0, 0.0))
 
         driver.find_element(By.CSS_SELECTOR, "button[data-mode='local']").click()
-        assert wait_until(lambda: car.twin.last_control[0] == SteadyPilot.ANGLE)  # the pilot steers
+        assert wait_until(lambda: part.last_control[0] == SteadyPilot.ANGLE)  # the pilot steers
         assert wait_until(lambda: text("latency").endswith(" ms"))
         assert "active" in driver.find_element(By.CSS_SELECTOR, "button[data-mode='local']").get_attribute(
             "class"

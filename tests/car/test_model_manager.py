@@ -20,7 +20,7 @@ from model_support import blob_file, with_serial, with_tflite
 
 from pitlane.artifacts import bundle, oci, signing
 from pitlane.artifacts.relay import Relay
-from pitlane.car.model_manager import MEMORY_KEYS, ManagerParams, ModelManager
+from pitlane.car.model_manager import MEMORY_KEYS, Loaded, ManagerParams, ModelManager
 from pitlane.car.parts import SafePilot
 from pitlane.errors import SignatureError
 
@@ -44,6 +44,12 @@ def world(registry, models, tmp_path_factory):
     a = bundle.pack(models["a"], gate_report=None, serial=1)
     b = bundle.pack(models["b"], gate_report=None, serial=2)
     return dict(key=key, pub=pub, intruder=intruder, a=a, b=b, client=oci.Client(registry.host), root=root)
+
+
+def current_model(manager: ModelManager) -> Loaded:
+    """The model the manager runs now (the test fails here when it runs none)."""
+    assert manager.current is not None, manager.error
+    return manager.current
 
 
 def publish(world, registry, b: bundle.Bundle, repo: str = "car/pilot", key="key") -> oci.Reference:
@@ -135,7 +141,7 @@ def expect_refusal(manager: ModelManager, loop: Loop, text: str, why: str, runni
     )
     assert why in manager.error, manager.error
     assert manager.state == "refused"
-    assert manager.current is not None and manager.current.ref == running
+    assert manager.current is not None and current_model(manager).ref == running
     n = loop.loops()
     assert wait_until(lambda: loop.loops() >= n + 3, 5), "the loop stopped"
     assert loop.rec.loops[-1][1] == running.digest
@@ -167,6 +173,7 @@ def test_bad_inputs_in_the_loop(registry, models, world, tmp_path):
         expect_refusal(manager, loop, str(intruded), "does not verify with this public key", ref_a)
         # a (valid) signature for another digest, copied under this one's tag
         other = publish(world, registry, with_serial(world["b"], 7), key=None)
+        assert ref_a.digest is not None and other.digest is not None
         sig = c.get_manifest("car/pilot", signing.suffix_tag(ref_a.digest, "sig"))
         c.push_manifest("car/pilot", sig.data, signing.suffix_tag(other.digest, "sig"))
         expect_refusal(manager, loop, str(other), "signs another digest", ref_a)
@@ -209,11 +216,11 @@ def test_bad_inputs_in_the_loop(registry, models, world, tmp_path):
             assert wait_until(lambda: loop.rec.loops[-1][1] == ref_b.digest, 60), manager.status()
         finally:
             relay.close()
-        assert manager.current.serial == 20 and manager.state == "running"
+        assert current_model(manager).serial == 20 and manager.state == "running"
         # a replayed older release (validly signed serial 1) is a rollback attempt
         expect_refusal(manager, loop, str(ref_a), "older than serial 20", via_relay)
         assert wait_until(lambda: "older than serial 20" in manager.status_file.read_text(), 5)
-        assert ref_b.digest in manager.status_file.read_text()
+        assert str(ref_b.digest) in manager.status_file.read_text()
         # the deployment goes back to what runs: no error now, the refusal kept as the last one
         set_desired(manager, str(via_relay))
         assert wait_until(lambda: manager.state == "running" and manager.error == "", 10)
@@ -231,13 +238,13 @@ def test_offline_start_from_cache_truncated_file_and_pin(registry, models, world
     m = ModelManager(p, loader=Loads())
     set_desired(m, str(ref_b))
     m.check_once()
-    assert m.swap_if_ready() and m.current.ref == ref_b
+    assert m.swap_if_ready() and current_model(m).ref == ref_b
     m.shutdown()
     # restart with the registry unreachable: the cache alone starts the car, verified again
     offline = dataclasses.replace(p, ref_file=None, ref_env="PITLANE_TEST_NO_SUCH_VAR")
     loads = Loads()
     m2 = ModelManager(offline, loader=loads)
-    assert m2.current.ref == ref_b and m2.state == "running"
+    assert current_model(m2).ref == ref_b and m2.state == "running"
     assert loads.digests == [oci.sha256_digest(models["b"].read_bytes())]
     assert m2.outputs()[:3] == (ref_b.digest, 2, "running")
     m2.shutdown()
@@ -251,15 +258,15 @@ def test_offline_start_from_cache_truncated_file_and_pin(registry, models, world
     m4 = ModelManager(p, loader=loads)
     set_desired(m4, str(ref_b))
     m4.check_once()
-    assert m4.swap_if_ready() and m4.current.ref == ref_b
+    assert m4.swap_if_ready() and current_model(m4).ref == ref_b
     # the older serial is refused ... unless the operator pins it
     set_desired(m4, str(ref_a))
     m4.check_once()
-    assert "older than serial 2" in m4.error and m4.current.ref == ref_b
+    assert "older than serial 2" in m4.error and current_model(m4).ref == ref_b
     m5 = ModelManager(dataclasses.replace(p, pin_serial=1), loader=loads)
     set_desired(m5, str(ref_a))
     m5.check_once()
-    assert m5.swap_if_ready() and m5.current.ref == ref_a, m5.error
+    assert m5.swap_if_ready() and current_model(m5).ref == ref_a, m5.error
     for m in (m3, m4, m5):
         m.shutdown()
 
@@ -277,7 +284,7 @@ def test_check_once_retries_or_refuses_by_the_cause_of_the_error(registry, world
         assert "will retry" in m.error and via.digest not in m.refused and m.current is None
         relay.reset(cut_after=None)  # back up: the next poll takes it
         m.check_once()
-        assert m.swap_if_ready() and m.current.ref == via and m.error == ""
+        assert m.swap_if_ready() and current_model(m).ref == via and m.error == ""
     finally:
         relay.close()
     missing = oci.Reference(registry.host, "car/causes", None, "sha256:" + "1" * 64)
@@ -288,7 +295,7 @@ def test_check_once_retries_or_refuses_by_the_cause_of_the_error(registry, world
     set_desired(m, str(intruded))
     m.check_once()
     assert "does not verify" in m.error and "will retry" not in m.error
-    assert intruded.digest in m.refused and m.current.ref == via
+    assert intruded.digest in m.refused and current_model(m).ref == via
     m.shutdown()
 
 
@@ -303,7 +310,7 @@ def test_a_cache_written_by_an_older_pitlane_still_starts_the_car_offline(regist
     set_desired(m, str(ref))
     m.check_once()
     assert m.swap_if_ready()
-    sig = m.current.signature
+    sig = current_model(m).signature
     m.shutdown()
     state_file = p.cache_dir / "state.json"
     state = json.loads(state_file.read_text())
@@ -311,7 +318,7 @@ def test_a_cache_written_by_an_older_pitlane_still_starts_the_car_offline(regist
     shutil.rmtree(m.cache.links)
     offline = dataclasses.replace(p, ref_file=None, ref_env="PITLANE_TEST_NO_SUCH_VAR")
     restarted = ModelManager(offline, loader=Loads())
-    assert restarted.current is not None and restarted.current.ref == ref, restarted.error
+    assert restarted.current is not None and current_model(restarted).ref == ref, restarted.error
     restarted.shutdown()
 
 
@@ -324,17 +331,18 @@ def test_rolls_back_a_model_that_fails_while_driving(registry, models, world, tm
         m.check_once()
         assert m.swap_if_ready()
     frame = np.zeros((120, 160, 3), np.uint8)
+    assert m.pilot.pilot is not None
     m.pilot.pilot.run = lambda image: (float("nan"), float("nan"))  # B starts failing on the road
     for _ in range(m.params.max_loop_failures):
         m.pilot.run(frame)
     assert m.swap_if_ready()
-    assert m.current.ref == ref_a and m.state == "rolled back" and "failed 3 times" in m.error
+    assert current_model(m).ref == ref_a and m.state == "rolled back" and "failed 3 times" in m.error
     m.check_once()  # B is not tried again
-    assert m.current.ref == ref_a
+    assert current_model(m).ref == ref_a
     m._write_state()
     m.shutdown()
     restarted = ModelManager(dataclasses.replace(m.params, ref_file=None), loader=Loads())
-    assert restarted.current.ref == ref_a  # a restart after the rollback starts from the good model
+    assert current_model(restarted).ref == ref_a  # a restart after the rollback starts from the good model
     restarted.shutdown()
 
 

@@ -77,6 +77,7 @@ def test_broken_model_refuses_autopilot_and_stays_drivable_by_hand(car_config, t
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"not a model at all")
     car = build_car(car_config(twin.port, WEB_INIT_MODE="local"), bad, record=False)
+    assert car.twin is not None and car.autopilot_refusal is not None
     assert car.pilot is None and car.autopilot_refusal.startswith("model failed to load")
     car.web.mode, car.web.throttle = "local", 0.5  # the operator asks for autopilot, then drives
     car.start(max_loop_count=40)
@@ -146,17 +147,19 @@ def test_operator_stop_button_on_the_web_page_stops_the_twin_car(car_config, twi
     loop.start()
     try:
         assert car.web.ready.wait(10)
-        _post(car.web.bound_port, {"angle": 0.0, "throttle": 0.5})
-        assert wait_until(lambda: car.twin.last_control == (0.0, 0.5, 0.0))
-        _post(car.web.bound_port, {"buttons": {"w1": True}})  # the page's w1 button: operator stop
-        assert wait_until(lambda: car.twin.last_control == (0.0, 0.0, 1.0))
+        part, port = car.twin, car.web.bound_port
+        assert part is not None and port is not None
+        _post(port, {"angle": 0.0, "throttle": 0.5})
+        assert wait_until(lambda: part.last_control == (0.0, 0.5, 0.0))
+        _post(port, {"buttons": {"w1": True}})  # the page's w1 button: operator stop
+        assert wait_until(lambda: part.last_control == (0.0, 0.0, 1.0))
         assert car.vehicle.mem["watchdog/reason"] == "operator_stop"
         time.sleep(0.3)
-        assert car.twin.last_control == (0.0, 0.0, 1.0), "an operator stop holds until resumed"
-        _post(car.web.bound_port, {"buttons": {"w2": True}})  # w2: resume
-        assert wait_until(lambda: car.twin.last_control == (0.0, 0.0, 0.0)), "the stop zeroed the throttle"
-        _post(car.web.bound_port, {"angle": 0.0, "throttle": 0.5})  # the operator drives again
-        assert wait_until(lambda: car.twin.last_control == (0.0, 0.5, 0.0))
+        assert part.last_control == (0.0, 0.0, 1.0), "an operator stop holds until resumed"
+        _post(port, {"buttons": {"w2": True}})  # w2: resume
+        assert wait_until(lambda: part.last_control == (0.0, 0.0, 0.0)), "the stop zeroed the throttle"
+        _post(port, {"angle": 0.0, "throttle": 0.5})  # the operator drives again
+        assert wait_until(lambda: part.last_control == (0.0, 0.5, 0.0))
     finally:
         car.vehicle.on = False
         loop.join(10)

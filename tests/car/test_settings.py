@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from pitlane.car.settings import DEFAULT_CAR_DIR, load_car_config, watchdog_params
 from pitlane.errors import UserError
+from pitlane.pilots.watchdog import WatchdogParams
+from pitlane.twin.protocol import DEFAULT_PORT
 
 
 def test_default_car_is_the_twin_profile_at_20_hz():
@@ -17,6 +21,19 @@ def test_default_car_is_the_twin_profile_at_20_hz():
     assert (cfg.DONKEY_GYM, cfg.DONKEY_SIM_PATH, cfg.SIM_HOST) == (False, "remote", "127.0.0.1")
     assert cfg.DONKEY_GYM_ENV_NAME == "donkey-generated-track-v0"
     assert watchdog_params(cfg).loop_period_s == pytest.approx(0.05)
+
+
+def test_the_watchdog_defaults_have_one_home():
+    """config.py's WATCHDOG_* / AI_MAX_THROTTLE and a config without them both give WatchdogParams()'s
+    limits; a myconfig value still wins."""
+    home = WatchdogParams(loop_period_s=0.05)
+    assert watchdog_params(load_car_config()) == home
+    bare = SimpleNamespace(DRIVE_LOOP_HZ=20)  # a car folder whose config.py predates the keys
+    assert watchdog_params(bare) == home
+    assert (
+        watchdog_params(SimpleNamespace(DRIVE_LOOP_HZ=20, AI_MAX_THROTTLE=0.3)).max_autopilot_throttle == 0.3
+    )
+    assert load_car_config().SIM_PORT == DEFAULT_PORT == 9091  # the documented default port
 
 
 def test_profile_flag_beats_environment_beats_myconfig(monkeypatch):

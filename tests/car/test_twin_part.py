@@ -62,21 +62,23 @@ def test_twin_going_away_mid_drive_stops_the_car_then_reconnects(car_config, cap
     server = TwinServer("127.0.0.1", port=0).start()
     port = server.port
     car = build_car(car_config(port, WEB_INIT_MODE="user"), None, record=False)
+    part = car.twin
+    assert part is not None
     car.web.throttle = 0.4  # the operator drives by hand
     loop = threading.Thread(target=car.start, daemon=True)
     caplog.set_level(logging.INFO)
     loop.start()
     try:
-        assert wait_until(lambda: car.twin.telemetry.get("speed", 0.0) > 0.2), "car never moved"
+        assert wait_until(lambda: part.telemetry.get("speed", 0.0) > 0.2), "car never moved"
         server.stop()
         # the watchdog sees frames stop arriving and stops the car; the part says the twin went away
         assert wait_until(lambda: car.vehicle.mem["watchdog/reason"] == STALE_FRAME)
         assert car.vehicle.mem["throttle"] == 0.0
         assert f"twin at 127.0.0.1:{port} went away" in caplog.text
         server = TwinServer("127.0.0.1", port=port).start()
-        assert wait_until(lambda: car.twin.reconnects == 1 and not car.vehicle.mem["watchdog/stopped"], 15)
+        assert wait_until(lambda: part.reconnects == 1 and not car.vehicle.mem["watchdog/stopped"], 15)
         assert "twin back at" in caplog.text
-        assert wait_until(lambda: car.twin.telemetry.get("speed", 0.0) > 0.2), "car did not drive on"
+        assert wait_until(lambda: part.telemetry.get("speed", 0.0) > 0.2), "car did not drive on"
     finally:
         car.vehicle.on = False
         loop.join(10)

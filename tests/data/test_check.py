@@ -235,7 +235,8 @@ def test_a_tub_of_mostly_gray_frames_keeps_its_good_ones(make_tub, metadata, cap
     source = "the tub's metadata" if metadata else "the twin camera's default"
     assert source in report.shape_source
     assert main(["data", "check", "--fix", str(tub)]) == 0
-    assert check_tub(tub).records - len(check_tub(tub).raw.deleted_indexes) == N - len(gray)
+    fixed = check_tub(tub)
+    assert fixed.raw is not None and fixed.records - len(fixed.raw.deleted_indexes) == N - len(gray)
 
 
 def test_the_tubs_own_shape_wins_over_the_camera_default(make_tub):

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from pitlane.cli import main
-from pitlane.deploy.fleet import load_fleet, parse_target
+from pitlane.deploy.fleet import KINDS, OVERLAYS, load_fleet, parse_target
 from pitlane.errors import UserError
+from pitlane.images.plan import IMAGE_NAMES, IMAGES
+from pitlane.release.config import TARGETS
 
 from .conftest import ARGOCD
 
@@ -19,6 +21,16 @@ def test_repository_fleet_has_the_nuc_and_a_car():
     targets = {t.name: t for t in load_fleet(ARGOCD)}
     assert targets["nuc"].kind == "sim" and targets["nuc"].overlay == "nuc-sim"
     assert targets["car-1"].kind == "car" and targets["car-1"].overlay == "pi-car"
+
+
+def test_one_overlay_per_image_and_the_release_targets_are_those_overlays():
+    """The image names live in pitlane.images.plan and the overlays in OVERLAYS; the fleet's kinds, their
+    architectures and release.yaml's targets are derived from them, so they cannot drift apart."""
+    assert set(OVERLAYS) == set(IMAGE_NAMES) == set(KINDS)
+    assert {name: arch for name, (_, arch) in KINDS.items()} == {n: IMAGES[n].arch for n in IMAGE_NAMES}
+    assert TARGETS == tuple(OVERLAYS.values()) == ("nuc-sim", "pi-car")  # the documented targets
+    for overlay in TARGETS:
+        assert (ARGOCD / "overlays" / overlay / "kustomization.yaml").is_file()
 
 
 @pytest.mark.parametrize(

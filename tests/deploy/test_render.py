@@ -95,6 +95,7 @@ def test_every_fleet_target_renders_as_its_application():
     for target in load_fleet(ARGOCD):
         rendered = render_target(ARGOCD, target)
         app = rendered.application
+        assert app is not None
         assert app["metadata"]["name"] == f"pitlane-{target.name}"
         assert app["spec"]["source"]["path"] == f"argocd/overlays/{target.overlay}"
         assert app["spec"]["destination"] == {"name": target.cluster, "namespace": "pitlane"}

@@ -43,7 +43,9 @@ def test_trajectory_shows_start_ring_over_the_end_and_a_bright_cte_path(tmp_path
     track = load_scene("generated_track")
     trace = _two_laps(track)
     write_plots(track, trace, _report(track, trace, 2, END_LAPS), tmp_path)
-    img = cv2.cvtColor(cv2.imread(str(tmp_path / "trajectory.png")), cv2.COLOR_BGR2RGB).astype(int)
+    png = cv2.imread(str(tmp_path / "trajectory.png"))
+    assert png is not None
+    img = cv2.cvtColor(png, cv2.COLOR_BGR2RGB).astype(int)
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
     lime = (g > 230) & (r < 60) & (b < 60)  # the start ring (matplotlib's "lime")
     assert lime.sum() > 100, "the start ring is drawn, not hidden under the end marker"

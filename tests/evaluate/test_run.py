@@ -87,9 +87,10 @@ def test_run_time_is_bounded_with_a_clear_message(kwargs, message):
 
 def test_an_evaluation_longer_than_an_hour_is_refused():
     from pitlane.evaluate.run import evaluate
+    from pitlane.pilots.expert import ExpertPilot
 
     with pytest.raises(UserError, match="max seconds must be <= 3600"):
-        evaluate("unused.tflite", params=EvalParams(max_seconds=1e9))
+        evaluate(ExpertPilot(), params=EvalParams(max_seconds=1e9))
 
 
 def test_derived_time_limit_scales_with_laps():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -13,13 +14,14 @@ import pytest
 from pitlane.cli import main
 from pitlane.errors import UserError
 from pitlane.evaluate.report import EvalParams
-from pitlane.evaluate.run import EXPERT, evaluate, make_sim
+from pitlane.evaluate.run import evaluate, make_sim
 from pitlane.evaluate.runs import (
     evaluate_runs,
     parse_seeds,
     run_params,
     summarize_runs,
 )
+from pitlane.pilots.expert import EXPERT, ExpertPilot
 from tests.evaluate.test_gate import make_report
 
 SCENE = "generated_track"
@@ -36,7 +38,7 @@ def test_cw_and_ccw_runs_start_facing_opposite_ways():
 def test_the_expert_drives_forward_either_way():
     for direction in ("ccw", "cw"):
         params = EvalParams(laps=1, max_seconds=3.0, direction=direction, plots=False)
-        report = evaluate(EXPERT, SCENE, params)
+        report = evaluate(ExpertPilot(), SCENE, params)
         assert report.direction == direction and report.model == EXPERT
         assert report.progress_m is not None and report.progress_m > 2.0  # along the direction asked
         assert report.off_track_events == 0
@@ -45,16 +47,16 @@ def test_the_expert_drives_forward_either_way():
 def test_random_start_differs_by_seed_and_repeats_for_a_seed():
     def start(seed: int) -> float:
         params = EvalParams(laps=1, max_seconds=0.5, random_start=True, seed=seed, plots=False)
-        return evaluate(EXPERT, SCENE, params).start_s_m
+        return evaluate(ExpertPilot(), SCENE, params).start_s_m
 
     assert start(1) == start(1)
     assert len({start(1), start(2), start(3)}) == 3
-    assert evaluate(EXPERT, SCENE, EvalParams(laps=1, max_seconds=0.5, plots=False)).start_s_m == 0.0
+    assert evaluate(ExpertPilot(), SCENE, EvalParams(laps=1, max_seconds=0.5, plots=False)).start_s_m == 0.0
 
 
 def test_a_random_start_still_counts_whole_laps_from_the_start_line():
     params = EvalParams(laps=1, random_start=True, seed=4, plots=False)
-    report = evaluate(EXPERT, SCENE, params)
+    report = evaluate(ExpertPilot(), SCENE, params)
     assert report.start_s_m > 1.0
     assert report.laps_completed == 1 and report.end_reason == "laps_completed"
     assert report.progress_m == pytest.approx(report.track_length_m, abs=0.2)  # ended at the line
@@ -100,7 +102,7 @@ def test_completion_rate_is_laps_done_over_laps_asked_over_all_runs():
 
 def test_several_runs_write_a_report_each_and_the_summary(tmp_path):
     runs = run_params(EvalParams(laps=1, max_seconds=1.0, plots=False), (1, 2), "cw")
-    s = evaluate_runs(EXPERT, SCENE, runs, tmp_path)
+    s = evaluate_runs(ExpertPilot(), SCENE, runs, tmp_path)
     assert [r.run for r in s.reports] == ["cw-seed1", "cw-seed2"]
     for r in s.reports:
         assert (tmp_path / r.run / "report.json").is_file()
@@ -110,7 +112,7 @@ def test_several_runs_write_a_report_each_and_the_summary(tmp_path):
 
 
 def test_one_run_writes_as_before(tmp_path):
-    s = evaluate_runs(EXPERT, SCENE, [EvalParams(laps=1, max_seconds=1.0, plots=False)], tmp_path)
+    s = evaluate_runs(ExpertPilot(), SCENE, [EvalParams(laps=1, max_seconds=1.0, plots=False)], tmp_path)
     assert s.reports[0].run == "" and (tmp_path / "report.json").is_file()
     assert not (tmp_path / "runs.json").exists()
 
@@ -142,6 +144,24 @@ def test_model_report_relative_to_the_expert(models, tmp_path, capsys):
     assert "vs expert: speed" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_the_reports_name_the_bytes_that_drove(models, tmp_path):
+    """The model's digest is taken once, when its pilot loads: every run's report names what drove, even if
+    the file on disk changes meanwhile (no run hashes the path again)."""
+    from pitlane.pilots.model import ModelPilot
+    from pitlane.provenance import file_digest
+
+    model = tmp_path / "pilot.tflite"
+    shutil.copy(models["a"], model)  # a copy: the session's models are shared
+    pilot = ModelPilot(model)
+    loaded = file_digest(model)
+    assert (pilot.name, pilot.digest) == ("pilot.tflite", loaded)
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3 replaced after loading")
+    runs = run_params(EvalParams(laps=1, max_seconds=0.5, plots=False), (1, 2))
+    s = evaluate_runs(pilot, SCENE, runs, tmp_path / "report")
+    assert [(r.model, r.model_digest) for r in s.reports] == [("pilot.tflite", loaded)] * 2
+
+
 def test_policy_spread_runs_every_seed_and_direction():
     from pitlane.evaluate.gate import GatePolicy, load_policy
 
@@ -156,6 +176,8 @@ def test_policy_spread_runs_every_seed_and_direction():
 @pytest.mark.slow
 def test_a_gate_with_spread_checks_every_run_and_the_completion_rate(models, tmp_path):
     from pitlane.evaluate.gate import GatePolicy, run_gate
+    from pitlane.pilots.model import ModelPilot
+    from pitlane.provenance import file_digest
 
     policy = GatePolicy(
         scenes=(SCENE,),
@@ -169,8 +191,9 @@ def test_a_gate_with_spread_checks_every_run_and_the_completion_rate(models, tmp
         max_off_track_events=None,
         min_completion_rate=0.5,
     )
-    result = run_gate(models["a"], policy, tmp_path, plots=False)
+    result = run_gate(ModelPilot(models["a"]), policy, tmp_path, plots=False)
     assert len(result.reports) == 4
+    assert result.model_digest == file_digest(models["a"]) and result.model == models["a"].name
     rate = [c for c in result.checks if c.metric == "completion_rate"]
     assert len(rate) == 1 and rate[0].value == 0.0 and not rate[0].passed  # 1 s: no lap, the gate fails
     data = json.loads((tmp_path / "gate.json").read_text())

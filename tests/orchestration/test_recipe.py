@@ -151,7 +151,7 @@ def test_randomize_paints_every_lap_in_other_colours(tmp_path):
         for p in sorted((tmp_path / "tub").glob("catalog_*.catalog"))
         for x in p.read_text().splitlines()
     ]
-    firsts = {}
+    firsts: dict[str, str] = {}
     for r in lines:
         firsts.setdefault(r["_session_id"], r["cam/image_array"])
     assert len(firsts) == 2  # one session per lap

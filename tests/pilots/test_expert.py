@@ -11,6 +11,7 @@ from pitlane.pilots.expert import (
     NOISE_PRESETS,
     ExpertDriver,
     ExpertParams,
+    ExpertPilot,
     NoiseParams,
     PerturbState,
     expert_command,
@@ -121,3 +122,16 @@ def test_deterministic_for_a_seed():
             out.append((label.steering, label.throttle, ex.steering, t.x_m, t.y_m))
         runs.append(out)
     assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_the_expert_pilot_has_an_identity_and_drives_the_sim_it_is_bound_to():
+    pilot = ExpertPilot()
+    assert (pilot.name, pilot.digest, pilot.model_type) == ("expert", "", "expert")  # reports: no model file
+    with pytest.raises(RuntimeError, match="bound_to"):
+        pilot.run(np.zeros((120, 160, 3), np.uint8))
+    sim = Sim("generated_track")
+    bound = pilot.bound_to(sim)
+    steering, throttle = bound.run(sim.render())
+    assert throttle > 0.0 and -1.0 <= steering <= 1.0
+    other = bound.bound_to(Sim("mini_monaco"))  # a fresh driver per run: its own track
+    assert other is not bound and other.driver is not None and other.driver.track.name == "mini_monaco"

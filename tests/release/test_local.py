@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,7 +141,7 @@ def run(tmp_path, secrets, text, params, keys=True, **kw):
     (tmp_path / "pipelines" / "pipeline.yaml").write_text(text)
     objects = tekton.load(tmp_path / "pipelines")
     lines: list[str] = []
-    ws = {"shared": {"emptyDir": {}}}
+    ws: dict[str, dict[str, Any]] = {"shared": {"emptyDir": {}}}
     if keys:
         ws["keys"] = {"secret": {"secretName": "signing"}}
     runner = LocalRun(objects, "p", params, ws, tmp_path / "run", secrets, echo=lines.append, **kw)
@@ -148,7 +149,7 @@ def run(tmp_path, secrets, text, params, keys=True, **kw):
 
 
 def test_dependency_order_runafter_and_results():
-    tasks = [
+    tasks: list[dict[str, Any]] = [
         {"name": "c", "runAfter": ["b"]},
         {"name": "b", "params": [{"value": "$(tasks.a.results.x)"}]},
         {"name": "a"},

@@ -95,11 +95,11 @@ def test_reference_checker_catches_mistakes():
     gate["runAfter"] = ["fetch-sauce"]
     gate["params"].append({"name": "extra", "value": "$(params.nope)"})
     objects = tekton.Objects(tuple(d if d["kind"] != "Pipeline" else pipeline for d in OBJECTS.docs))
-    problems = "\n".join(tekton.check_pipeline(pipeline, objects))
-    assert "has no result modl" in problems
-    assert "runAfter fetch-sauce" in problems
-    assert "param extra is not a param" in problems
-    assert "$(params.nope) is not a Pipeline param" in problems
+    text = "\n".join(tekton.check_pipeline(pipeline, objects))
+    assert "has no result modl" in text
+    assert "runAfter fetch-sauce" in text
+    assert "param extra is not a param" in text
+    assert "$(params.nope) is not a Pipeline param" in text
 
 
 def test_secrets_never_come_from_params():

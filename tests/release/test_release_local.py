@@ -165,6 +165,7 @@ def test_model_only_release_skips_image_tasks(world):
 
 def test_same_tag_twice_is_idempotent(world):
     ref = oci.Reference.parse(world["v1_model"])
+    assert ref.digest is not None
     client = oci.Client.for_ref(ref)
     sig_tag, att_tag = signing.suffix_tag(ref.digest, "sig"), signing.suffix_tag(ref.digest, "att")
     before = {

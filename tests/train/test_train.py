@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from pitlane.errors import UserError
 from pitlane.provenance import tub_digest
 from pitlane.train import RunRecord, TrainParams, load_tubs, run_record_path, train_model
 
-TINY = dict(epochs=2, batch_size=16, threads=1)
+TINY: dict[str, Any] = dict(epochs=2, batch_size=16, threads=1)
 
 
 @pytest.mark.slow

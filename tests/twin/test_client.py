@@ -31,7 +31,7 @@ def test_session_steps_synchronously_and_decodes_rgb_frames(server):
         assert "image" not in frame.data and frame.data["totalNodes"] > 100
         assert [e["msg_type"] for e in sim.events] == ["collision_with_starting_line"]  # left the start line
         reset = sim.reset_car()
-        assert reset.time == 0.0 and reset.speed == 0.0
+        assert reset is not None and reset.time == 0.0 and reset.speed == 0.0
 
 
 def test_cam_config_and_asynchronous_telemetry(server):

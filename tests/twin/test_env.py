@@ -17,9 +17,11 @@ def test_registered_id_with_scene_kwarg():
     env = gym.make(ENV_ID, scene="mini_monaco")
     obs, info = env.reset(seed=0)
     assert obs.shape == (120, 160, 3) and obs.dtype == np.uint8
-    assert env.unwrapped.sim.track.name == "mini_monaco"
-    assert env.action_space.shape == (2,)
-    assert env.action_space.low.tolist() == [-1.0, 0.0] and env.action_space.high.tolist() == [1.0, 1.0]
+    twin = env.unwrapped
+    assert isinstance(twin, TwinEnv) and twin.sim.track.name == "mini_monaco"
+    space = env.action_space
+    assert isinstance(space, gym.spaces.Box) and space.shape == (2,)
+    assert space.low.tolist() == [-1.0, 0.0] and space.high.tolist() == [1.0, 1.0]
     assert set(info) >= {"cte", "pos", "speed", "laps", "hit"}
     env.close()
 
@@ -52,7 +54,7 @@ def test_reward_shrinks_with_cte():
     for _ in range(15):
         _, centered, *_ = env.step(np.array([0.0, 0.5], np.float32))
     env.reset(seed=0)
-    sim = env.unwrapped.sim
+    sim = env.sim
     x, y, yaw = sim.track.pose_at(0.0)
     sim.set_pose(x, y - 0.35, yaw)
     for _ in range(15):

@@ -156,6 +156,7 @@ def test_reset_car_returns_to_the_start_and_exit_scene_goes_back_to_the_menu(ser
         c.send(control(0, 1))
         msg = c.expect("telemetry")
         start = start or msg
+    assert start is not None
     assert math.dist((msg["pos_x"], msg["pos_z"]), (start["pos_x"], start["pos_z"])) > 0.5
     c.send({"msg_type": "reset_car"})
     reset = c.expect("telemetry")  # synchronous mode: reset answers the start pose
@@ -234,6 +235,7 @@ def test_lap_messages_when_a_lap_completes_count_as_gym_donkeycar_counts_them(se
         if any(e["msg_type"] == "cross_start" for e in events):
             break
         steering = pure_pursuit(track, msg)
+    assert msg is not None
     kinds = [e["msg_type"] for e in events]
     assert kinds == ["collision_with_starting_line", "collision_with_starting_line", "cross_start"]
     assert msg["laps"] == 1
@@ -424,12 +426,13 @@ def test_replays_gym_donkeycar_1_3_1_session(server):
 
 
 def test_serving_process_stops_cleanly_on_sigterm():
-    """`python -m pitlane.twin.server` (what `pitlane twin serve` runs) serves until SIGTERM, then exits 0."""
+    """`pitlane twin serve` serves until SIGTERM, then exits 0; it says on stdout which port it listens on."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pitlane.twin.server", "--port", "0", "--quiet"],
+        [sys.executable, "-m", "pitlane", "twin", "serve", "--port", "0", "--quiet"],
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None
     try:
         line = proc.stdout.readline()
         assert line.startswith("listening on 127.0.0.1:"), line

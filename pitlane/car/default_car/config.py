@@ -14,6 +14,8 @@ import os
 
 # lower-case names: donkeycar reads only UPPER_CASE keys
 from pitlane.car.model_params import ManagerParams as _Model
+from pitlane.pilots.watchdog import WatchdogParams as _watchdog
+from pitlane.twin import protocol as _protocol
 from pitlane.twin import scenes as _scenes
 from pitlane.twin import world as _world
 
@@ -61,7 +63,7 @@ PWM_STEERING_THROTTLE = {
 
 # TWIN / SIMULATOR (twin profile)
 SIM_HOST = "127.0.0.1"  # the twin (`pitlane twin serve`) or a Unity simulator
-SIM_PORT = 9091  # the simulator protocol's port
+SIM_PORT = _protocol.DEFAULT_PORT  # the simulator protocol's port (9091, like the Unity sim)
 SIM_SCENE = (
     _scenes.DEFAULT_SCENE
 )  # scene the car loads (generated_track) (pitlane's part; DONKEY_GYM uses DONKEY_GYM_ENV_NAME)
@@ -89,7 +91,7 @@ GYM_CONF = {
 DEFAULT_MODEL_TYPE = "linear"  # linear | categorical | inferred (a .tflite model uses donkeycar's TfLite)
 MODEL_CATEGORICAL_MAX_THROTTLE_RANGE = 0.8
 AI_THROTTLE_MULT = 1.0  # scale the pilot's throttle (donkeycar's DriveMode)
-AI_MAX_THROTTLE = 0.6  # [-] cap on |throttle| while the pilot drives ("local" mode)
+AI_MAX_THROTTLE = _watchdog.max_autopilot_throttle  # [-] cap on |throttle| while the pilot drives
 
 # MODEL MANAGER: the car pulls a signed model bundle by digest, verifies, health-checks and hot-swaps it
 # (pitlane.car.model_manager). With it on, --model is not used: the deployment says which model to run.
@@ -111,10 +113,11 @@ MODEL_LATENCY_BUDGET_MS = _Model.latency_budget_ms  # [ms] median inference time
 MODEL_REGISTRY_TIMEOUT_S = _Model.registry_timeout_s  # [s] per registry request (10)
 
 # SAFETY WATCHDOG: throttle 0 (and brake in the twin) when these trip; every stop is logged
-WATCHDOG_MAX_FRAME_AGE_S = 0.25  # [s] newest camera frame older than this stops the car
-WATCHDOG_OVERRUN_FACTOR = 2.0  # a loop longer than this x the loop period is an overrun
-WATCHDOG_MAX_OVERRUNS = 5  # consecutive overruns that stop the car
-WATCHDOG_STOP_BRAKE = 1.0  # [0, 1] brake while stopped
+# (defaults from pitlane.pilots.watchdog.WatchdogParams, their one home)
+WATCHDOG_MAX_FRAME_AGE_S = _watchdog.max_frame_age_s  # [s] newest camera frame older than this stops the car
+WATCHDOG_OVERRUN_FACTOR = _watchdog.overrun_factor  # a loop longer than this x the loop period is an overrun
+WATCHDOG_MAX_OVERRUNS = _watchdog.max_overruns  # consecutive overruns that stop the car
+WATCHDOG_STOP_BRAKE = _watchdog.stop_brake  # [0, 1] brake while stopped
 WATCHDOG_STOP_BUTTON = "w1"  # web controller button: operator stop (latched)
 WATCHDOG_RESUME_BUTTON = "w2"  # web controller button: resume after an operator stop
 

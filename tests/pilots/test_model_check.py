@@ -12,7 +12,7 @@ import pytest
 
 from pitlane.cli import main
 from pitlane.errors import UserError
-from pitlane.pilots import probe
+from pitlane.pilots import model_check as probe
 from pitlane.pilots.model import ModelPilot
 from tests.pilots.test_model import _save_untrained
 

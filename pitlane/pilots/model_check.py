@@ -116,7 +116,7 @@ class Prober:
             self.respawns += 1
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "pitlane.pilots.probe"],
+            [sys.executable, "-m", "pitlane.pilots.model_check"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -26,7 +26,7 @@ def test_serve_answers_a_client():
                 conn = socket.create_connection(("127.0.0.1", port), timeout=5)
                 break
             except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode()
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.1)
         with conn:
