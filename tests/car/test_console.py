@@ -382,6 +382,21 @@ def test_large_bodies_and_messages_are_refused_unread(console):
     socket.close()
 
 
+def test_video_viewers_are_bounded(console):
+    """Each viewer costs the car a stream; a fifth is told to wait (the JPEG is encoded once for all)."""
+    streams = [
+        requests.get(f"{console.base}/video", headers=BEARER, stream=True, timeout=5) for _ in range(4)
+    ]
+    try:
+        assert all(s.status_code == 200 for s in streams) and wait_until(lambda: console.web.viewers == 4)
+        fifth = requests.get(f"{console.base}/video", headers=BEARER, timeout=5)
+        assert fifth.status_code == 503 and "4 viewers already watch" in fifth.json()["error"]
+    finally:
+        for stream in streams:
+            stream.close()
+    assert wait_until(lambda: console.web.viewers == 0)
+
+
 def test_every_answer_forbids_framing_and_sniffing(console):
     for path in ("/drive", "/static/console.js", "/session", "/status"):
         headers = requests.get(console.base + path, timeout=5).headers
