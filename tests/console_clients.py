@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import os
+import select
 import socket
 import struct
 import threading
@@ -111,7 +112,8 @@ def stream_body(
 ) -> dict:
     """One attacker connection: a request (POST /drive, or a websocket text frame) announcing `size` bytes,
     streamed 64 KiB at a time from a fixed buffer until the server closes the connection or all is sent
-    (the websocket logs in with ?token=, a POST does not: a body is refused before anyone is asked). Returns the bytes the server took before refusing and its first answer line."""
+    (the websocket logs in with ?token=, a POST does not: a body is refused before anyone is asked).
+    Returns the bytes pushed (into socket buffers) before the refusal was seen, and the first answer line."""
     sent = 0
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         if websocket:
@@ -133,9 +135,12 @@ def stream_body(
                 f"{length}\r\n\r\n".encode()
             )
             first = ""
+        piece = CHUNK if not chunked else b"10000\r\n" + CHUNK + b"\r\n"
         try:
             while sent < size:
-                piece = CHUNK if not chunked else b"10000\r\n" + CHUNK + b"\r\n"
+                if select.select([sock], [], [], 0)[0]:  # the server answered: read it before its reset
+                    first = first or sock.recv(4096).split(b"\r\n")[0].decode(errors="replace")
+                    break
                 sock.sendall(piece)
                 sent += len(CHUNK)
         except OSError:

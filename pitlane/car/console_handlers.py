@@ -316,11 +316,13 @@ def handlers(static_dir: str) -> list[Any]:
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """tornado's access log without the query string (a websocket's ?token= must not reach the logs)."""
+    """tornado's access log without the query string (a websocket's ?token= must not reach the logs):
+    every refusal as a warning; of the rest only logins and logouts at info (pages poll, clients drive
+    several times a second)."""
     status = handler.get_status()
-    log = logger.info if status < 400 else logger.warning
-    if status == 101 or (status < 400 and handler.request.path in ("/status", "/video", "/session")):
-        log = logger.debug  # polled several times a second by every open page
+    log = logger.warning if status >= 400 else logger.debug
+    if status < 400 and handler.request.path in ("/login", "/logout"):
+        log = logger.info
     request = handler.request
     log(
         "%d %s %s (%s) %.1f ms",

@@ -14,7 +14,7 @@ const STATUS_PERIOD_MS = 250;
 const DEADZONE = 0.08;
 
 const state = {
-  ws: null, held: new Set(), joy: null, padName: null, csrf: null, running: false,
+  ws: null, held: new Set(), joy: null, padName: null, csrf: null, running: false, generation: 0,
   maxThrottle: 0.3, sent: { angle: 0, throttle: 0 }, recording: false,
   buttons: { stop: "w1", resume: "w2" }, wheel: { driver: null, you_drive: false },
 };
@@ -69,8 +69,9 @@ function start(session) {
   $("video").src = "/video";
   if (state.running) return;
   state.running = true;
+  state.generation += 1; // a poll loop from before a logout ends instead of running twice
   connect();
-  pollStatus();
+  pollStatus(state.generation);
 }
 
 // ---- link to the car ---------------------------------------------------------------------------------
@@ -278,8 +279,8 @@ function showStatus(s) {
   $("model-error").textContent = model.error || "";
 }
 
-async function pollStatus() {
-  if (!state.running) return;
+async function pollStatus(generation) {
+  if (!state.running || generation !== state.generation) return;
   try {
     const response = await fetch("/status", { cache: "no-store" });
     if (response.status === 401) { showLogin("logged out by the car (it restarted?)"); return; }
@@ -287,7 +288,7 @@ async function pollStatus() {
   } catch (err) {
     setBadge($("link"), "off", "car unreachable");
   }
-  setTimeout(pollStatus, STATUS_PERIOD_MS);
+  setTimeout(() => pollStatus(generation), STATUS_PERIOD_MS);
 }
 
 setInterval(controlTick, CONTROL_PERIOD_MS);
