@@ -95,7 +95,9 @@ def resolve_token(configured: str | None, token_file: Path, out=None) -> str:
         return configured
     out = out or sys.stderr
     if token_file.exists():
-        return _read_token_file(token_file)
+        token = _read_token_file(token_file)
+        logger.info("operator console token: the one kept in %s", token_file)
+        return token
     token = secrets.token_urlsafe(24)
     try:
         token_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
