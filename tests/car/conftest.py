@@ -11,14 +11,6 @@ from pitlane.car.settings import load_car_config
 from pitlane.twin.server import TwinServer
 
 
-@pytest.fixture(autouse=True)
-def console_token_file(tmp_path, monkeypatch):
-    """Each test's car keeps its generated console token in its own folder, not the user's ~/.config."""
-    path = tmp_path / "console-token"
-    monkeypatch.setenv("PITLANE_CONSOLE_TOKEN_FILE", str(path))
-    return path
-
-
 @pytest.fixture()
 def twin():
     server = TwinServer("127.0.0.1", port=0).start()
