@@ -489,6 +489,25 @@ def _failed_requests(driver) -> list[str]:
     return failed
 
 
+def _log_in_through_the_page(driver, base: str) -> None:
+    """The page asks for the token; a wrong one is refused there (one 403), the right one opens the console."""
+    from selenium.webdriver.common.by import By
+
+    text = lambda element_id: driver.find_element(By.ID, element_id).text  # noqa: E731
+    driver.get(f"{base}/drive")
+    assert wait_until(lambda: driver.find_element(By.ID, "token").is_displayed())
+    assert not driver.find_element(By.ID, "console").is_displayed()
+    driver.find_element(By.ID, "token").send_keys("not-the-token-of-this-car")
+    driver.find_element(By.ID, "login-button").click()
+    assert wait_until(lambda: "wrong token" in text("login-error"))
+    refused = _failed_requests(driver)  # the 403 and chromium's console line about it, nothing else
+    assert refused[0] == f"403 {base}/login" and all("/login" in f for f in refused), refused
+    driver.find_element(By.ID, "token").send_keys(TOKEN)
+    driver.find_element(By.ID, "login-button").click()
+    assert wait_until(lambda: driver.find_element(By.ID, "console").is_displayed())
+    assert text("client").startswith("client ")
+
+
 @pytest.mark.slow
 def test_browser_drives_the_twin_by_keyboard_records_and_stops(car_config, twin, tmp_path):
     """A real chromium logs in through the console's page (a wrong token is refused there), loads the
@@ -511,19 +530,8 @@ def test_browser_drives_the_twin_by_keyboard_records_and_stops(car_config, twin,
 
         assert car.web.ready.wait(10)
         base = f"http://127.0.0.1:{car.web.bound_port}"
-        driver.get(f"{base}/drive")
         text = lambda element_id: driver.find_element(By.ID, element_id).text  # noqa: E731
-        assert wait_until(lambda: driver.find_element(By.ID, "token").is_displayed())
-        assert not driver.find_element(By.ID, "console").is_displayed()
-        driver.find_element(By.ID, "token").send_keys("not-the-token-of-this-car")
-        driver.find_element(By.ID, "login-button").click()
-        assert wait_until(lambda: "wrong token" in text("login-error"))
-        refused = _failed_requests(driver)  # the 403 and chromium's console line about it, nothing else
-        assert refused[0] == f"403 {base}/login" and all("/login" in f for f in refused), refused
-        driver.find_element(By.ID, "token").send_keys(TOKEN)
-        driver.find_element(By.ID, "login-button").click()
-        assert wait_until(lambda: driver.find_element(By.ID, "console").is_displayed())
-        assert text("client").startswith("client ")
+        _log_in_through_the_page(driver, base)
         assert wait_until(lambda: text("link") == "connected" and text("twin") == "connected")
         assert wait_until(
             lambda: driver.execute_script("return document.getElementById('video').naturalWidth") > 0
