@@ -11,6 +11,15 @@ from model_support import make_tflite
 from pitlane.artifacts.registry import BINARY, Registry, RegistryConfig
 
 
+@pytest.fixture(autouse=True)
+def console_token_file(tmp_path_factory, monkeypatch):
+    """A car built by any test (its console generates a token when none is set) keeps that token in a
+    folder of its own test, not in the user's ~/.config/pitlane (child processes inherit the variable)."""
+    path = tmp_path_factory.mktemp("console") / "console-token"
+    monkeypatch.setenv("PITLANE_CONSOLE_TOKEN_FILE", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
     """A running `docker-registry` on 127.0.0.1 and a free port, storage in a temporary folder.

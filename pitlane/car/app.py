@@ -23,6 +23,7 @@ from typing import Any
 from pitlane.args import check_port_free
 from pitlane.car import parts as car_parts
 from pitlane.car.console import ConsoleTelemetry, WebController
+from pitlane.car.console_auth import ConsoleSettings
 from pitlane.car.model_manager import MEMORY_KEYS, ManagerParams, ModelManager
 from pitlane.car.settings import check_config, watchdog_params
 from pitlane.car.twin_part import TwinPart
@@ -277,18 +278,25 @@ def _add_web_controller(V, cfg, pilot) -> WebController:
     web = WebController(
         port=cfg.WEB_CONTROL_PORT,
         mode=cfg.WEB_INIT_MODE if pilot else "user",
+        address=getattr(cfg, "WEB_CONTROL_ADDRESS", "127.0.0.1"),
         stop_button=cfg.WATCHDOG_STOP_BUTTON,
         resume_button=cfg.WATCHDOG_RESUME_BUTTON,
+        settings=ConsoleSettings.from_config(cfg),  # the token: configured, kept, or new (printed once)
     )
     V.add(
         web,
-        inputs=["cam/image_array", "tub/num_records", "user/mode", "recording"],
+        inputs=["cam/image_array", "tub/num_records", "user/mode", "recording", "watchdog/reason"],
         outputs=["user/steering", "user/throttle", "user/mode", "recording", "web/buttons"],
         threaded=True,
     )
     V.add(Pipe(), inputs=["user/steering"], outputs=["user/angle"])
     V.add(ExplodeDict(V.mem, "web/"), inputs=["web/buttons"])
     V.add(ThrottleFilter(), inputs=["user/throttle"], outputs=["user/throttle"])
+    V.add(
+        car_parts.UserThrottleCap(web.console.user_max_throttle),
+        inputs=["user/throttle"],
+        outputs=["user/throttle"],
+    )
     return web
 
 

@@ -94,6 +94,26 @@ class DriveMode:
         return angle, throttle
 
 
+class UserThrottleCap:
+    """Caps the operator's throttle in the loop (USER_MAX_THROTTLE): whatever a console client, a
+    calibration socket or the page's slider sent, |user/throttle| never exceeds the cap. It sits before
+    DriveMode, so "user" and "local_angle" drive with the capped value and tubs record what was applied."""
+
+    def __init__(self, max_throttle: float) -> None:
+        self.max_throttle = max_throttle  # [-] in [0, 1]
+
+    def run(self, throttle):
+        if throttle is None:
+            return None
+        if (
+            isinstance(throttle, bool)
+            or not isinstance(throttle, numbers.Real)
+            or not math.isfinite(throttle)
+        ):
+            return 0.0  # the console refuses these; nothing else may put one into the loop either
+        return max(-self.max_throttle, min(self.max_throttle, float(throttle)))
+
+
 class SafeTubWriter:
     """Wraps donkeycar's TubWriter: a record holding a NaN or infinite number is skipped (and counted)
     instead of raising: donkeycar writes catalogs with ``json.dumps(allow_nan=False)``, so one NaN from a

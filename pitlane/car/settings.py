@@ -14,6 +14,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from pitlane.car.console_auth import token_problem
 from pitlane.errors import UserError
 from pitlane.pilots.model import MODEL_TYPES
 from pitlane.pilots.watchdog import WatchdogParams
@@ -119,6 +120,7 @@ def check_config(cfg) -> None:
         problems.append(f"IMAGE_DEPTH must be 1 or 3, got {getattr(cfg, 'IMAGE_DEPTH', None)!r}")
     _number(cfg, "WEB_CONTROL_PORT", problems, low=0, high=65535, integer=True)
     _choice(cfg, "WEB_INIT_MODE", DRIVE_MODES, problems)
+    _console_problems(cfg, problems)
     _choice(cfg, "DEFAULT_MODEL_TYPE", MODEL_TYPES, problems)
     _number(cfg, "AI_THROTTLE_MULT", problems, low=0)
     for key in ("WATCHDOG_STOP_BUTTON", "WATCHDOG_RESUME_BUTTON"):
@@ -171,6 +173,30 @@ def check_config(cfg) -> None:
         problems.append(str(exc))
     if problems:
         raise UserError("invalid car config: " + "; ".join(problems))
+
+
+def _console_problems(cfg, problems: list[str]) -> None:
+    """The operator console's keys (a car app from before them has none: the console's defaults apply)."""
+    address = getattr(cfg, "WEB_CONTROL_ADDRESS", "127.0.0.1")
+    if not isinstance(address, str):
+        problems.append(
+            f"WEB_CONTROL_ADDRESS must be an address to listen on (127.0.0.1, 0.0.0.0), got {address!r}"
+        )
+    token = getattr(cfg, "WEB_CONSOLE_TOKEN", None)
+    if token is not None and (why := token_problem(token)):
+        problems.append(f"WEB_CONSOLE_TOKEN (PITLANE_CONSOLE_TOKEN) {why}")
+    token_file = getattr(cfg, "WEB_TOKEN_FILE", "")
+    if not isinstance(token_file, str) or not token_file:
+        problems.append(f"WEB_TOKEN_FILE must be a path, got {token_file!r}")
+    hosts = getattr(cfg, "WEB_ALLOWED_HOSTS", [])
+    if not isinstance(hosts, list | tuple) or not all(
+        isinstance(h, str) and h and " " not in h for h in hosts
+    ):
+        problems.append(f"WEB_ALLOWED_HOSTS must be a list of host names, got {hosts!r}")
+    if hasattr(cfg, "USER_MAX_THROTTLE"):
+        _number(cfg, "USER_MAX_THROTTLE", problems, low=0, high=1)
+    if hasattr(cfg, "WEB_DRIVER_IDLE_S"):
+        _number(cfg, "WEB_DRIVER_IDLE_S", problems, low=0, low_open=True, high=3600)
 
 
 def _model_manager_problems(cfg, problems: list[str]) -> None:

@@ -12,6 +12,7 @@ from pitlane.car.parts import (
     PilotCondition,
     RecordingGate,
     SafePilot,
+    UserThrottleCap,
 )
 
 
@@ -62,3 +63,9 @@ def test_safe_pilot_turns_an_inference_failure_into_nan(caplog):
 )
 def test_recording_gate(auto, during_ai, mode, switch, throttle, expected):
     assert RecordingGate(auto, during_ai).run(mode, switch, throttle) is expected
+
+
+def test_user_throttle_cap_holds_whatever_reaches_the_loop():
+    cap = UserThrottleCap(0.3)
+    assert [cap.run(t) for t in (1.0, 0.2, -1.0, 0.3, None)] == [0.3, 0.2, -0.3, 0.3, None]
+    assert cap.run(math.nan) == 0.0 and cap.run("abc") == 0.0 and cap.run(True) == 0.0

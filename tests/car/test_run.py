@@ -134,9 +134,13 @@ def test_run_checks_its_options(tmp_path):
         run_car(RunOptions(model=str(tmp_path / "missing.tflite"), port=0, web_port=0))
 
 
-def _post(port: int, body: dict) -> None:
+def _post(web, body: dict) -> None:
+    """donkeycar's POST /drive, as a client holding the car's console token."""
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/drive", data=json.dumps(body).encode(), method="POST"
+        f"http://127.0.0.1:{web.bound_port}/drive",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {web.console.token}"},
     )
     urllib.request.urlopen(req, timeout=5).close()
 
@@ -147,18 +151,18 @@ def test_operator_stop_button_on_the_web_page_stops_the_twin_car(car_config, twi
     loop.start()
     try:
         assert car.web.ready.wait(10)
-        part, port = car.twin, car.web.bound_port
-        assert part is not None and port is not None
-        _post(port, {"angle": 0.0, "throttle": 0.5})
+        part = car.twin
+        assert part is not None
+        _post(car.web, {"angle": 0.0, "throttle": 0.5})
         assert wait_until(lambda: part.last_control == (0.0, 0.5, 0.0))
-        _post(port, {"buttons": {"w1": True}})  # the page's w1 button: operator stop
+        _post(car.web, {"buttons": {"w1": True}})  # the page's w1 button: operator stop
         assert wait_until(lambda: part.last_control == (0.0, 0.0, 1.0))
         assert car.vehicle.mem["watchdog/reason"] == "operator_stop"
         time.sleep(0.3)
         assert part.last_control == (0.0, 0.0, 1.0), "an operator stop holds until resumed"
-        _post(port, {"buttons": {"w2": True}})  # w2: resume
+        _post(car.web, {"buttons": {"w2": True}})  # w2: resume
         assert wait_until(lambda: part.last_control == (0.0, 0.0, 0.0)), "the stop zeroed the throttle"
-        _post(port, {"angle": 0.0, "throttle": 0.5})  # the operator drives again
+        _post(car.web, {"angle": 0.0, "throttle": 0.5})  # the operator drives again
         assert wait_until(lambda: part.last_control == (0.0, 0.5, 0.0))
     finally:
         car.vehicle.on = False

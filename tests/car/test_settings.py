@@ -109,3 +109,36 @@ def test_missing_car_folder_or_myconfig(tmp_path):
         load_car_config(tmp_path)
     with pytest.raises(UserError, match="myconfig file 'other.py' not found"):
         load_car_config(myconfig="other.py")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"WEB_CONSOLE_TOKEN": "short"}, "WEB_CONSOLE_TOKEN (PITLANE_CONSOLE_TOKEN) must have at least 16"),
+        ({"WEB_CONTROL_ADDRESS": 127}, "WEB_CONTROL_ADDRESS must be an address"),
+        ({"WEB_ALLOWED_HOSTS": "mycar.lan"}, "WEB_ALLOWED_HOSTS must be a list of host names"),
+        ({"WEB_ALLOWED_HOSTS": ["my car"]}, "WEB_ALLOWED_HOSTS must be a list of host names"),
+        ({"USER_MAX_THROTTLE": 1.5}, "USER_MAX_THROTTLE must be <= 1"),
+        ({"USER_MAX_THROTTLE": "0.3"}, "USER_MAX_THROTTLE must be a number"),
+        ({"WEB_DRIVER_IDLE_S": 0}, "WEB_DRIVER_IDLE_S must be > 0"),
+        ({"WEB_TOKEN_FILE": ""}, "WEB_TOKEN_FILE must be a path"),
+    ],
+)
+def test_console_keys_are_checked(overrides, message):
+    with pytest.raises(UserError, match="invalid car config") as err:
+        load_car_config(overrides=overrides)
+    assert message in str(err.value)
+
+
+def test_the_console_listens_on_localhost_unless_told(monkeypatch):
+    monkeypatch.delenv("WEB_CONTROL_ADDRESS", raising=False)
+    monkeypatch.delenv("PITLANE_CONSOLE_TOKEN", raising=False)
+    cfg = load_car_config()
+    assert cfg.WEB_CONTROL_ADDRESS == "127.0.0.1" and cfg.WEB_CONSOLE_TOKEN is None
+    assert cfg.USER_MAX_THROTTLE == 0.5 and cfg.WEB_ALLOWED_HOSTS == []
+    monkeypatch.setenv("WEB_CONTROL_ADDRESS", "0.0.0.0")  # what the cluster's overlays set
+    monkeypatch.setenv("PITLANE_CONSOLE_TOKEN", "from-the-secret-0123456789")
+    monkeypatch.setenv("WEB_ALLOWED_HOSTS", "car1.lan,car1")
+    cfg = load_car_config()
+    assert (cfg.WEB_CONTROL_ADDRESS, cfg.WEB_CONSOLE_TOKEN) == ("0.0.0.0", "from-the-secret-0123456789")
+    assert cfg.WEB_ALLOWED_HOSTS == ["car1.lan", "car1"]

@@ -52,7 +52,7 @@ def test_nuc_sim_runs_the_twin_and_points_the_car_at_it():
     car = objs[("Deployment", "pitlane-car")]["spec"]["template"]["spec"]
     assert twin["containers"][0]["command"][:3] == ["pitlane", "twin", "serve"]
     assert objs[("Service", "pitlane-twin")]["spec"]["ports"][0]["port"] == 9091
-    env = {e["name"]: e["value"] for e in car["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in car["containers"][0]["env"]}  # the console token: valueFrom
     assert env["SIM_HOST"] == "pitlane-twin.pitlane.svc" and env["SIM_PORT"] == "9091"
     assert env["PITLANE_PROFILE"] == "twin"
     assert twin["nodeSelector"] == car["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
@@ -86,7 +86,7 @@ def test_pi_car_gets_devices_arm64_and_no_privilege():
     mounts = {m["mountPath"]: m for m in car["volumeMounts"]}
     # a folder mount of the model ConfigMap (no subPath), so a new model reference reaches the running pod
     assert mounts["/etc/pitlane"]["name"] == "model" and "subPath" not in mounts["/etc/pitlane"]
-    env = {e["name"]: e["value"] for e in car["env"]}
+    env = {e["name"]: e.get("value") for e in car["env"]}
     assert env["PITLANE_MODEL_REF_FILE"] == "/etc/pitlane/model-ref"
     assert env["PITLANE_MODEL_KEY"] == "/etc/pitlane/cosign.pub"
 
@@ -102,7 +102,7 @@ def test_every_fleet_target_renders_as_its_application():
         assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
         car = by_name(rendered.objects)[("Deployment", "pitlane-car")]
         assert car["metadata"]["annotations"]["pitlane.dev/target"] == target.name
-        env = {e["name"]: e["value"] for e in car["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = {e["name"]: e.get("value") for e in car["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["PITLANE_CAR_NAME"] == target.name
 
 

@@ -1,5 +1,7 @@
-// pitlane operator console: drives the car through donkeycar's /wsDrive websocket contract
-// ({angle, throttle, drive_mode, recording, buttons}); polls /status for telemetry. No dependencies.
+// pitlane operator console: logs in (POST /login with the car's token: a session cookie), then drives the
+// car through donkeycar's /wsDrive websocket contract ({angle, throttle, drive_mode, recording, buttons});
+// polls /status for telemetry and who drives. One driver at a time; STOP works for everyone.
+// No dependencies.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -12,29 +14,106 @@ const STATUS_PERIOD_MS = 250;
 const DEADZONE = 0.08;
 
 const state = {
-  ws: null, held: new Set(), joy: null, padName: null,
+  ws: null, held: new Set(), joy: null, padName: null, csrf: null, running: false, generation: 0,
   maxThrottle: 0.3, sent: { angle: 0, throttle: 0 }, recording: false,
-  buttons: { stop: "w1", resume: "w2" },
+  buttons: { stop: "w1", resume: "w2" }, wheel: { driver: null, you_drive: false },
 };
+
+// ---- login -------------------------------------------------------------------------------------------
+async function checkSession() {
+  try {
+    const response = await fetch("/session", { cache: "no-store" });
+    const session = await response.json();
+    if (session.logged_in) start(session);
+    else showLogin("");
+  } catch (err) {
+    showLogin("car unreachable");
+  }
+}
+
+function showLogin(message) {
+  state.running = false;
+  $("console").hidden = true;
+  $("login").hidden = false;
+  $("logout").hidden = true;
+  $("video").removeAttribute("src");
+  $("login-error").textContent = message;
+  $("token").value = "";
+  setBadge($("client"), "off", "not logged in");
+  $("token").focus();
+}
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const response = await fetch("/login", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ token: $("token").value }),
+  }).catch(() => null);
+  const answer = response ? await response.json().catch(() => ({})) : { error: "car unreachable" };
+  if (response && response.ok) { $("token").value = ""; start(answer); }
+  else showLogin(answer.error || "login failed");
+});
+
+$("logout").addEventListener("click", async () => {
+  await post("/logout", {});
+  if (state.ws) state.ws.close();
+  showLogin("logged out");
+});
+
+function start(session) {
+  state.csrf = session.csrf;
+  setBadge($("client"), "ok", session.client);
+  $("login").hidden = true;
+  $("console").hidden = false;
+  $("logout").hidden = false;
+  $("video").src = "/video";
+  if (state.running) return;
+  state.running = true;
+  state.generation += 1; // a poll loop from before a logout ends instead of running twice
+  connect();
+  pollStatus(state.generation);
+}
 
 // ---- link to the car ---------------------------------------------------------------------------------
 function connect() {
+  if (!state.running) return;
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/wsDrive`);
   ws.onopen = () => setBadge($("link"), "ok", "connected");
-  ws.onclose = () => { setBadge($("link"), "off", "reconnecting…"); state.ws = null; setTimeout(connect, 1000); };
+  ws.onclose = () => {
+    setBadge($("link"), "off", "reconnecting…");
+    state.ws = null;
+    if (state.running) setTimeout(connect, 1000);
+  };
   ws.onmessage = (event) => {
     const data = JSON.parse(event.data);
     if (data.driveMode !== undefined) showMode(data.driveMode);
     if (data.recording !== undefined) showRecording(data.recording);
     if (data.num_records !== undefined) $("records").textContent = data.num_records;
+    if (data.refused !== undefined) notice(data.refused);
+    if (data.driver !== undefined) showWheel(data);
   };
   state.ws = ws;
 }
 
-function send(message) {
-  const body = JSON.stringify(message);
-  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(body);
-  else fetch("/drive", { method: "POST", body }).catch(() => {}); // donkeycar's HTTP contract
+function post(url, message) {
+  return fetch(url, {
+    method: "POST", body: JSON.stringify(message),
+    headers: { "Content-Type": "application/json", "X-Pitlane-CSRF": state.csrf || "" },
+  }).catch(() => null);
+}
+
+async function send(message) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) { state.ws.send(JSON.stringify(message)); return; }
+  const response = await post("/drive", message); // donkeycar's HTTP contract
+  if (response && response.status === 401) showLogin("logged out by the car (it restarted?)");
+  else if (response && !response.ok) notice((await response.json().catch(() => ({}))).error || "refused");
+}
+
+let noticeTimer = null;
+function notice(text) {
+  $("notice").textContent = text;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => { $("notice").textContent = ""; }, 4000);
 }
 
 // ---- driving -----------------------------------------------------------------------------------------
@@ -61,7 +140,9 @@ function fromGamepad() {
 }
 
 function controlTick() {
+  if (!state.running) return;
   const cmd = fromKeys() || state.joy || fromGamepad() || { angle: 0, throttle: 0 };
+  if (state.wheel.driver && !state.wheel.you_drive) return; // another operator drives: watch (STOP still works)
   const angle = Math.max(-1, Math.min(1, cmd.angle));
   const throttle = Math.max(-1, Math.min(1, cmd.throttle));
   if (angle !== state.sent.angle || throttle !== state.sent.throttle) {
@@ -79,7 +160,9 @@ function stop() {
   setBadge($("watchdog"), "bad", "STOPPING…");
 }
 
+const typing = (event) => !state.running || (event.target.tagName === "INPUT" && event.target.type !== "range");
 document.addEventListener("keydown", (event) => {
+  if (typing(event)) return;
   if (event.code === "Space") { event.preventDefault(); stop(); return; }
   const key = KEYS[event.code];
   if (!key) return;
@@ -88,6 +171,7 @@ document.addEventListener("keydown", (event) => {
   controlTick();
 });
 document.addEventListener("keyup", (event) => {
+  if (typing(event)) return;
   const key = KEYS[event.code];
   if (!key) return;
   state.held.delete(key);
@@ -118,6 +202,7 @@ for (const type of ["pointerup", "pointercancel"]) {
 // ---- controls ----------------------------------------------------------------------------------------
 $("stop").addEventListener("click", stop);
 $("resume").addEventListener("click", () => send({ buttons: { [state.buttons.resume]: true } }));
+$("release").addEventListener("click", () => { send({ angle: 0, throttle: 0 }); send({ release: true }); });
 for (const button of $("modes").querySelectorAll("button")) {
   button.addEventListener("click", () => { send({ drive_mode: button.dataset.mode }); showMode(button.dataset.mode); });
 }
@@ -144,8 +229,27 @@ function bar(el, value) {
 }
 const fmt = (v, digits, unit) => (v === null || v === undefined ? "–" : `${Number(v).toFixed(digits)}${unit}`);
 
+function showWheel(w) {
+  state.wheel = { driver: w.driver, you_drive: w.you_drive };
+  if (w.you_drive) setBadge($("wheel"), "ok", "you drive");
+  else if (w.driver) setBadge($("wheel"), "off", `watching: ${w.driver} drives`);
+  else setBadge($("wheel"), "", "wheel free");
+  $("release").disabled = !w.you_drive;
+  const stoppers = w.stopped_by || [];
+  $("resume").title = stoppers.length ? `stopped by ${stoppers.join(", ")}` : "";
+}
+
 function showStatus(s) {
   state.buttons = s.buttons || state.buttons;
+  const console_ = s.console || {};
+  showWheel(console_);
+  const cap = console_.user_max_throttle;
+  if (typeof cap === "number" && Number($("max-throttle").max) !== cap) {
+    $("max-throttle").max = cap;
+    state.maxThrottle = Math.min(state.maxThrottle, cap);
+    $("max-throttle").value = state.maxThrottle;
+    $("max-val").textContent = state.maxThrottle.toFixed(2);
+  }
   showMode(s.mode);
   showRecording(s.recording);
   $("records").textContent = s.num_records;
@@ -175,16 +279,17 @@ function showStatus(s) {
   $("model-error").textContent = model.error || "";
 }
 
-async function pollStatus() {
+async function pollStatus(generation) {
+  if (!state.running || generation !== state.generation) return;
   try {
     const response = await fetch("/status", { cache: "no-store" });
+    if (response.status === 401) { showLogin("logged out by the car (it restarted?)"); return; }
     if (response.ok) showStatus(await response.json());
   } catch (err) {
     setBadge($("link"), "off", "car unreachable");
   }
-  setTimeout(pollStatus, STATUS_PERIOD_MS);
+  setTimeout(() => pollStatus(generation), STATUS_PERIOD_MS);
 }
 
-connect();
 setInterval(controlTick, CONTROL_PERIOD_MS);
-pollStatus();
+checkSession();

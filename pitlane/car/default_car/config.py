@@ -6,13 +6,14 @@ myconfig.py over it). Every value is checked when the car starts (pitlane.car.se
 an invalid one stops the start with a clear message.
 
 Keys keep donkeycar's names, so donkeycar's own tools (`donkey train`, `donkey tubclean`, ...) read them.
-pitlane adds PITLANE_PROFILE, SIM_PORT, SIM_SCENE, SIM_CONNECT_TIMEOUT_S, AI_MAX_THROTTLE, WATCHDOG_* and
-MODEL_* (the model manager).
+pitlane adds PITLANE_PROFILE, SIM_PORT, SIM_SCENE, SIM_CONNECT_TIMEOUT_S, AI_MAX_THROTTLE, WATCHDOG_*,
+MODEL_* (the model manager), the console's WEB_* keys and USER_MAX_THROTTLE.
 """
 
 import os
 
 # lower-case names: donkeycar reads only UPPER_CASE keys
+from pitlane.car import console_auth as _console_auth
 from pitlane.car.model_params import ManagerParams as _Model
 from pitlane.pilots.watchdog import WatchdogParams as _watchdog
 from pitlane.twin import protocol as _protocol
@@ -121,9 +122,20 @@ WATCHDOG_STOP_BRAKE = _watchdog.stop_brake  # [0, 1] brake while stopped
 WATCHDOG_STOP_BUTTON = "w1"  # web controller button: operator stop (latched)
 WATCHDOG_RESUME_BUTTON = "w2"  # web controller button: resume after an operator stop
 
-# WEB CONTROL
+# WEB CONTROL: the operator console (pitlane.car.console); operators log in with the car's token
 WEB_CONTROL_PORT = int(os.getenv("WEB_CONTROL_PORT", 8887))  # http://<car>:8887/drive
+# where the console listens: 127.0.0.1 (this machine only) unless told; the cluster sets 0.0.0.0
+WEB_CONTROL_ADDRESS = os.getenv("WEB_CONTROL_ADDRESS", "127.0.0.1")
 WEB_INIT_MODE = "user"  # user | local_angle | local
+# the car's console token (the cluster's pitlane-console Secret); None: the one kept in WEB_TOKEN_FILE, or
+# a new one, printed once at start and kept there (mode 0600) for the next run
+WEB_CONSOLE_TOKEN = os.getenv("PITLANE_CONSOLE_TOKEN") or None
+WEB_TOKEN_FILE = _console_auth.default_token_file()  # ~/.config/pitlane/console-token
+# host names operators type besides localhost, IP addresses and this machine's NAME / NAME.local (a name
+# not listed is refused: DNS rebinding), e.g. ["mycar.lan"]
+WEB_ALLOWED_HOSTS = [h for h in os.getenv("WEB_ALLOWED_HOSTS", "").split(",") if h]
+WEB_DRIVER_IDLE_S = 5.0  # [s] a driver without a websocket (POST /drive only) that sends nothing lets go
+USER_MAX_THROTTLE = 0.5  # [-] cap on |throttle| while the operator drives (applied in the loop)
 
 # RECORDING
 AUTO_RECORD_ON_THROTTLE = True  # record whenever the user drives with throttle
