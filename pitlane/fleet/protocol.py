@@ -119,6 +119,10 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _is_number(value: object) -> bool:
     return (
         isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)  # type: ignore[arg-type]
@@ -197,7 +201,7 @@ def check_heartbeat(body: dict[str, Any], car: str) -> None:
             _number_or_null(pilot_ms, key, f"{where}.pilot_ms")
     stops = _dict_or_null(body, "watchdog_stops", where) or {}
     for reason, count in stops.items():
-        _need(_is_int(count) and count >= 0, f"{where}.watchdog_stops[{reason!r}]", "a count", count)
+        _need(_is_count(count), f"{where}.watchdog_stops[{reason!r}]", "a count", count)
     twin = _dict_or_null(body, "twin", where)
     if twin is not None:
         _need(
@@ -212,7 +216,7 @@ def check_heartbeat(body: dict[str, Any], car: str) -> None:
     for key in ("records", "tubs", "tub_records"):
         if backlog is not None:
             value = backlog.get(key)
-            _need(_is_int(value) and value >= 0, f"{where}.backlog.{key}", "a count", value)
+            _need(_is_count(value), f"{where}.backlog.{key}", "a count", value)
     drift = _dict_or_null(body, "drift", where)
     if drift is not None:
         _number_or_null(drift, "score", f"{where}.drift")
@@ -239,7 +243,7 @@ def check_tub(body: dict[str, Any]) -> None:
         "a session id",
         body["session"],
     )
-    _need(_is_int(body["records"]) and body["records"] >= 0, "tub.records", "a count", body["records"])
+    _need(_is_count(body["records"]), "tub.records", "a count", body["records"])
     for key in ("start", "end"):
         _number_or_null(body, key, "tub")
     model = body["model"]

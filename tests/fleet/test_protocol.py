@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,9 @@ def heartbeat(name: str = "car-1", **values) -> dict:
 
 
 def record(kind: str = p.HEARTBEAT, body: dict | None = None, **kw) -> p.Record:
-    fields = dict(car="car-1", seq=7, kind=kind, t=1_700_000_000.25, boot=BOOT, body=body or heartbeat())
+    fields: dict[str, Any] = dict(
+        car="car-1", seq=7, kind=kind, t=1_700_000_000.25, boot=BOOT, body=body or heartbeat()
+    )
     fields.update(kw)
     return p.Record(**fields)
 
