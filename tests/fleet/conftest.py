@@ -122,7 +122,7 @@ class Responder:
             self.client.username_pw_set(protocol.INGEST_USER, password)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(protocol.UP_WILDCARD, qos=1)
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.reconnect_delay_set(1, 1)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self.client.connect("127.0.0.1", broker.port, keepalive=5, clean_start=False, properties=props)
