@@ -154,13 +154,22 @@ class Manifest:
 class Client:
     """One registry (`host[:port]`). Counts the body bytes it sends and receives (`sent`, `received`)."""
 
-    def __init__(self, registry: str, *, timeout_s: float = 30.0, scheme: str | None = None) -> None:
+    def __init__(
+        self,
+        registry: str,
+        *,
+        timeout_s: float = 30.0,
+        scheme: str | None = None,
+        auth: tuple[str, str]
+        | None = None,  # HTTP basic auth (user, password), e.g. a car at the NUC's gateway
+    ) -> None:
         self.registry = registry
         host = registry.split(":")[0]
         self.scheme = scheme or ("http" if host in ("127.0.0.1", "localhost", "::1") else "https")
         self.base = f"{self.scheme}://{registry}/v2"
         self.timeout_s = timeout_s
         self.session = requests.Session()
+        self.session.auth = auth
         self.sent = 0  # [B] request bodies
         self.received = 0  # [B] response bodies
 

@@ -28,6 +28,7 @@ from pitlane.car.settings import check_config, watchdog_params
 from pitlane.car.twin_part import TwinPart
 from pitlane.data.tub import POSITION_KEYS, tub_metadata
 from pitlane.errors import UserError
+from pitlane.fleet.part import add_fleet
 from pitlane.pilots.model import ModelPilot
 from pitlane.pilots.watchdog import WatchdogPart
 
@@ -341,6 +342,7 @@ def build_car(
     meta += tub_metadata(image_h=cfg.IMAGE_H, image_w=cfg.IMAGE_W, image_depth=cfg.IMAGE_DEPTH)
     tub_writer = car_parts.SafeTubWriter(TubWriter(str(tub_path), inputs=inputs, types=types, metadata=meta))
     V.add(tub_writer, inputs=inputs, outputs=["tub/num_records"], run_condition="tub/recording")
+    add_fleet(V, cfg, tub_path=tub_path, pilot=safe_pilot, twin=twin, manager=manager, watchdog=watchdog)
     return Car(
         V,
         cfg,

@@ -204,6 +204,10 @@ class Spool:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 for a, b in seqs:
+                    self.db.execute(  # the uploader deletes a tub only once its record is acked
+                        "INSERT OR IGNORE INTO acked_tubs SELECT seq FROM records WHERE kind=? AND seq BETWEEN ? AND ?",
+                        (protocol.TUB, a, b),
+                    )
                     deleted += self.db.execute(
                         "DELETE FROM records WHERE seq BETWEEN ? AND ?", (a, b)
                     ).rowcount
@@ -255,6 +259,16 @@ class Spool:
                 "SELECT seq, kind, payload FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
             ).fetchall()
         return [Pending(int(s), str(k), bytes(p)) for s, k, p in rows]
+
+    def acked(self, seq: int) -> bool:
+        """True when the ingest acked tub record `seq` (kept after the row is gone)."""
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM acked_tubs WHERE seq=?", (seq,)).fetchone() is not None
+
+    def pending_seq(self, seq: int) -> bool:
+        """True while record `seq` waits in the spool for its ack."""
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM records WHERE seq=?", (seq,)).fetchone() is not None
 
     def count(self, kind: str | None = None) -> int:
         with self._lock:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -212,3 +213,51 @@ def responder(make_responder, broker):
 def wait():
     """wait(predicate, timeout_s=30, what=...) -> None, or AssertionError naming what never happened."""
     return wait_for
+
+
+def write_tub(path: Path, n: int, seed: int = 0, metadata: list[str] | None = None) -> Path:
+    """Append one session of `n` records to the tub at `path` (created if new), with donkeycar's own Tub.
+
+    Images are smooth gradients with a little noise: JPEGs of a few KB, like a small camera's."""
+    import numpy as np
+    from donkeycar.parts.tub_v2 import Tub
+
+    from pitlane.data.tub import INPUTS, TYPES
+
+    rng = np.random.default_rng(seed)
+    base = np.tile(np.linspace(40, 200, 160, dtype=np.float32)[None, :, None], (120, 1, 3))
+    tub = Tub(str(path), inputs=list(INPUTS), types=list(TYPES), metadata=metadata or ["profile:twin"])
+    for i in range(n):
+        img = np.clip(np.roll(base, i, axis=1) + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+        tub.write_record(
+            {
+                "cam/image_array": img,
+                "user/angle": float(np.sin(i / 7.0)),
+                "user/throttle": 0.3,
+                "user/mode": "user",
+                "pos/pos_x": float(i),
+                "pos/pos_y": 0.0,
+                "pos/pos_z": 0.0,
+                "pos/speed": 1.5,
+                "pos/cte": float(rng.normal(0, 0.05)),
+            }
+        )
+    tub.close()
+    return path
+
+
+@pytest.fixture
+def make_tub(tmp_path):
+    """make_tub(name, n, seed=0) -> a tub of n records in tmp_path/name (call again to append a session)."""
+
+    def make(name: str, n: int, seed: int = 0, folder: Path | None = None) -> Path:
+        return write_tub((folder or tmp_path) / name, n, seed)
+
+    return make
+
+
+@pytest.fixture
+def repo(request):
+    """A fresh repository name under data/ per test (the registry is shared by the whole session)."""
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
+    return f"data/{name}-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
