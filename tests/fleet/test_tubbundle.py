@@ -136,7 +136,7 @@ def test_a_broken_tub_is_refused_with_what_to_do(make_tub, tmp_path, registry, r
         tb.push_tub(oci.Client(registry.host), make_tub("x", 2), "models/x")
 
 
-def hostile_bundle(client: oci.Client, repo: str, tub, evil: list[tuple[str, bytes, int]]) -> oci.Reference:
+def hostile_bundle(client: oci.Client, repo: str, tub, evil: list[tuple[str, bytes, bytes]]) -> oci.Reference:
     """A bundle of `tub` whose first chunk also holds `evil` (name, data, tar type)."""
     plan = tb.plan_tub(tub)
     buf = io.BytesIO()
