@@ -98,6 +98,7 @@ class Loaded:
     signature: str  # digest of the signature manifest that verified it (kept in the cache)
     canary_error: float  # largest |output - recorded| on the canary frames
     latency_ms: float  # median inference time on the canary frames
+    config: dict[str, Any] | None = None  # the verified bundle config (the fleet part reads frame_stats)
 
 
 class ManagedPilot:
@@ -343,7 +344,7 @@ class ModelManager:
             raise Refused(
                 f"{ref}: the model fails on the canary frames: {type(exc).__name__}: {exc}"
             ) from None
-        return Loaded(ref, serial, pilot, path, sig_digest, error, latency)
+        return Loaded(ref, serial, pilot, path, sig_digest, error, latency, config)
 
     def _accept(self, loaded: Loaded) -> None:
         """Record an accepted model in the cache's state (the car starts from it next time)."""

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload BLOB NOT NULL, created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS acked_tubs (seq INTEGER PRIMARY KEY);
 """
 PLAUSIBLE_CLOCK = 1_600_000_000.0  # [s] unix time of 2020-09: an earlier clock was never set (no RTC, no NTP)
 THIN_STEPS_S: tuple[float, ...] = (60.0, 600.0, 3600.0)  # [s] one heartbeat kept per this, oldest first

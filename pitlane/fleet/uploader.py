@@ -51,6 +51,16 @@ def tub_key(tub: Path) -> str:
     return h.hexdigest()[:32]
 
 
+def tub_records(tub: Path) -> int:
+    """Records the tub's manifest counts (donkeycar's current_index), 0 when unreadable."""
+    try:
+        lines = tubfiles.read_bytes(tub, MANIFEST).decode("utf-8").split("\n")
+        index = json.loads(lines[4]).get("current_index")
+    except (OSError, tubfiles.UnsafePath, UnicodeDecodeError, ValueError, IndexError, AttributeError):
+        return 0
+    return index if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else 0
+
+
 class Uploader:
     """Finds finished tubs in `data_path`, pushes them to `client` (repository data/<car>) and spools a
     `tub` record for each; `start()` runs it in a thread, `stop(budget_s)` does a last pass."""
@@ -165,7 +175,7 @@ class Uploader:
                 home = self._one(tub)
                 if not home and tub.exists():
                     waiting += 1
-                    records += self.state.get(str(tub), {}).get("records", 0)
+                    records += tub_records(tub)
             self._backlog = (waiting, records)
 
     def _one(self, tub: Path) -> bool:
