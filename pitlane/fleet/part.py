@@ -196,7 +196,7 @@ class FleetPart:
 
     def _append(self, kind: str, body: dict[str, Any]) -> None:
         try:
-            self.spool.append(kind, body)
+            self.spool.append(kind, body, t=self.clock())
         except SpoolFull:
             return  # logged by the spool; events and tubs still go in
         except protocol.ProtocolError as exc:

@@ -7,6 +7,7 @@ all in one go before the car drives.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from pitlane.fleet import protocol
@@ -75,6 +76,12 @@ def fleet_problems(cfg: Any) -> list[str]:
     for key in BOOL_KEYS:
         if not isinstance(getattr(cfg, key, None), bool):
             problems.append(f"{key} must be True or False, got {getattr(cfg, key, None)!r}")
+    data = getattr(cfg, "DATA_PATH", None)
+    if getattr(cfg, "AUTO_CREATE_NEW_TUB", False) and isinstance(data, str) and not os.path.isdir(data):
+        problems.append(  # donkeycar's TubHandler would fail with a bare StopIteration
+            f"DATA_PATH {data} does not exist; AUTO_CREATE_NEW_TUB (on where tubs go home) makes a tub per "
+            "session inside it: create the folder"
+        )
     image = getattr(cfg, "FLEET_IMAGE", None)
     if image is not None and not isinstance(image, str):
         problems.append(f"FLEET_IMAGE must be an image reference or None, got {image!r}")
