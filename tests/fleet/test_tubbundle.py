@@ -3,6 +3,7 @@ only what the registry lacks is sent (a resumed push, a grown tub), hostile bund
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -37,14 +38,14 @@ def test_push_and_pull_round_trip(registry, make_tub, repo, tmp_path):
     c = pushed.config
     assert c["schema"] == tb.SCHEMA and c["car"] == "car-1" and c["user"] is None and c["profile"] == "twin"
     assert c["records"] == 1300 and c["deleted"] == 0 and c["start"] <= c["end"]
-    assert [(ch["title"], ch["records"]) for ch in c["chunks"]] == [("catalog_0", 1000), ("catalog_1", 300)]
+    chunks = [(ch["title"], ch["records"]) for ch in c["chunks"]]
+    assert chunks[:3] == [("catalog_0", 1000), ("catalog_0.images_0", 50), ("catalog_0.images_1", 50)]
+    assert chunks[20:22] == [("catalog_0.images_19", 50), ("catalog_1", 300)]
+    assert chunks[-1] == ("catalog_1.images_5", 50) and len(chunks) == 1 + 20 + 1 + 6
     manifest = json.loads(client.get_manifest(repo, pushed.ref.digest).data)
     assert manifest["artifactType"] == "application/vnd.pitlane.tub.v1"
-    assert [d["annotations"][tb.TITLE] for d in manifest["layers"]] == [
-        "manifest.json",
-        "catalog_0",
-        "catalog_1",
-    ]
+    titles = [d["annotations"][tb.TITLE] for d in manifest["layers"]]
+    assert titles == ["manifest.json", *(ch["title"] for ch in c["chunks"])]
     assert client.tags(repo) == [c["session"]]
 
     out = tmp_path / "pulled"
@@ -69,18 +70,19 @@ def test_the_same_tub_is_the_same_bundle_and_sends_nothing_again(registry, make_
     first = tb.push_tub(oci.Client(registry.host), tub, repo, car="car-1")
     client = oci.Client(registry.host)
     again = tb.push_tub(client, tub, repo, car="car-1")
-    assert again.ref == first.ref and again.blobs_sent == 0 and again.blobs_skipped == 3
-    assert client.sent < 5000  # two manifest PUTs, no blob
+    assert again.ref == first.ref and again.blobs_sent == 0 and again.blobs_skipped == 1 + 1 + 6 + 1
+    assert client.sent < 20_000  # two manifest PUTs, no blob
 
 
 @pytest.mark.slow
 def test_a_tub_grown_by_ten_percent_sends_at_most_fifteen_percent(registry, make_tub, repo, tmp_path):
-    tub = make_tub("tub", 1000)
+    tub = make_tub("tub", 1030)  # the last catalog and its last image block are partial
     tb.push_tub(oci.Client(registry.host), tub, repo, car="car-1")
-    make_tub("tub", 100, seed=1)  # a second session: 10 % more records, in a new catalog
+    make_tub("tub", 103, seed=1)  # a second session: 10 % more records, into the same catalog
     client = oci.Client(registry.host)
     pushed = tb.push_tub(client, tub, repo, car="car-1")
-    assert pushed.config["records"] == 1100 and pushed.blobs_sent == 3  # manifest.json, catalog_1, config
+    # manifest.json, catalog_1, its image block 0 (was partial) and the new blocks 1 and 2, the config
+    assert pushed.config["records"] == 1133 and pushed.blobs_sent == 6
     assert client.sent <= 0.15 * tub_bytes(tub)
     tb.pull_tub(oci.Client(registry.host), pushed.ref, tmp_path / "pulled")
     assert files_of(tmp_path / "pulled") == files_of(tub)
@@ -141,7 +143,7 @@ def hostile_bundle(client: oci.Client, repo: str, tub, evil: list[tuple[str, byt
     plan = tb.plan_tub(tub)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        with tarfile.open(fileobj=io.BytesIO(tb.chunk_bytes(plan, plan.chunks[0]))) as good:
+        with tarfile.open(fileobj=io.BytesIO(tb.chunk_bytes(plan, plan.chunks[0])), mode="r:gz") as good:
             for m in good:
                 tar.addfile(m, good.extractfile(m))
         for name, data, kind in evil:
@@ -150,7 +152,7 @@ def hostile_bundle(client: oci.Client, repo: str, tub, evil: list[tuple[str, byt
             if kind == tarfile.SYMTYPE:
                 info.linkname, info.size = "/etc/passwd", 0
             tar.addfile(info, io.BytesIO(data))
-    chunk = buf.getvalue()
+    chunk = gzip.compress(buf.getvalue(), mtime=0)
     client.push_blob(repo, chunk)
     client.push_blob(repo, plan.manifest)
     config = oci.canonical_json(
@@ -236,3 +238,11 @@ def test_list_filters_by_car_date_and_model(registry, make_tub, tmp_path):
     assert str(a.ref) in {str(r.ref) for r in tb.list_bundles(client, model="sha256:" + "a" * 64)}
     assert str(b.ref) not in {str(r.ref) for r in tb.list_bundles(client, model="sha256:" + "a" * 64)}
     assert mine.isdisjoint(str(r.ref) for r in tb.list_bundles(client, since=b.config["end"] + 3600))
+
+
+def test_a_chunk_that_unpacks_to_too_much_is_refused(registry, make_tub, repo, tmp_path, monkeypatch):
+    pushed = tb.push_tub(oci.Client(registry.host), make_tub("tub", 60), repo)
+    monkeypatch.setattr(tb, "MAX_EXPANDED_BYTES", 10_000)  # a gzip bomb meets the same limit, only later
+    with pytest.raises(UserError, match="unpacks to more than"):
+        tb.pull_tub(oci.Client(registry.host), pushed.ref, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
