@@ -81,6 +81,16 @@ def _one_command_line(root: argparse.ArgumentParser) -> None:
             parser.set_defaults(func=_print_help(parser))
 
 
+def _add_data_bundle_commands(sub: argparse._SubParsersAction) -> None:
+    """`pitlane data push | pull | ls` live in pitlane.fleet, above `data` in the layers: added here."""
+    data = sub.choices.get("data")
+    if data is None:
+        return
+    from pitlane.fleet.data_cli import add_data_commands
+
+    add_data_commands(next(a for a in data._actions if isinstance(a, argparse._SubParsersAction)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pitlane",
@@ -97,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_commands(sub)
+    _add_data_bundle_commands(sub)
     _one_command_line(parser)
     return parser
 
