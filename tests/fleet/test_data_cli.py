@@ -21,6 +21,7 @@ def run(argv: list[str]) -> int:
 
 def test_push_pull_and_ls(registry, make_tub, tmp_path, capsys):
     tub = make_tub("session-1", 12)
+    capsys.readouterr()  # donkeycar's import banner
     repo = f"data/cli-{os.getpid()}"
     assert run(["push", str(tub), "--to", f"{registry.host}/{repo}"]) == 0
     ref = capsys.readouterr().out.strip()

@@ -265,6 +265,7 @@ def test_the_acl_keeps_a_car_to_its_own_topic(tmp_path, make_broker, make_respon
     car2.connect("127.0.0.1", broker.port)
     car2.loop_start()
     try:
+        wait(car2.is_connected, what="car-2's connection")
         car2.publish(protocol.up_topic("car-1"), forged, qos=1).wait_for_publish(
             5
         )  # the broker's ACL drops it
