@@ -98,6 +98,7 @@ class Sender:
         self._last_scan = -1.0
         self._connect_started = 0.0
         self._refusal = ""  # set by a paho callback: the broker refused the car
+        self._acks: list[tuple[int, int]] = []  # ranges acked during this turn, not applied yet
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> Sender:
@@ -140,6 +141,8 @@ class Sender:
             self._drop(why)
             self._backoff = self.params.max_backoff_s  # credentials do not fix themselves quickly
             return
+        if self._acks:
+            self._apply_acks()
         if rc != 0:
             self._drop(f"connection lost (paho error {int(rc)})")
             return
@@ -256,12 +259,14 @@ class Sender:
         except protocol.ProtocolError as exc:
             logger.warning("fleet sender: ignoring a bad ack on %s: %s", message.topic, exc)
             return
-        if ack.car != self.car:
-            return
-        deleted = self.spool.ack(ack.seqs)
-        for a, b in ack.seqs:
-            for seq in [s for s in self._sent if a <= s <= b]:
-                del self._sent[seq]
+        if ack.car == self.car:
+            self._acks.extend(ack.seqs)  # applied after this turn's reads: one spool commit for many acks
+
+    def _apply_acks(self) -> None:
+        acks, self._acks = self._acks, []
+        deleted = self.spool.ack(acks)
+        for seq in [s for s in self._sent if any(a <= s <= b for a, b in acks)]:
+            del self._sent[seq]
         self.stats.acked += deleted
         self.stats.last_ack = self.clock()
         self._resend_s = self.params.resend_s
