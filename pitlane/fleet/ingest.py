@@ -40,6 +40,7 @@ from pitlane.fleet.protocol import (
     parse_record,
     parse_topic,
 )
+from pitlane.fleet.ratelog import RateLimitedLog
 from pitlane.fleet.store import Incoming, Store
 from pitlane.fleet.tubcheck import RegistryDown, TubRefused, check_tub
 
@@ -50,7 +51,6 @@ CLOCK_TOLERANCE_S = 5.0  # [s] a car clock further off than this is flagged
 # A heartbeat sent with more than this many records waiting before it was queued behind them: its age says
 # how long the link was down, not how wrong the car's clock is.
 CLOCK_MAX_BACKLOG = 100
-LOG_EVERY_S = 10.0  # [s] at most one log line per refusal reason in this time
 ACK_RANGES_PER_MESSAGE = 2000  # ranges per ack publish (an ack stays far below MAX_PAYLOAD)
 REASONS = (
     "oversized",
@@ -86,24 +86,6 @@ class Message:
     received: float  # [s] NUC wall clock
 
 
-class RateLimitedLog:
-    """One warning per reason per `every_s`; the next one says how many were not logged in between."""
-
-    def __init__(self, every_s: float = LOG_EVERY_S) -> None:
-        self.every_s = every_s
-        self._last: dict[str, float] = {}
-        self._quiet: Counter[str] = Counter()
-
-    def warn(self, reason: str, text: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(reason, -1e9) < self.every_s:
-            self._quiet[reason] += 1
-            return
-        more = self._quiet.pop(reason, 0)
-        self._last[reason] = now
-        log.warning("%s%s", text, f" (and {more} more like it since the last line)" if more else "")
-
-
 class KnownCars:
     """The cars in the broker's password file, re-read when the file changes (a car added while running)."""
 
@@ -135,7 +117,7 @@ class Ingest:
         self.connected = threading.Event()
         self._queue: queue.Queue[Message] = queue.Queue()
         self._stop = threading.Event()
-        self._log = RateLimitedLog()
+        self._log = RateLimitedLog(log)
         self._registry = (
             oci.Client(config.registry, timeout_s=config.registry_timeout_s) if config.registry else None
         )

@@ -3,6 +3,7 @@ the commit; every kind of bad message one counted refusal, never acknowledged, a
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 
@@ -12,7 +13,8 @@ from pitlane.artifacts import oci
 from pitlane.artifacts.registry import _free_port
 from pitlane.fleet import broker as fb
 from pitlane.fleet import protocol as p
-from pitlane.fleet.ingest import Ingest, IngestConfig, RateLimitedLog
+from pitlane.fleet.ingest import Ingest, IngestConfig
+from pitlane.fleet.ratelog import RateLimitedLog
 from pitlane.fleet.store import Store
 
 from .conftest import event, heartbeat, peer, push_tub_bundle, tub_record, wait_until
@@ -208,7 +210,7 @@ def test_a_tub_record_waits_while_the_registry_is_down(fleet_broker, store, regi
 
 
 def test_refusal_log_lines_are_rate_limited(caplog):
-    limited = RateLimitedLog(every_s=60)
+    limited = RateLimitedLog(logging.getLogger("test"), every_s=60)
     for i in range(50):
         limited.warn("forged", f"forged {i}")
     limited.warn("malformed", "malformed 0")
