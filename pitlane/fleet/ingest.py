@@ -132,7 +132,7 @@ class Ingest:
             manual_ack=True,
         )
         client.username_pw_set(INGEST_USER, self.config.password)
-        client.reconnect_delay_set(0.1, 2)
+        client.reconnect_delay_set(1, 2)  # [s] first retry after 1 s, then at most every 2 s
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -259,7 +259,8 @@ class Ingest:
                 )
         return Incoming(record, m.received, tub)
 
-    def _refuse(self, reason: str, car: str | None, text: str) -> None:
+    def _refuse(self, reason: str, car: str | None, text: str) -> Incoming | None:
+        """Count and log a refused message; None (nothing to store)."""
         self.counts[reason] += 1
         self._log.warn(reason, text)
         with contextlib.suppress(Exception):  # the store may be what failed; the in-memory count remains

@@ -179,8 +179,7 @@ def test_tub_records_are_checked_in_the_registry_before_they_are_acked(fleet_bro
             tub_record("car-1", 3, lying),
             tub_record("car-1", 4, missing),
         )
-        assert wait_until(lambda: ingest.counts["tub_refused"] == 3, 10)
-        assert car.acked() == {1}
+        assert wait_until(lambda: ingest.counts["tub_refused"] == 3 and car.acked() == {1}, 10)
         (tub,) = store.tubs()
         assert tub["ref"] == good and tub["records"] == 42 and tub["config"]["records"] == 42
         assert tub["sent_ref"].startswith("nuc.example:5001/data/car-1@sha256:")
