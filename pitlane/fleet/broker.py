@@ -85,13 +85,18 @@ class BrokerConfig:
         return Path(self.passwd_file) if self.passwd_file else Path(self.data) / PASSWD_NAME
 
 
+def _user_line() -> list[str]:
+    """Started as root, Mosquitto switches to user `mosquitto`, who cannot read pitlane's data folder: stay."""
+    return [f"user {pwd.getpwuid(0).pw_name}"] if os.getuid() == 0 else []
+
+
 def config_text(cfg: BrokerConfig, port: int) -> str:
     """mosquitto.conf for pitlane: authenticated listener, ACLs, persistence, no message dropped."""
     data = Path(cfg.data).resolve()
     return "\n".join(
         [
             "# pitlane fleet broker (written by pitlane.fleet.broker; edits are overwritten)",
-            f"user {pwd.getpwuid(os.getuid()).pw_name}",  # as root Mosquitto would switch to `mosquitto`
+            *_user_line(),
             "per_listener_settings false",
             f"listener {port} {cfg.host}",
             "allow_anonymous false",
