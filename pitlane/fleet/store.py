@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS tubs(
     car TEXT NOT NULL, seq INTEGER NOT NULL, ref TEXT NOT NULL, sent_ref TEXT NOT NULL, session TEXT,
     records INTEGER, start REAL, end REAL, model TEXT, config TEXT NOT NULL, indexed REAL NOT NULL,
     PRIMARY KEY (car, seq)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS tubs_by_ref ON tubs(ref);
 CREATE TABLE IF NOT EXISTS refusals(
     reason TEXT PRIMARY KEY, count INTEGER NOT NULL, last REAL, last_car TEXT, last_detail TEXT);
 """
@@ -168,7 +169,9 @@ class Store:
         elif r.kind == TUB and item.tub is not None:
             b, cfg = r.body, item.tub.config
             db.execute(
-                "INSERT INTO tubs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                # a bundle is indexed once, even when a car that crashed between spooling its tub record and
+                # noting that it had sends a second record for the same bundle
+                "INSERT OR IGNORE INTO tubs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     r.car,
                     r.seq,

@@ -6,13 +6,14 @@ import os
 import subprocess
 
 import pytest
+from helpers import wait_until
 
 from pitlane.artifacts.registry import _die_with_parent, _free_port
 from pitlane.errors import UserError
 from pitlane.fleet import broker as fb
 from pitlane.fleet import protocol as p
 
-from .conftest import heartbeat, peer, wait_until
+from .nuc_support import heartbeat, peer
 
 QUEUED = 1500  # more than Mosquitto's default max_queued_messages (1000)
 

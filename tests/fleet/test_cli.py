@@ -13,13 +13,14 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 
 from pitlane.cli import main
 from pitlane.fleet import broker as fb
 from pitlane.fleet import protocol as p
 from pitlane.fleet.service import FleetService, ServeOptions
 
-from .conftest import heartbeat, peer, wait_until
+from .nuc_support import heartbeat, peer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,6 +8,7 @@ import shutil
 import time
 
 import pytest
+from helpers import wait_until
 
 from pitlane.artifacts import oci
 from pitlane.artifacts.registry import _free_port
@@ -17,7 +18,7 @@ from pitlane.fleet.ingest import Ingest, IngestConfig
 from pitlane.fleet.ratelog import RateLimitedLog
 from pitlane.fleet.store import Store
 
-from .conftest import event, heartbeat, peer, push_tub_bundle, tub_record, wait_until
+from .nuc_support import event, heartbeat, peer, push_tub_bundle, tub_record
 
 
 def start_ingest(fleet, store, registry: str | None, passwd=None) -> Ingest:
@@ -184,6 +185,9 @@ def test_tub_records_are_checked_in_the_registry_before_they_are_acked(fleet_bro
         assert tub["ref"] == good and tub["records"] == 42 and tub["config"]["records"] == 42
         assert tub["sent_ref"].startswith("nuc.example:5001/data/car-1@sha256:")
         assert store.tubs(car="car-2") == []
+        car.send(tub_record("car-1", 5, good, 42))  # the same bundle again (a car that crashed after spooling)
+        assert wait_until(lambda: car.acked() == {1, 5}, 10)
+        assert [t["seq"] for t in store.tubs()] == [1]  # indexed once
     finally:
         car.close()
         ingest.stop()

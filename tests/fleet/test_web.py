@@ -10,6 +10,7 @@ import time
 import urllib.request
 
 import pytest
+from helpers import wait_until
 
 from pitlane.fleet import broker as fb
 from pitlane.fleet import protocol as p
@@ -18,7 +19,7 @@ from pitlane.fleet.store import Incoming, Store, TubEntry
 from pitlane.fleet.view import car_row, downsample
 from pitlane.fleet.web import FleetAPI, FleetWeb, WebConfig
 
-from .conftest import BOOT, event, heartbeat, peer, wait_until
+from .nuc_support import BOOT, event, heartbeat, peer
 
 A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -101,7 +102,8 @@ def test_tubs_are_listed_by_car_model_and_time(store):
             "model": model,
         }
         record = p.Record(car, seq, p.TUB, start, BOOT, body)
-        return Incoming(record, start + 70, TubEntry(f"reg:5000/data/{car}@{A}", {"records": 10}))
+        digest = f"sha256:{seq:064d}"
+        return Incoming(record, start + 70, TubEntry(f"reg:5000/data/{car}@{digest}", {"records": 10}))
 
     store.add([tub("car-1", 1, 100.0, A), tub("car-1", 2, 1000.0, B), tub("car-2", 1, 500.0, A)])
     api = FleetAPI(store)
