@@ -18,6 +18,7 @@ import binascii
 import json
 import logging
 import re
+import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -206,7 +207,18 @@ class Handler(BaseHTTPRequestHandler):
             )
             self._error(403, "DENIED", f"car {user} may only read and write {data_repository(user)}")
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            self._error(411, "SIZE_INVALID", "send a Content-Length (chunked bodies are not accepted)")
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._error(400, "SIZE_INVALID", "Content-Length is not a number of bytes")
+            return
         if length > allowed.max_body:
             self._error(413, "SIZE_INVALID", f"body of {length} bytes is over the {allowed.max_body} allowed")
             return
@@ -256,7 +268,7 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, code: str, message: str, challenge: str | None = None) -> None:
         body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
         # an unread request body would be parsed as the next request: close instead
-        if int(self.headers.get("Content-Length") or 0):
+        if self.headers.get("Content-Length", "0") != "0" or self.headers.get("Transfer-Encoding"):
             self.close_connection = True
         self.send_response(status)
         if challenge:
@@ -273,6 +285,13 @@ class Handler(BaseHTTPRequestHandler):
 class GatewayServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away mid-request (a car killed, a link cut) is routine: no traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            log.debug("%s: %s left mid-request", type(self).__name__, client_address[0])
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config

@@ -202,7 +202,10 @@ class Ingest:
         durable: dict[str, list[int]] = {}
         if items:
             try:
+                before = self.store.inserted
                 durable = self.store.add(items)
+                self.stats["stored"] += self.store.inserted - before
+                self.stats["duplicates"] += len(items) - (self.store.inserted - before)
             except Exception as exc:  # sqlite3.Error, OSError (disk full): nothing acked, cars resend
                 self._refuse("store_error", None, f"the fleet store could not commit: {exc}")
         for car, seqs in durable.items():

@@ -98,6 +98,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self.inserted = 0  # records stored by this instance (duplicates not counted)
         self.db.executescript(SCHEMA)
         self.db.commit()
 
@@ -132,6 +133,7 @@ class Store:
                 )
                 if cur.rowcount == 1:
                     self._index(db, item)
+                    self.inserted += 1
                 durable.setdefault(r.car, []).append(r.seq)
         return durable
 

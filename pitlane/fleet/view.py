@@ -30,6 +30,11 @@ def car_row(row: dict[str, Any] | None, now: float, name: str | None = None) -> 
     hb: dict[str, Any] = row.get("heartbeat") or {}
     model = hb.get("model") or {}
     running = model.get("running") or {}
+    event = row.get("event") or None
+    if event and event.get("type") == "model_swap" and (row.get("event_seq") or 0) > (row.get("heartbeat_seq") or 0):
+        # the car reports a swap at once; its next heartbeat (up to a second later) would say the same
+        detail = event.get("detail") or {}
+        running = {**running, "digest": detail.get("to"), "serial": detail.get("serial")}
     desired = model.get("desired")
     want = desired_digest(desired)
     differs = want is not None and running.get("digest") != want
@@ -45,7 +50,6 @@ def car_row(row: dict[str, Any] | None, now: float, name: str | None = None) -> 
         row.get("stops_since_heartbeat") or 0
     )
     offset = _num(row.get("clock_offset"))
-    event = row.get("event") or None
     online = age is not None and age <= ONLINE_S
     pilot = hb.get("pilot_ms") or {}
     return {

@@ -13,6 +13,7 @@ import json
 import logging
 import mimetypes
 import re
+import sys
 import threading
 import time
 import urllib.parse
@@ -158,6 +159,13 @@ class Handler(BaseHTTPRequestHandler):
 class WebServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away mid-request (a car killed, a link cut) is routine: no traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            log.debug("%s: %s left mid-request", type(self).__name__, client_address[0])
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, config: WebConfig, api: FleetAPI) -> None:
         self.api = api

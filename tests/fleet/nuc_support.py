@@ -4,6 +4,7 @@ a minimal tub bundle in the registry. The fixture that starts the broker is in c
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -18,6 +20,11 @@ from pitlane.fleet import broker as fb
 from pitlane.fleet import protocol as p
 
 BOOT = uuid.uuid4().hex
+# Debian's mosquitto (the broker and mosquitto_passwd): .ci/run installs it
+needs_mosquitto = pytest.mark.skipif(
+    not (shutil.which(fb.BINARY) and shutil.which(fb.PASSWD_BINARY)),
+    reason="Debian's mosquitto is not installed (apt-get install mosquitto)",
+)
 
 
 @dataclass

@@ -13,7 +13,9 @@ from pitlane.errors import UserError
 from pitlane.fleet import broker as fb
 from pitlane.fleet import protocol as p
 
-from .nuc_support import heartbeat, peer
+from .nuc_support import heartbeat, needs_mosquitto, peer
+
+pytestmark = needs_mosquitto
 
 QUEUED = 1500  # more than Mosquitto's default max_queued_messages (1000)
 

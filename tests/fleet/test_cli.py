@@ -20,7 +20,9 @@ from pitlane.fleet import broker as fb
 from pitlane.fleet import protocol as p
 from pitlane.fleet.service import FleetService, ServeOptions
 
-from .nuc_support import heartbeat, peer
+from .nuc_support import heartbeat, needs_mosquitto, peer
+
+pytestmark = needs_mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
 

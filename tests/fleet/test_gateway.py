@@ -14,6 +14,10 @@ from pitlane.artifacts.registry import _free_port
 from pitlane.fleet import broker as fb
 from pitlane.fleet.gateway import Gateway, GatewayConfig, check_request
 
+from .nuc_support import needs_mosquitto
+
+pytestmark = needs_mosquitto
+
 DIGEST = "sha256:" + "ab" * 32
 
 
@@ -132,6 +136,13 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(gateway, cars):
     resp = conn.getresponse()
     assert resp.status == 413 and b"over the 1048576 allowed" in resp.read()
     conn.close()
+    chunked = requests.put(
+        f"http://{gateway.host}{location}&digest={DIGEST}",
+        data=iter([b"x" * 10]),  # no length: requests sends it chunked
+        auth=("car-1", cars[1]["car-1"]),
+        timeout=5,
+    )
+    assert chunked.status_code == 411
 
 
 def test_a_registry_that_is_down_is_a_502(cars):

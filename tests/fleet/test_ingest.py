@@ -18,7 +18,9 @@ from pitlane.fleet.ingest import Ingest, IngestConfig
 from pitlane.fleet.ratelog import RateLimitedLog
 from pitlane.fleet.store import Store
 
-from .nuc_support import event, heartbeat, peer, push_tub_bundle, tub_record
+from .nuc_support import event, heartbeat, needs_mosquitto, peer, push_tub_bundle, tub_record
+
+pytestmark = needs_mosquitto
 
 
 def start_ingest(fleet, store, registry: str | None, passwd=None) -> Ingest:
@@ -185,7 +187,9 @@ def test_tub_records_are_checked_in_the_registry_before_they_are_acked(fleet_bro
         assert tub["ref"] == good and tub["records"] == 42 and tub["config"]["records"] == 42
         assert tub["sent_ref"].startswith("nuc.example:5001/data/car-1@sha256:")
         assert store.tubs(car="car-2") == []
-        car.send(tub_record("car-1", 5, good, 42))  # the same bundle again (a car that crashed after spooling)
+        car.send(
+            tub_record("car-1", 5, good, 42)
+        )  # the same bundle again (a car that crashed after spooling)
         assert wait_until(lambda: car.acked() == {1, 5}, 10)
         assert [t["seq"] for t in store.tubs()] == [1]  # indexed once
     finally:

@@ -56,8 +56,13 @@ def test_a_cars_row_says_what_runs_what_should_and_since_when(store):
     assert car1["watchdog_stops"] == 1 and car1["last_event"]["type"] == "watchdog_stop"
     assert car1["loop_hz"] == 20.0 and car1["pilot_ms"] == {"p50": 2.0, "p99": 4.0}
     assert car2["name"] == "car-2" and car2["last_seen"] is None and not car2["healthy"]  # never heard from
+    # the car reports the swap at once: the row shows it before the next heartbeat
+    store.add([Incoming(event("car-1", 3, "model_swap", **{"from": A, "to": B, "serial": 5}), now - 2)])
+    car1 = api.cars()["cars"][0]
+    assert car1["model"]["running"]["digest"] == B and car1["model"]["running"]["serial"] == 5
+    assert not car1["model"]["differs"]
     # the next heartbeat runs the desired model: healthy again, the stop now counted by the heartbeat
-    store.add([Incoming(swapped("car-1", 3, B, B, t=now - 1, watchdog_stops={"stale_frame": 1}), now - 1)])
+    store.add([Incoming(swapped("car-1", 4, B, B, t=now - 1, watchdog_stops={"stale_frame": 1}), now - 1)])
     car1 = api.cars()["cars"][0]
     assert car1["healthy"] and not car1["model"]["differs"] and car1["watchdog_stops"] == 1
 
