@@ -39,6 +39,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 CAR = "car-1"
 HEARTBEAT_S = 0.005  # [s] between two spooled heartbeats in the bench (a car sends one a second)
@@ -52,7 +53,7 @@ def bundle_parts(session: int) -> tuple[list[bytes], bytes]:
     """Deterministic chunks and config of tub session `session` (the same bytes at every retry)."""
     seed = hashlib.sha256(f"session-{session}".encode()).digest()
     chunks = [(hashlib.sha256(seed + bytes([i])).digest() * (LAYER_BYTES // 32)) for i in range(2)]
-    config = {
+    config: dict[str, object] = {
         "schema": "pitlane.tub-bundle/1",
         "car": CAR,
         "user": None,
@@ -100,10 +101,10 @@ def upload(gateway: str, password: str | None, session: int) -> str:
             time.sleep(0.05)
 
 
-def heartbeat_body(n: int) -> dict:
+def heartbeat_body(n: int, backlog: int = 0) -> dict:
     from pitlane.fleet.protocol import heartbeat_body as body
 
-    hb = body(CAR, profile="twin", loop_hz=20.0, backlog={"records": 0, "tubs": 0, "tub_records": 0})
+    hb = body(CAR, profile="twin", loop_hz=20.0, backlog={"records": backlog, "tubs": 0, "tub_records": 0})
     hb["bench_n"] = n  # the bench's id of this heartbeat (extra keys are allowed)
     return hb
 
@@ -150,7 +151,7 @@ def car_pitlane(cfg: dict, out) -> None:
     n = cfg["iter"] * 100_000
     end = time.monotonic() + cfg["run_s"]
     while time.monotonic() < end:
-        record = spool.append(protocol.HEARTBEAT, heartbeat_body(n))
+        record = spool.append(protocol.HEARTBEAT, heartbeat_body(n, spool.count()))
         out.write(f"hb {n} {record.seq}\n")
         sender.poke()
         n += 1
@@ -288,7 +289,7 @@ class Nuc:
             self.ingest_password = fb.ingest_password(root / "broker", passwd)
         self.broker_port = fb._free_port("127.0.0.1")
         self.broker_proc: subprocess.Popen | None = None
-        self.broker: object | None = None
+        self.broker: Any = None  # pitlane.fleet.broker.Broker
         self.start_broker()
         self.relay = Relay(f"127.0.0.1:{self.broker_port}")
         self.start_receiver()
@@ -307,7 +308,8 @@ class Nuc:
 
     def kill_broker(self) -> None:
         if self.mode == "pitlane":
-            self.broker.kill()  # type: ignore[attr-defined]
+            assert self.broker is not None
+            self.broker.kill()
         elif self.broker_proc is not None:
             self.broker_proc.kill()
             self.broker_proc.wait()
@@ -373,7 +375,7 @@ class Nuc:
         self.registry.stop()
 
 
-def plain_receiver(port: int, received: Counter) -> object:
+def plain_receiver(port: int, received: Counter) -> Any:
     """A NUC without an ingest: a persistent QoS 1 subscription that keeps what arrives."""
     import paho.mqtt.client as mqtt
 
@@ -431,7 +433,7 @@ def run_suite(mode: str, kill_points: int, root: Path, seed: int) -> dict:
     try:
         for k in range(kill_points):
             kind = KINDS[k % len(KINDS)]
-            cfg = {
+            cfg: dict[str, Any] = {
                 "mode": mode,
                 "iter": k + 1,
                 "out": str(outs / f"{k + 1}.txt"),

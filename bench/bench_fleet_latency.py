@@ -141,18 +141,17 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-latency-"))
     passwd = tmp / "broker" / "passwd"
     password = fb.add_car(passwd, CAR)
+    ingest_password = fb.ingest_password(tmp / "broker", passwd)  # before the broker starts: no refusal
     broker = fb.Broker(fb.BrokerConfig(data=tmp / "broker", port=0)).start()
     store = Store(tmp / "fleet.db")
-    ingest = Ingest(
-        IngestConfig(broker.host, fb.ingest_password(tmp / "broker", passwd), passwd), store
-    ).start()
+    ingest = Ingest(IngestConfig(broker.host, ingest_password, passwd), store).start()
     web = FleetWeb(WebConfig(port=0), FleetAPI(store, known=ingest.known)).start()
     spool = Spool(tmp / "car" / "spool.db", CAR)
     sender = Sender(spool, SenderParams.from_broker(broker.host, password=password)).start()
     car = Car(spool, sender)
     try:
         car.heartbeat()
-        while api_car(web.url) is None or api_car(web.url)["last_seen"] is None:
+        while (row := api_car(web.url)) is None or row["last_seen"] is None:
             time.sleep(0.05)
         results: dict[str, list[float]] = {"model_swap": [], "watchdog_stop": []}
         for k in range(1, args.changes + 1):

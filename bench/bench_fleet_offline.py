@@ -102,11 +102,10 @@ def main() -> int:
 
     passwd = tmp / "broker" / "passwd"
     password = fb.add_car(passwd, CAR)
+    ingest_password = fb.ingest_password(tmp / "broker", passwd)  # before the broker starts: no refusal
     broker = fb.Broker(fb.BrokerConfig(data=tmp / "broker", port=0)).start()
     store = Store(tmp / "fleet.db")
-    ingest = Ingest(
-        IngestConfig(broker.host, fb.ingest_password(tmp / "broker", passwd), passwd), store
-    ).start()
+    ingest = Ingest(IngestConfig(broker.host, ingest_password, passwd), store).start()
     try:
         assert ingest.wait_connected(10)
         started = time.perf_counter()

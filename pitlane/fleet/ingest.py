@@ -43,14 +43,14 @@ from pitlane.fleet.protocol import (
 from pitlane.fleet.ratelog import RateLimitedLog
 from pitlane.fleet.store import Incoming, Store
 from pitlane.fleet.tubcheck import RegistryDown, TubRefused, check_tub
+from pitlane.fleet.view import CLOCK_TOLERANCE_S
 
 log = logging.getLogger(__name__)
 
 SESSION_NEVER_EXPIRES = 0xFFFFFFFF  # [s] MQTT 5's "never" for the session expiry interval
-CLOCK_TOLERANCE_S = 5.0  # [s] a car clock further off than this is flagged
-# A heartbeat sent with more than this many records waiting before it was queued behind them: its age says
-# how long the link was down, not how wrong the car's clock is.
-CLOCK_MAX_BACKLOG = 100
+# A heartbeat made with more than this many records waiting in the car's spool was queued behind them: its age
+# says how long the link was down, not how wrong the car's clock is (live, a car's backlog is 0 to 2).
+CLOCK_MAX_BACKLOG = 5
 ACK_RANGES_PER_MESSAGE = 2000  # ranges per ack publish (an ack stays far below MAX_PAYLOAD)
 REASONS = (
     "oversized",
@@ -74,7 +74,7 @@ class IngestConfig:
     batch_max: int = 500  # records per transaction
     batch_wait_s: float = 0.01  # [s] wait this long for more messages before committing a batch
     registry_timeout_s: float = 5.0  # [s]
-    clock_tolerance_s: float = CLOCK_TOLERANCE_S
+    clock_tolerance_s: float = CLOCK_TOLERANCE_S  # [s] a car clock further off than this is flagged
 
 
 @dataclass(frozen=True)
@@ -271,16 +271,20 @@ class Ingest:
         return None
 
     def _clock(self, items: list[Incoming]) -> None:
-        """Each car's clock offset from its newest live heartbeat in the batch; flag > tolerance."""
+        """Each car's clock offset (receive time minus car time) from a heartbeat that was sent live: the
+        newest record of the car in this batch, made with almost nothing waiting before it. A record that
+        waited in a spool says how long the link was down, not how wrong the car's clock is."""
         newest: dict[str, Incoming] = {}
         for item in items:
+            car = item.record.car
+            if car not in newest or newest[car].record.seq < item.record.seq:
+                newest[car] = item
+        for car, item in newest.items():
             r = item.record
             backlog = (r.body.get("backlog") or {}).get("records") if r.kind == HEARTBEAT else None
-            live = isinstance(backlog, int) and backlog <= CLOCK_MAX_BACKLOG
-            if live and (r.car not in newest or newest[r.car].record.seq < r.seq):
-                newest[r.car] = item
-        for car, item in newest.items():
-            offset = item.received - item.record.t
+            if not isinstance(backlog, int) or backlog > CLOCK_MAX_BACKLOG:
+                continue
+            offset = item.received - r.t
             self.store.set_clock_offset(car, offset)
             if abs(offset) > self.config.clock_tolerance_s:
                 self.counts["clock_skew"] += 1

@@ -31,7 +31,11 @@ def car_row(row: dict[str, Any] | None, now: float, name: str | None = None) -> 
     model = hb.get("model") or {}
     running = model.get("running") or {}
     event = row.get("event") or None
-    if event and event.get("type") == "model_swap" and (row.get("event_seq") or 0) > (row.get("heartbeat_seq") or 0):
+    if (
+        event
+        and event.get("type") == "model_swap"
+        and (row.get("event_seq") or 0) > (row.get("heartbeat_seq") or 0)
+    ):
         # the car reports a swap at once; its next heartbeat (up to a second later) would say the same
         detail = event.get("detail") or {}
         running = {**running, "digest": detail.get("to"), "serial": detail.get("serial")}
