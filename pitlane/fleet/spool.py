@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload BLOB NOT NULL, created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS acked_tubs (seq INTEGER PRIMARY KEY);
 """
 PLAUSIBLE_CLOCK = 1_600_000_000.0  # [s] unix time of 2020-09: an earlier clock was never set (no RTC, no NTP)
 THIN_STEPS_S: tuple[float, ...] = (60.0, 600.0, 3600.0)  # [s] one heartbeat kept per this, oldest first
@@ -204,6 +205,10 @@ class Spool:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 for a, b in seqs:
+                    self.db.execute(  # the uploader deletes a tub only once its record is acked
+                        "INSERT OR IGNORE INTO acked_tubs SELECT seq FROM records WHERE kind=? AND seq BETWEEN ? AND ?",
+                        (protocol.TUB, a, b),
+                    )
                     deleted += self.db.execute(
                         "DELETE FROM records WHERE seq BETWEEN ? AND ?", (a, b)
                     ).rowcount
@@ -255,6 +260,16 @@ class Spool:
                 "SELECT seq, kind, payload FROM records WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
             ).fetchall()
         return [Pending(int(s), str(k), bytes(p)) for s, k, p in rows]
+
+    def acked(self, seq: int) -> bool:
+        """True when the ingest acked tub record `seq` (kept after the row is gone)."""
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM acked_tubs WHERE seq=?", (seq,)).fetchone() is not None
+
+    def pending_seq(self, seq: int) -> bool:
+        """True while record `seq` waits in the spool for its ack."""
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM records WHERE seq=?", (seq,)).fetchone() is not None
 
     def count(self, kind: str | None = None) -> int:
         with self._lock:
