@@ -164,3 +164,29 @@ def test_status_table_names_what_is_wrong():
     table = status_table(doc)
     assert "aaaaaaaaaaaa" in table and "bbbbbbbbbbbb" in table and "19.9" in table
     assert "model differs for 42 s, clock off" in table
+
+
+def test_fleet_broker_runs_mosquitto_alone_until_sigterm(tmp_path):
+    """The cluster's broker pod: `pitlane fleet broker` with the credentials file mounted elsewhere."""
+    passwd = tmp_path / "secret" / "passwd"
+    password = fb.add_car(passwd, "car-1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    argv = [sys.executable, "-m", "pitlane.cli", "fleet", "broker", "--data", str(tmp_path / "data")]
+    proc = subprocess.Popen(
+        [*argv, "--port", "0", "--passwd", str(passwd)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("MQTT broker: 127.0.0.1:"), line
+        port = int(line.split()[2].rsplit(":", 1)[1])
+        car = peer(port, "car-1", password, "car-1")
+        assert car.connected.wait(5)
+        car.close()
+        assert (tmp_path / "data" / "broker" / "mosquitto.conf").is_file()
+        children = _children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert wait_until(lambda: not any(_alive(c) for c in children), 5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
