@@ -23,6 +23,7 @@ DOMAINS: tuple[str, ...] = (
     "pitlane.evaluate.cli",
     "pitlane.artifacts.cli",
     "pitlane.car.cli",
+    "pitlane.fleet.cli",
     "pitlane.images.cli",
     "pitlane.deploy.cli",
     "pitlane.release.cli",

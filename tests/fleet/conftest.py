@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 from helpers import free_port, wait_until
 
+from pitlane.fleet import broker as fb
 from pitlane.fleet import protocol
+
+from .nuc_support import start_fleet_broker
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -261,3 +264,13 @@ def repo(request):
     """A fresh repository name under data/ per test (the registry is shared by the whole session)."""
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
     return f"data/{name}-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
+
+
+@pytest.fixture
+def fleet_broker(tmp_path):
+    """A real Mosquitto with pitlane's product config (pitlane.fleet.broker) and two cars' credentials."""
+    if not shutil.which(fb.BINARY):
+        pytest.skip("Debian's mosquitto is not installed (apt-get install mosquitto)")
+    fleet = start_fleet_broker(tmp_path / "broker")
+    yield fleet
+    fleet.broker.stop()
