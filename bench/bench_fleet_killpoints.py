@@ -74,12 +74,7 @@ def upload(gateway: str, password: str | None, session: int) -> str:
     """Push the bundle (only what the registry lacks), retrying until the gateway and registry answer."""
     from pitlane.artifacts import oci
 
-    client = oci.Client(gateway, timeout_s=5)
-    if password is not None:
-        client.session.auth = (
-            CAR,
-            password,
-        )  # TODO(merge): oci.Client(..., auth=) and tubbundle.push (i21-car)
+    client = oci.Client(gateway, timeout_s=5, auth=(CAR, password) if password is not None else None)
     repo = f"data/{CAR}"
     chunks, config = bundle_parts(session)
     manifest = oci.canonical_json(

@@ -37,12 +37,7 @@ def gateway(registry, cars):
 
 
 def car_client(gw: Gateway, name: str, password: str) -> oci.Client:
-    client = oci.Client(gw.host)
-    client.session.auth = (
-        name,
-        password,
-    )  # TODO(merge): oci.Client(gw.host, auth=(name, password)) from i21-car
-    return client
+    return oci.Client(gw.host, auth=(name, password))
 
 
 def test_the_policy_allows_only_the_cars_own_repository():
