@@ -241,11 +241,13 @@ def test_the_car_app_reports_home_and_brings_its_tub_home_at_stop(
     assert len(beats) >= 5
     last = beats[-1].body
     assert last["profile"] == "twin" and 10 < last["loop_hz"] < 25  # 20 Hz asked, on a shared machine
-    assert last["watchdog_stops"] == {"operator_stop": 1} and last["mode"] == "user"
+    # the operator's stop, counted once (a loaded machine may add stale_frame stops of its own)
+    assert last["watchdog_stops"].get("operator_stop") == 1 and last["mode"] == "user"
     assert last["twin"]["laps"] == 0 and last["twin"]["cte_mean"] is not None
     assert last["drift"]["frames"] > 0 and last["drift"]["baseline"] == "none"
     events = [r.body for r in stored.values() if r.kind == protocol.EVENT]
-    assert [e["type"] for e in events] == ["watchdog_stop"]
+    stops = [e["detail"]["reason"] for e in events if e["type"] == "watchdog_stop"]
+    assert stops.count("operator_stop") == 1 and {e["type"] for e in events} == {"watchdog_stop"}
     [tub] = [r.body for r in stored.values() if r.kind == protocol.TUB]
     remote = tb.fetch(oci.Client(registry.host), oci.Reference.parse(tub["ref"]))
     assert remote.config["car"] == car_name and remote.config["records"] == tub["records"] > 20
