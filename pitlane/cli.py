@@ -19,6 +19,8 @@ from pitlane.car import cli as car_cli
 from pitlane.data import cli as data_cli
 from pitlane.errors import UserError
 from pitlane.evaluate import cli as evaluate_cli
+from pitlane.fleet import cli as fleet_cli
+from pitlane.fleet import data_cli as fleet_data_cli
 from pitlane.twin import cli as twin_cli
 
 # The container images ship only the domains they run (Dockerfile.sim: twin, data, evaluate, artifacts, car),
@@ -64,6 +66,7 @@ DOMAINS: tuple[ModuleType, ...] = tuple(
         evaluate_cli,
         artifacts_cli,
         car_cli,
+        fleet_cli,
         images_cli,
         deploy_cli,
         release_cli,
@@ -124,6 +127,16 @@ def _one_command_line(root: argparse.ArgumentParser) -> None:
             parser.set_defaults(func=_print_help(parser))
 
 
+def _add_data_bundle_commands(sub: argparse._SubParsersAction) -> None:
+    """`pitlane data push | pull | ls` live in pitlane.fleet, above `data` in the layers: added here."""
+    data = sub.choices.get("data")
+    if data is None:
+        return
+    fleet_data_cli.add_data_commands(
+        next(a for a in data._actions if isinstance(a, argparse._SubParsersAction))
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pitlane",
@@ -134,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for domain in DOMAINS:
         domain.add_commands(sub)
+    _add_data_bundle_commands(sub)
     _one_command_line(parser)
     return parser
 

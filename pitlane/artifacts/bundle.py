@@ -212,6 +212,9 @@ def pack(
         "created": created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "pitlane_version": __version__,
     }
+    frame_stats = ((record or {}).get("extra") or {}).get("frame_stats")
+    if frame_stats:  # the training frames' statistics: the car's baseline for its drift score
+        config["frame_stats"] = frame_stats
     pilot.shutdown()
     return Bundle(oci.canonical_json(config), tuple(layers))
 

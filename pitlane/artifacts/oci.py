@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from pitlane.errors import BadInput, IntegrityError, NotFound, Unavailable
+from pitlane.errors import BadInput, IntegrityError, NotFound, Refused, Unavailable
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -184,13 +184,22 @@ class Manifest:
 class Client:
     """One registry (`host[:port]`). Counts the body bytes it sends and receives (`sent`, `received`)."""
 
-    def __init__(self, registry: str, *, timeout_s: float = 30.0, scheme: str | None = None) -> None:
+    def __init__(
+        self,
+        registry: str,
+        *,
+        timeout_s: float = 30.0,
+        scheme: str | None = None,
+        auth: tuple[str, str]
+        | None = None,  # HTTP basic auth (user, password), e.g. a car at the NUC's gateway
+    ) -> None:
         self.registry = registry
         host = registry[1 : registry.find("]")] if registry.startswith("[") else registry.split(":")[0]
         self.scheme = scheme or ("http" if host in ("127.0.0.1", "localhost", "::1") else "https")
         self.base = f"{self.scheme}://{registry}/v2"
         self.timeout_s = timeout_s
         self.session = requests.Session()
+        self.session.auth = auth
         self.sent = 0  # [B] request bodies
         self.received = 0  # [B] response bodies
 
@@ -216,7 +225,13 @@ class Client:
             raise NotFound(f"{what}: not found in registry {self.registry}")
         if resp.status_code not in ok:
             detail = _drain(resp)[:300].strip().replace("\n", " ")
-            cause = Unavailable if resp.status_code >= 500 or resp.status_code == 429 else BadInput
+            cause = (
+                Unavailable
+                if resp.status_code >= 500 or resp.status_code == 429
+                else Refused
+                if resp.status_code in (401, 403)  # credentials or a policy: an operator's to fix, then retry
+                else BadInput
+            )
             raise cause(f"{what}: registry {self.registry} answered {resp.status_code}: {detail}")
         return resp
 

@@ -29,6 +29,7 @@ from pitlane.car.settings import check_config, watchdog_params
 from pitlane.car.twin_part import TwinPart
 from pitlane.data.tub import POSITION_KEYS, tub_metadata
 from pitlane.errors import UserError
+from pitlane.fleet.part import add_fleet
 from pitlane.pilots.model import ModelPilot
 from pitlane.pilots.watchdog import WatchdogPart
 
@@ -247,6 +248,10 @@ def build_car(
     car = Car(V, cfg, web, watchdog, twin=twin, pilot=pilot, autopilot_refusal=refusal, model_manager=manager)
     if record:
         car.tub_path, car.tub_writer = _add_recording(V, cfg, tub_path, meta, model_name)
+        # heartbeats and the tub going home (FLEET_*); after the TubWriter, so the tub is closed first
+        add_fleet(
+            V, cfg, tub_path=car.tub_path, pilot=safe_pilot, twin=twin, manager=manager, watchdog=watchdog
+        )
     return car
 
 

@@ -70,6 +70,7 @@ class Loaded:
     canary_error: float  # largest |output - recorded| on the canary frames
     latency_ms: float  # median inference time on the canary frames
     gate: GateReport | None = None  # its verified gate attestation, when the release attached one
+    config: dict[str, Any] | None = None  # the verified bundle config (the fleet part reads frame_stats)
 
 
 class ManagedPilot:
@@ -267,7 +268,7 @@ class ModelManager:
             raise Refused(
                 f"{ref}: the model fails on the canary frames: {type(exc).__name__}: {exc}"
             ) from None
-        return Loaded(ref, got.serial, pilot, path, got.signature, error, latency, got.gate)
+        return Loaded(ref, got.serial, pilot, path, got.signature, error, latency, got.gate, got.config)
 
     def _load(self, ref: oci.Reference, path: Path):
         try:

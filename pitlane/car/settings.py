@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pitlane.car.console_auth import token_problem
 from pitlane.errors import UserError
+from pitlane.fleet.settings import fleet_problems
 from pitlane.pilots.model import MODEL_TYPES
 from pitlane.pilots.watchdog import WatchdogParams
 from pitlane.twin.world import CONTROL_HZ
@@ -133,6 +134,8 @@ def check_config(cfg) -> None:
             problems.append(f"{key} must be a path string, got {getattr(cfg, key, None)!r}")
     if getattr(cfg, "MODEL_MANAGER", False):
         _model_manager_problems(cfg, problems)
+    if getattr(cfg, "FLEET_BROKER", None):
+        problems += fleet_problems(cfg)
     profile = getattr(cfg, "PITLANE_PROFILE", None)
     if profile == "twin":
         if not isinstance(getattr(cfg, "SIM_HOST", None), str) or not cfg.SIM_HOST:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 SUITE = "trixie"  # Debian 13: python3.13, which donkeycar 5.4 accepts, on amd64 and arm64
 MIRROR = "http://deb.debian.org/debian"
-# libstdc++6: numpy and LiteRT need it; python3-venv: the amd64 base doubles as the builder that runs pip
+# libstdc++6: numpy and LiteRT need it; python3-venv: the amd64 base doubles as the builder that runs pip;
+# mosquitto: the fleet's MQTT broker, run from the sim image on the NUC (`pitlane fleet broker`)
 BASE_PACKAGES: dict[str, tuple[str, ...]] = {
-    "amd64": ("python3", "libstdc++6", "python3-venv"),
+    "amd64": ("python3", "libstdc++6", "python3-venv", "mosquitto"),
     "arm64": ("python3", "libstdc++6"),
 }
 BASE_EXCLUDES: tuple[str, ...] = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*")

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pitlane.data.check import DELETE, MANUAL, Problem, TubReport, check_tub, fix_tub
+from pitlane.data.framestats import training_stats
+from pitlane.data.origin import bundle_refs
 from pitlane.data.tub import ANGLE_KEY, CAMERA_KEY, IMAGES, THROTTLE_KEY
 from pitlane.errors import UserError
 from pitlane.pilots.model import MODEL_TYPES
@@ -359,7 +361,11 @@ def _train(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         model_digest=file_digest(out),
         tflite_digest=file_digest(tflite) if tflite.is_file() else "",
-        extra={"records_skipped": skipped},
+        extra={
+            "records_skipped": skipped,
+            "frame_stats": training_stats([i.path for i in infos]),  # the bundle carries them (drift)
+            "data_bundles": bundle_refs([i.path for i in infos]),  # tubs pulled from data bundles
+        },
     )
     record.save(run_record_path(out))
     return record

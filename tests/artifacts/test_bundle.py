@@ -102,3 +102,17 @@ def test_pack_refuses_what_is_not_a_car_model(models, tmp_path):
     bad.write_text(json.dumps({"x": 1}))
     with pytest.raises(UserError, match="not a pitlane gate report"):
         bundle.pack(models["a"], gate_report=bad, serial=1)
+
+
+def test_a_bundle_carries_its_training_frames_statistics(models, tmp_path):
+    from pitlane.data.framestats import summarise
+    from pitlane.provenance import run_record_path
+
+    model = tmp_path / "m" / "pilot.tflite"
+    model.parent.mkdir()
+    model.write_bytes(models["a"].read_bytes())
+    assert "frame_stats" not in json.loads(bundle.pack(model, gate_report=None, serial=1).config)
+    stats = summarise(np.ones((3, 7)), "3 frames")
+    run_record_path(model).write_text(json.dumps({"tubs": [], "extra": {"frame_stats": stats}}))
+    config = json.loads(bundle.pack(model, gate_report=None, serial=1).config)
+    assert config["frame_stats"] == stats

@@ -276,3 +276,31 @@ def test_reference_forms():
     assert str(ref) == f"127.0.0.1:5000/models/pilot@{d}"
     assert str(oci.Reference.parse("localhost/x")) == "localhost/x:latest"
     assert json.loads(oci.canonical_json({"b": 1, "a": 2})) == {"a": 2, "b": 1}
+
+
+def test_basic_auth_goes_with_every_request():
+    """A car pushes through the NUC's gateway with its own credentials (HTTP basic auth)."""
+    import base64
+    import http.server
+    import threading
+
+    seen: list[str | None] = []
+
+    class Gate(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gate)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        assert not oci.Client(host, auth=("car-1", "pw")).blob_exists("data/car-1", "sha256:" + "0" * 64)
+        assert not oci.Client(host).blob_exists("data/car-1", "sha256:" + "0" * 64)
+    finally:
+        server.shutdown()
+    assert seen == ["Basic " + base64.b64encode(b"car-1:pw").decode(), None]

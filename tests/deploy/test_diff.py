@@ -50,6 +50,8 @@ def test_model_only_release_changes_only_the_model_reference_and_code_release_on
         ("target car-1", "Deployment pitlane/pitlane-car"),
         ("target nuc", "Deployment pitlane/pitlane-car"),
         ("target nuc", "Deployment pitlane/pitlane-twin"),
+        ("target nuc", "Deployment pitlane/pitlane-mosquitto"),  # the fleet runs the sim image too
+        ("target nuc", "Deployment pitlane/pitlane-fleet"),
     }
     expected_image = {"target car-1": CAR2, "target nuc": SIM2}
     for c in code:

@@ -86,9 +86,14 @@ def test_pi_car_gets_devices_arm64_and_no_privilege():
     mounts = {m["mountPath"]: m for m in car["volumeMounts"]}
     # a folder mount of the model ConfigMap (no subPath), so a new model reference reaches the running pod
     assert mounts["/etc/pitlane"]["name"] == "model" and "subPath" not in mounts["/etc/pitlane"]
-    env = {e["name"]: e.get("value") for e in car["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in car["env"]}
     assert env["PITLANE_MODEL_REF_FILE"] == "/etc/pitlane/model-ref"
     assert env["PITLANE_MODEL_KEY"] == "/etc/pitlane/cosign.pub"
+    # the fleet: the NUC's broker and gateway, the car's password from its Secret (never a literal)
+    assert env["PITLANE_FLEET_BROKER"].endswith(":1883") and env["PITLANE_FLEET_GATEWAY"]
+    assert env["PITLANE_FLEET_PASSWORD"] == {
+        "secretKeyRef": {"name": "pitlane-fleet-car", "key": "password", "optional": True}
+    }
 
 
 def test_every_fleet_target_renders_as_its_application():

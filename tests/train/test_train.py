@@ -270,9 +270,13 @@ def test_skip_bad_leaves_the_bad_records_out_and_keeps_the_tub(make_tub, tmp_pat
 def test_train_with_skip_bad_says_how_many_records_it_used(make_tub, tmp_path, capsys):
     tub = make_tub("spoilt", records=40)
     _wrong_size_image(tub)
+    origin = {"ref": "127.0.0.1:5000/data/car-1@sha256:" + "a" * 64}  # as `pitlane data pull` leaves it
+    (tub / ".pitlane-bundle.json").write_text(json.dumps(origin))
     args = ["train", "--tub", str(tub), "--out", str(tmp_path / "m.keras"), "--epochs", "1", "--threads", "1"]
     assert main([*args, "--skip-bad"]) == 0
     err = capsys.readouterr().err
     assert "on 39 records (1 bad records skipped)" in err
     record = RunRecord.load(run_record_path(tmp_path / "m.keras"))
     assert record.records_total == 39 and record.extra["records_skipped"] == 1
+    assert record.extra["data_bundles"] == [origin["ref"]]  # the run names the data bundles it used
+    assert record.extra["frame_stats"]["frames"] == 40  # sampled frames: the model bundle's drift baseline

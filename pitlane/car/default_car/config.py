@@ -7,7 +7,8 @@ an invalid one stops the start with a clear message.
 
 Keys keep donkeycar's names, so donkeycar's own tools (`donkey train`, `donkey tubclean`, ...) read them.
 pitlane adds PITLANE_PROFILE, SIM_PORT, SIM_SCENE, SIM_CONNECT_TIMEOUT_S, AI_MAX_THROTTLE, WATCHDOG_*,
-MODEL_* (the model manager), the console's WEB_* keys and USER_MAX_THROTTLE.
+MODEL_* (the model manager), the console's WEB_* keys, USER_MAX_THROTTLE and FLEET_* (heartbeats and tubs
+going home).
 """
 
 import os
@@ -137,10 +138,28 @@ WEB_ALLOWED_HOSTS = [h for h in os.getenv("WEB_ALLOWED_HOSTS", "").split(",") if
 WEB_DRIVER_IDLE_S = 5.0  # [s] a driver without a websocket (POST /drive only) that sends nothing lets go
 USER_MAX_THROTTLE = 0.5  # [-] cap on |throttle| while the operator drives (applied in the loop)
 
+# FLEET: heartbeats (1 Hz), events and finished tubs go home to the NUC's fleet service (pitlane.fleet).
+# Off unless FLEET_BROKER is set; on the NUC, `pitlane fleet add-car NAME` prints this car's values once.
+FLEET_BROKER = os.getenv("PITLANE_FLEET_BROKER") or None  # "host:port" of Mosquitto on the NUC (1883)
+FLEET_CAR_NAME = os.getenv("PITLANE_CAR_NAME") or None  # the car's fleet name (the deployment sets it)
+FLEET_PASSWORD = os.getenv("PITLANE_FLEET_PASSWORD") or None  # the car's password (from a Secret)
+FLEET_GATEWAY = os.getenv("PITLANE_FLEET_GATEWAY") or None  # "host:port" of the NUC's registry front for
+#   tubs (http; write https://host:port for TLS); None: tubs stay on the car
+FLEET_STATE_DIR = os.path.join(os.getenv("PITLANE_STATE_DIR") or CAR_PATH, "fleet")  # spool + upload state
+FLEET_HEARTBEAT_S = 1.0  # [s] between two heartbeats
+FLEET_SPOOL_MAX_MB = 256  # [MB] spool size; when full, old heartbeats are thinned (never events or tubs)
+FLEET_UPLOAD = True  # upload finished tubs as data bundles (needs FLEET_GATEWAY)
+FLEET_DELETE_UPLOADED = False  # delete a tub once the NUC has stored and indexed it
+FLEET_DRIFT = True  # compare what the camera sees with the model's training data (a drift score)
+FLEET_DRIFT_EVERY = 5  # camera frames between two statistics samples
+FLEET_IMAGE = os.getenv("PITLANE_IMAGE") or None  # the car image (by digest) the deployment runs
+FLEET_STOP_BUDGET_S = 10.0  # [s] at car stop: upload the tub just closed and send what is spooled
+
 # RECORDING
 AUTO_RECORD_ON_THROTTLE = True  # record whenever the user drives with throttle
 RECORD_DURING_AI = False  # also record while the pilot drives
-AUTO_CREATE_NEW_TUB = False  # a new tub folder per session
+# a new tub folder per session; on where tubs go home, so every finished session is a data bundle of its own
+AUTO_CREATE_NEW_TUB = bool(FLEET_BROKER and FLEET_GATEWAY)
 
 # LOGGING
 HAVE_CONSOLE_LOGGING = True
