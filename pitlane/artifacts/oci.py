@@ -226,11 +226,11 @@ class Client:
         if resp.status_code not in ok:
             detail = _drain(resp)[:300].strip().replace("\n", " ")
             cause = (
-                Unavailable
-                if resp.status_code >= 500 or resp.status_code == 429
-                else Refused
+                Refused
                 if resp.status_code in (401, 403)  # credentials or a policy: an operator's to fix, then retry
                 else BadInput
+                if 400 <= resp.status_code < 500 and resp.status_code != 429  # the request itself is wrong
+                else Unavailable  # 5xx, 429, or an answer no registry gives (a proxy, garbage): retry later
             )
             raise cause(f"{what}: registry {self.registry} answered {resp.status_code}: {detail}")
         return resp

@@ -361,11 +361,18 @@ def _train(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         model_digest=file_digest(out),
         tflite_digest=file_digest(tflite) if tflite.is_file() else "",
-        extra={
-            "records_skipped": skipped,
-            "frame_stats": training_stats([i.path for i in infos]),  # the bundle carries them (drift)
-            "data_bundles": bundle_refs([i.path for i in infos]),  # tubs pulled from data bundles
-        },
+        extra=_record_extra(infos, skipped),
     )
     record.save(run_record_path(out))
     return record
+
+
+def _record_extra(infos: Sequence[TubInfo], skipped: int) -> dict[str, Any]:
+    """What the run record adds beyond donkeycar's: bad records left out, the frames' statistics (the bundle
+    carries them to the car's drift score) and the data bundles the tubs were pulled from."""
+    paths = [i.path for i in infos]
+    return {
+        "records_skipped": skipped,
+        "frame_stats": training_stats(paths),
+        "data_bundles": bundle_refs(paths),
+    }

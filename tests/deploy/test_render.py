@@ -90,7 +90,7 @@ def test_pi_car_gets_devices_arm64_and_no_privilege():
     assert env["PITLANE_MODEL_REF_FILE"] == "/etc/pitlane/model-ref"
     assert env["PITLANE_MODEL_KEY"] == "/etc/pitlane/cosign.pub"
     # the fleet: the NUC's broker and gateway, the car's password from its Secret (never a literal)
-    assert env["PITLANE_FLEET_BROKER"].endswith(":1883") and env["PITLANE_FLEET_GATEWAY"]
+    assert env["PITLANE_FLEET_BROKER"].endswith(":31883") and env["PITLANE_FLEET_GATEWAY"]
     assert env["PITLANE_FLEET_PASSWORD"] == {
         "secretKeyRef": {"name": "pitlane-fleet-car", "key": "password", "optional": True}
     }
