@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pitlane import tracking
 from pitlane.data.check import DELETE, MANUAL, Problem, TubReport, check_tub, fix_tub
 from pitlane.data.tub import ANGLE_KEY, CAMERA_KEY, IMAGES, THROTTLE_KEY
 from pitlane.errors import UserError
@@ -356,4 +357,5 @@ def _train(
         extra={"records_skipped": skipped},
     )
     record.save(run_record_path(out))
+    tracking.log_training(record, run_record_path(out))  # MLflow, when MLFLOW_TRACKING_URI is set
     return record
