@@ -27,6 +27,7 @@ DOMAINS: tuple[str, ...] = (
     "pitlane.deploy.cli",
     "pitlane.release.cli",
     "pitlane.orchestration.demo",
+    "pitlane.hub.cli",
 )
 
 

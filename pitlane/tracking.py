@@ -132,9 +132,8 @@ def log_training(record: Any, record_path: Path) -> str | None:
         tags = {TAG_MODEL: record.model_digest, TAG_TFLITE: record.tflite_digest,
                 "pitlane.data_digest": record.data_digest, "pitlane.git_commit": record.git_commit,
                 "mlflow.user": user()}  # fmt: skip
-        run_id = client.create_run(
-            experiment_id, run_name=Path(record.model_path).stem, tags=tags
-        ).info.run_id
+        name = f"{user()}-{Path(record.model_path).stem}"  # alice-pilot: whose model, at a glance
+        run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
         params = _params(
             {**record.params, "records_total": record.records_total, "input_shape": list(record.input_shape)}
         )
