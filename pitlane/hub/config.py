@@ -5,7 +5,7 @@ calls `apply`; everything JupyterHub is told is here:
 - SharedPasswordAuthenticator: one password for the team (PITLANE_HUB_PASSWORD, read by the hub process
   only: no user's server or service inherits it), any user name matching homes.USERNAME_PATTERN;
 - HomeSpawner (spawner.py): JupyterLab of the locked environment, homes under DATA/users, the sandbox;
-- the Python configurable-http-proxy (in Pipfile.lock; see README "Data scientists: JupyterHub");
+- Node.js's configurable-http-proxy, JupyterHub's own (serve.find_proxy says why not the Python port);
 - managed services, started, restarted when they exit, and stopped with the hub: the twin
   (`pitlane twin serve`), the registry (`pitlane registry serve`), MLflow (SQLite store, artifact folder;
   behind the hub at /services/mlflow/) unless flags name running ones, and the idle culler;
@@ -46,6 +46,7 @@ class HubSettings:
     cull_idle_s: int = 3600  # [s] a server nobody used this long is stopped (its files stay)
     sandbox: bool = True  # each server sees only its own home (sandbox.py)
     python: str = sys.executable  # the locked environment's interpreter
+    proxy: str = "configurable-http-proxy"  # Node.js's (serve.find_proxy), not the Python port in the venv
 
     def save(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -133,7 +134,7 @@ def apply(c: Any, s: HubSettings) -> None:
     c.JupyterHub.db_url = f"sqlite:///{data / 'hub' / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(data / "hub" / "jupyterhub_cookie_secret")
     c.JupyterHub.implicit_spawn_seconds = 1.0  # a visit to a stopped (or dead) server starts it again
-    c.ConfigurableHTTPProxy.command = [str(s.bin / "configurable-http-proxy")]
+    c.ConfigurableHTTPProxy.command = [s.proxy]
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s.proxy_api_port}"
     c.ConfigurableHTTPProxy.pid_file = str(data / "hub" / "proxy.pid")
 

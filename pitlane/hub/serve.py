@@ -80,9 +80,30 @@ def password(data: Path) -> tuple[str, str]:
     return value, f"generated: {value} (printed once; kept in {kept})"
 
 
+PROXY = "configurable-http-proxy"
+PROXY_INSTALL = (
+    "npm install -g configurable-http-proxy (or Debian's: apt-get install node-configurable-http-proxy)"
+)
+
+
+def find_proxy(venv_bin: Path) -> str:
+    """JupyterHub's proxy, the Node.js one: the Python port (configurable-http-proxy 0.4 on PyPI, in the venv)
+    buffers every response whole, so JupyterHub's event streams stall (the spawn page never hears that the
+    server is ready: a 503 after 20 s) and a large download is held in memory. Skip it on PATH."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(folder) / PROXY
+        if not folder or not candidate.is_file() or candidate.resolve().parent == venv_bin.resolve():
+            continue
+        with contextlib.suppress(OSError), open(candidate, "rb") as f:
+            if b"node" in f.readline():
+                return str(candidate)
+    raise UserError(f"JupyterHub's proxy (Node.js configurable-http-proxy) is not installed: {PROXY_INSTALL}")
+
+
 def prepare(s: HubSettings) -> HubSettings:
     """The settings with every port chosen, after every check that can fail before JupyterHub starts."""
     check_port_free(s.port, "--port", s.host)
+    proxy = find_proxy(s.bin)
     data = check_data(Path(s.data).expanduser().absolute())
     if s.sandbox and (why := sandbox.unavailable(data)):
         raise UserError(
@@ -95,7 +116,7 @@ def prepare(s: HubSettings) -> HubSettings:
             "docker-registry, or name a running one with --registry HOST:PORT"
         )
     return replace(
-        s, data=str(data), hub_port=free_port(), proxy_api_port=free_port(),
+        s, data=str(data), proxy=proxy, hub_port=free_port(), proxy_api_port=free_port(),
         twin_port=0 if s.twin else free_port(), registry_port=0 if s.registry else free_port(),
         mlflow_port=0 if s.mlflow else free_port(),
     )  # fmt: skip
