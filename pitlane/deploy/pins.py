@@ -24,7 +24,7 @@ from pitlane.errors import UserError
 IMAGES_FILE = Path("pins/images.yaml")
 MODEL_FILE = Path("base/kustomization.yaml")
 KEY_FILE = Path("base/cosign.pub")
-IMAGE_NAMES: tuple[str, ...] = ("sim", "car")  # pinned as pitlane-sim, pitlane-car
+IMAGE_NAMES: tuple[str, ...] = ("sim", "car", "notebook")  # pinned as pitlane-sim, pitlane-car, ...
 PLACEHOLDER_REGISTRY = "registry.invalid"
 # SHA-256 of the placeholder argocd/base/cosign.pub (a P-256 key whose private half was never kept)
 PLACEHOLDER_KEY_SHA256 = "0c717f81da292bec25043bf0fcc18fd7bdc48c593765f4d77ed152760283d6ac"

@@ -113,7 +113,7 @@ def hub(tmp_path_factory):
         pytest.skip("bubblewrap is not installed (apt-get install bubblewrap; .ci/run installs it)")
     data = tmp_path_factory.mktemp("hub")
     # alice edited her copy: small settings (the hub must not replace it with the shipped one)
-    small_simple_train(data / "users" / "alice", LAPS=1, EPOCHS=3, EVAL_LAPS=1)
+    small_simple_train(data / "users" / "alice", LAPS=3, EPOCHS=8, EVAL_LAPS=1)
     h = start_hub(data)
     yield h
     stop_hub(h.proc)
