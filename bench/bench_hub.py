@@ -161,8 +161,9 @@ def main() -> int:
             run_all(second)
             until(second, lambda d: "first cell 42" in outputs(d))
             time.sleep(2)
-            figures["memory_two_users_mb"] = tree_rss_mb(hub.pid)
-            figures["memory_total_mb"] = round(sum(figures["memory_two_users_mb"].values()), 1)  # type: ignore[union-attr]
+            memory = tree_rss_mb(hub.pid)
+            figures["memory_two_users_mb"] = memory
+            figures["memory_total_mb"] = round(sum(memory.values()), 1)
         finally:
             second.quit()
         if not args.no_notebook:

@@ -75,7 +75,10 @@ def _client() -> tuple[Any, str]:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client, client.create_experiment(name)
+            # MLflow's page opens an experiment of this kind on its runs ("Model training"), not on GenAI traces
+            return client, client.create_experiment(
+                name, tags={"mlflow.experimentKind": "custom_model_development"}
+            )
         except Exception:  # noqa: BLE001 - another user created it first
             experiment = client.get_experiment_by_name(name)
             if experiment is None:

@@ -37,7 +37,7 @@ def add_commands(subparsers) -> None:
     p = sub.add_parser(
         "serve",
         help="run the hub (and its twin, registry, MLflow and idle culler) in the foreground until Ctrl-C",
-        description="Start JupyterHub with the Python configurable-http-proxy, a shared-password login "
+        description="Start JupyterHub with its proxy (Node.js configurable-http-proxy), a shared-password login "
         f"(${PASSWORD_ENV}, else one generated on the first start, printed once and kept in DATA/hub/password), "
         "one home per user under DATA/users/<name> (notebooks copied in, never over a user's own copy), each "
         "user's server in a bubblewrap sandbox that sees only its own home, and as managed services (restarted "

@@ -136,7 +136,7 @@ def test_a_user_trains_gates_pushes_and_finds_the_run_in_mlflow(hub, browser):
     tags = {t["key"]: t["value"] for t in runs[0]["data"]["tags"]}
     assert tags["mlflow.runName"] == "alice-pilot" and tags["pitlane.gate_verdict"] == "pass"
     assert tags["pitlane.bundle"] == reference
-    browser.get(f"{mlflow}#/experiments/{experiment_id}")
+    browser.get(f"{mlflow}#/experiments/{experiment_id}/runs/{runs[0]['info']['run_id']}")
     wait(
         browser,
         lambda d: "alice-pilot" in d.find_element("tag name", "body").text,
@@ -165,7 +165,11 @@ def test_a_second_user_cannot_read_the_first_users_files(hub, browser):
     text = outputs(browser)
     assert "REFUSED FileNotFoundError" in text and "HOMES ['bob']" in text and "READ" not in text
     browser.get(hub.url + "user/alice/lab/tree/simple_train.ipynb")  # alice's server, through the hub
-    wait(browser, lambda d: "No access to resources" in d.page_source, 60, "the hub's refusal")
+    refused = (
+        "No access to resources",
+        "do not have permission to access Server at /user/alice/",
+    )  # stopped, running
+    wait(browser, lambda d: any(r in d.page_source for r in refused), 60, "the hub's refusal")
     assert not css(browser, ".jp-LabShell")
 
 
