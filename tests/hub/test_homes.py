@@ -10,7 +10,7 @@ from pitlane.hub.homes import home_of, notebooks_dir, seed_home
 def test_a_new_home_gets_every_notebook_and_only_its_owner_may_enter(tmp_path):
     home = home_of(tmp_path / "users", "alice")
     copied = seed_home(home, notebooks_dir())
-    assert copied == ["Download_Data.ipynb", "simple_train.ipynb"]
+    assert copied == ["Download_Data.ipynb", "Fleet_Data.ipynb", "simple_train.ipynb"]
     assert (home / "simple_train.ipynb").read_bytes() == (notebooks_dir() / "simple_train.ipynb").read_bytes()
     assert home.stat().st_mode & 0o777 == 0o700
 
