@@ -82,8 +82,13 @@ def run_all(driver) -> None:
     def started(d):
         return any("*" in p.text or any(c.isdigit() for c in p.text) for p in css(d, ".jp-InputPrompt"))  # noqa: E731
 
+    selector = '.jp-NotebookPanel-toolbar [data-command="notebook:restart-run-all"]'
+
+    def shown(d):  # the open tab's button (another tab's is in the page, hidden)
+        return [e for e in css(d, selector) if e.is_displayed()]
+
     for _ in range(3):
-        until(driver, lambda d: css(d, '[data-command="notebook:restart-run-all"]'))[0].click()
+        until(driver, shown)[0].click()
         until(driver, lambda d: css(d, ".jp-Dialog .jp-mod-accept"))[0].click()
         try:
             until(driver, started, 30)
@@ -119,8 +124,10 @@ def tree_rss_mb(root: int) -> dict[str, float]:
             p = parent[p]
         if p != root or not chain:
             continue
-        top = cmd.get(chain[-1], "")  # the hub's child this process descends from
-        user = next((w.rsplit("/", 1)[-1] for w in top.split() if "/users/" in w), None)
+        words = [
+            w for q in chain for w in cmd.get(q, "").split() if "/users/" in w
+        ]  # a user's sandbox above it?
+        user = words[0].rstrip("/").rsplit("/", 1)[-1] if words else None
         key = f"user {user} (server and kernel)" if user else hub_side
         groups[key] = groups.get(key, 0.0) + rss[pid]
     return {k: round(v, 1) for k, v in groups.items()}
@@ -150,6 +157,7 @@ def main() -> int:
             if line.startswith("hub: homes"):
                 break
         figures["hub_up_s"] = round(time.monotonic() - t0, 1)
+        print(f"hub_up_s: {figures['hub_up_s']}", flush=True)
         login_and_open(driver, url, "ann", "first.ipynb")
         figures["lab_with_idle_kernel_s"] = round(time.monotonic() - t0, 1)
         run_all(driver)
@@ -164,6 +172,7 @@ def main() -> int:
             memory = tree_rss_mb(hub.pid)
             figures["memory_two_users_mb"] = memory
             figures["memory_total_mb"] = round(sum(memory.values()), 1)
+            print(json.dumps(figures), flush=True)
         finally:
             second.quit()
         if not args.no_notebook:
