@@ -21,6 +21,7 @@ from pitlane.errors import UserError
 from pitlane.evaluate import cli as evaluate_cli
 from pitlane.fleet import cli as fleet_cli
 from pitlane.fleet import data_cli as fleet_data_cli
+from pitlane.hub import cli as hub_cli
 from pitlane.twin import cli as twin_cli
 
 # The container images ship only the domains they run (Dockerfile.sim: twin, data, evaluate, artifacts, car),
@@ -71,6 +72,7 @@ DOMAINS: tuple[ModuleType, ...] = tuple(
         deploy_cli,
         release_cli,
         orchestration_cli,
+        hub_cli,
     )
     if cli is not None
 )

@@ -11,6 +11,7 @@ import signal
 import time
 from pathlib import Path
 
+from pitlane import tracking
 from pitlane.args import check_output_dir
 from pitlane.artifacts import bundle, oci, signing
 from pitlane.artifacts.fetch import fetch_verified
@@ -43,6 +44,7 @@ def _push(args: argparse.Namespace) -> int:
         f"pushed {model} (serial {serial}, gate {'report ' + str(gate) if gate else 'none'}) as tags {', '.join(tags)}"
     )
     print(pushed)
+    tracking.log_bundle(model, str(pushed))  # MLflow, when MLFLOW_TRACKING_URI is set
     return 0
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import yaml
 
 from pitlane.errors import UserError
-from pitlane.images.plan import IMAGE_NAMES, IMAGES
+from pitlane.images.plan import IMAGES
 
 FLEET_DIR = Path("fleet")
 # kind (the image a target runs) -> its overlay under argocd/overlays/: the release targets, named here once
 OVERLAYS: dict[str, str] = {"sim": "nuc-sim", "car": "pi-car"}
 # kind -> (overlay, the node architecture that overlay selects: the image's own)
-KINDS: dict[str, tuple[str, str]] = {name: (OVERLAYS[name], IMAGES[name].arch) for name in IMAGE_NAMES}
+KINDS: dict[str, tuple[str, str]] = {name: (overlay, IMAGES[name].arch) for name, overlay in OVERLAYS.items()}
 ARCHES: tuple[str, ...] = tuple(dict.fromkeys(arch for _, arch in KINDS.values()))
 FIELDS: tuple[str, ...] = ("name", "kind", "cluster", "arch")
 # Application names are "pitlane-<name>": a DNS label of at most 63 characters

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from pitlane import tracking
 from pitlane.errors import UserError
 from pitlane.evaluate.report import MAX_LAPS, MAX_SECONDS, EvalParams, Report
 from pitlane.evaluate.run import Pilot, resolve_scenes
@@ -241,6 +242,7 @@ class GateResult:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        tracking.log_gate(self, path)  # MLflow, when MLFLOW_TRACKING_URI is set
         return path
 
 

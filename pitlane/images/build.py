@@ -123,6 +123,8 @@ def build_image(spec: ImageSpec, cfg: BuildConfig, store: Store) -> Built:
         binfmt.ensure_arm64()
     for arch in sorted(bases):
         rootfs.ensure_base(arch, cfg, store)
+    if spec.python:
+        rootfs.ensure_python_base(spec, cfg, store)
     export_requirements(cfg.repo, spec)
     log = cfg.out / f"build-{spec.name}.log"
     env = dict(os.environ, BUILDAH_ISOLATION="chroot")
@@ -131,7 +133,7 @@ def build_image(spec: ImageSpec, cfg: BuildConfig, store: Store) -> Built:
     image_id = run(
         store.buildah("inspect", "--type", "image", "--format", "{{.FromImageID}}", tag), "inspect"
     ).strip()
-    base = cfg.base_for(spec.arch)
+    base = cfg.base_for(spec.arch, spec.python)
     return Built(spec.name, tag, image_id, base, rootfs.image_digest(store, base), time.monotonic() - start)
 
 

@@ -38,6 +38,10 @@ class ImageSpec:
     arch: str
     categories: tuple[str, ...]
     leave_out: tuple[str, ...] = ()
+    python: str | None = (
+        None  # a CPython other than Debian's, copied into the base (rootfs.ensure_python_base)
+    )
+    debian: tuple[str, ...] = ()  # Debian packages beside the base's, in that base's root filesystem
 
     @property
     def platform(self) -> str:
@@ -54,20 +58,41 @@ CAR_LEAVE_OUT = (
     "python-dateutil",
     "tzdata",
 )  # pandas and what only pandas needs, in the car section
-_SPECS = (
-    ImageSpec("sim", "Dockerfile.sim", "amd64", ("car", "sim")),
+# TensorFlow 2.19 (the lock's) has no wheels for trixie's python3.13 and Debian has no 3.12: the notebook image
+# runs the CPython 3.12 the locked environment was made with (copied in, rootfs.python_tarball)
+NOTEBOOK_PYTHON = "3.12"
+NOTEBOOK_LEAVE_OUT = (
+    "ruff", "mypy", "import-linter", "pytest-timeout", "hypothesis", "selenium", "kubernetes-validate",
+)  # fmt: skip  # the developer's lint and test tools (dev-packages); jupyterlab, ipykernel, nbclient stay
+# JupyterHub's proxy: Node.js's configurable-http-proxy, Debian's (the Python port buffers whole responses)
+NOTEBOOK_DEBIAN = ("nodejs", "node-configurable-http-proxy")
+IMAGES: dict[str, ImageSpec] = {
+    "sim": ImageSpec("sim", "Dockerfile.sim", "amd64", ("car", "sim")),
     # donkeycar declares pandas (its tub tools and plots import it; the vehicle loop does not): ~40 MB of
     # wheels the Raspberry Pi image would ship for nothing
-    ImageSpec("car", "Dockerfile.arm64", "arm64", ("car",), leave_out=CAR_LEAVE_OUT),
-)
-IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in _SPECS}
-# The image names, named here once: deploy's pins and fleet kinds and release.yaml's images derive from it
+    "car": ImageSpec("car", "Dockerfile.arm64", "arm64", ("car",), leave_out=CAR_LEAVE_OUT),
+    # JupyterHub and the users' JupyterLab with TensorFlow (pitlane/hub): the locked env less its dev tools
+    "notebook": ImageSpec(
+        "notebook",
+        "Dockerfile.notebook",
+        "amd64",
+        ("packages", "dev-packages"),
+        leave_out=NOTEBOOK_LEAVE_OUT,
+        python=NOTEBOOK_PYTHON,
+        debian=NOTEBOOK_DEBIAN,
+    ),
+}
+# The image names, named here once: deploy's pins derive from it; a fleet target runs one of them
+# (deploy/fleet.py OVERLAYS), and the notebook image serves the NUC's hub
 IMAGE_NAMES: tuple[str, ...] = tuple(IMAGES)
+# what `pitlane images build` builds unless --only names others: the product images (the notebook image, with
+# TensorFlow, takes half an hour: built with --only notebook)
+DEFAULT_IMAGES: tuple[str, ...] = ("sim", "car")
 BUILDER_ARCH = "amd64"  # the machine pip runs on for both images (arm64 wheels are fetched, not built)
 
 
-def base_tag(arch: str, suite: str = SUITE) -> str:
-    return f"localhost/pitlane/base:{suite}-{arch}"
+def base_tag(arch: str, suite: str = SUITE, python: str | None = None) -> str:
+    return f"localhost/pitlane/base:{suite}-{arch}" + (f"-python{python}" if python else "")
 
 
 def image_tag(name: str) -> str:
@@ -114,7 +139,7 @@ class BuildConfig:
 
     repo: Path  # the repository: build context and Pipfile
     out: Path  # out/images: root filesystems, buildah storage, exported requirements
-    images: tuple[str, ...] = IMAGE_NAMES
+    images: tuple[str, ...] = DEFAULT_IMAGES
     base: dict[str, str] = field(default_factory=dict)  # arch -> base image; default: the mmdebstrap base
     suite: str = SUITE
     mirror: str = MIRROR
@@ -123,14 +148,17 @@ class BuildConfig:
     timestamp: int = 0  # seconds since 1970 in every layer and config: same input, same layer digests
     cafile: str | None = None  # CA bundle pip trusts inside the build (a secret mount, never in a layer)
 
-    def base_for(self, arch: str) -> str:
-        return self.base.get(arch) or base_tag(arch, self.suite)
+    def base_for(self, arch: str, python: str | None = None) -> str:
+        return self.base.get(arch) or base_tag(arch, self.suite, python)
 
 
-def mmdebstrap_argv(arch: str, dest: Path, suite: str = SUITE, mirror: str = MIRROR) -> list[str]:
-    """A minimal Debian root filesystem with Python 3 as a tarball (the essential variant: no apt, no useradd)."""
+def mmdebstrap_argv(
+    arch: str, dest: Path, suite: str = SUITE, mirror: str = MIRROR, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """A minimal Debian root filesystem with Python 3 (and `extra` packages) as a tarball (the essential
+    variant: no apt, no useradd)."""
     excludes = [f"--dpkgopt=path-exclude={p}" for p in BASE_EXCLUDES]
-    packages = ",".join(BASE_PACKAGES[arch])
+    packages = ",".join((*BASE_PACKAGES[arch], *extra))
     return [
         "mmdebstrap",
         f"--arch={arch}",
@@ -163,7 +191,7 @@ def build_argv(store: Store, spec: ImageSpec, cfg: BuildConfig) -> list[str]:
         "-t",
         image_tag(spec.name),
         "--build-arg",
-        f"BASE={cfg.base_for(spec.arch)}",
+        f"BASE={cfg.base_for(spec.arch, spec.python)}",
         "--build-arg",
         f"BUILDER={cfg.base_for(BUILDER_ARCH)}",
         "--build-arg",

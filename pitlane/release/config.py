@@ -18,9 +18,12 @@ from pitlane.artifacts.oci import Reference
 from pitlane.deploy.fleet import OVERLAYS
 from pitlane.errors import BadInput, UserError
 from pitlane.evaluate.gate import GatePolicy, load_policy
-from pitlane.images.plan import IMAGE_NAMES, repository
+from pitlane.images.plan import repository
 
 RELEASE_FILE = "release.yaml"
+# the images a release builds: the one each fleet target runs (the hub's notebook image is built and pinned
+# on its own: README, "Container images")
+RELEASED_IMAGES: tuple[str, ...] = tuple(OVERLAYS)
 TARGETS = tuple(OVERLAYS.values())  # the argocd/ overlays a release pins (nuc-sim, pi-car)
 SEMVER = re.compile(
     r"^v(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
@@ -96,7 +99,7 @@ class ReleaseConfig:
 def default_images(model: str) -> dict[str, str]:
     """Image repositories beside the model's: REGISTRY/pitlane/sim and REGISTRY/pitlane/car."""
     registry = Reference.parse(model).registry
-    return {name: repository(registry, name) for name in IMAGE_NAMES}
+    return {name: repository(registry, name) for name in RELEASED_IMAGES}
 
 
 def parse(doc: Any, source: str = RELEASE_FILE, root: Path | None = None) -> ReleaseConfig:
@@ -134,9 +137,9 @@ def parse(doc: Any, source: str = RELEASE_FILE, root: Path | None = None) -> Rel
     else:
         raise UserError(f"{source}: gate.policy must be 'default', a file path or a mapping of thresholds")
     images = doc.get("images") or default_images(model)
-    if not isinstance(images, dict) or set(images) != set(IMAGE_NAMES):
+    if not isinstance(images, dict) or set(images) != set(RELEASED_IMAGES):
         raise UserError(
-            f"{source}: images must map exactly {' and '.join(IMAGE_NAMES)} to repositories, got {images!r}"
+            f"{source}: images must map exactly {' and '.join(RELEASED_IMAGES)} to repositories, got {images!r}"
         )
     for name, repo in images.items():
         try:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pitlane import tracking
 from pitlane.data.check import DELETE, MANUAL, Problem, TubReport, check_tub, fix_tub
 from pitlane.data.framestats import training_stats
 from pitlane.data.origin import bundle_refs
@@ -364,6 +365,7 @@ def _train(
         extra=_record_extra(infos, skipped),
     )
     record.save(run_record_path(out))
+    tracking.log_training(record, run_record_path(out))  # MLflow, when MLFLOW_TRACKING_URI is set
     return record
 
 

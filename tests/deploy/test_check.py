@@ -64,7 +64,21 @@ def test_kind_outside_the_appproject_and_a_foreign_repo_are_named(argocd):
 def test_a_release_bump_still_passes_everything(argocd, capsys):
     root = ["--root", str(argocd)]
     assert (
-        main(["deploy", "pin", *root, "--image", f"sim={SIM}", "--image", f"car={CAR}", "--model", MODEL])
+        main(
+            [
+                "deploy",
+                "pin",
+                *root,
+                "--image",
+                f"sim={SIM}",
+                "--image",
+                f"car={CAR}",
+                "--model",
+                MODEL,
+                "--image",
+                "notebook=registry.example/pitlane/notebook@sha256:" + "c" * 64,
+            ]
+        )  # fmt: skip
         == 0
     )
     key = argocd.parent / "release.pub"

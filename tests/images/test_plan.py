@@ -10,7 +10,8 @@ def test_each_image_builds_its_own_dockerfile_for_its_architecture():
     for spec in IMAGES.values():
         text = (repo / spec.dockerfile).read_text()
         assert "ARG BASE=" in text and "--require-hashes" in text
-        assert "tensorflow" not in text.lower().replace("no tensorflow", "")
+        if spec.name != "notebook":  # the notebook image is where data scientists train
+            assert "tensorflow" not in text.lower().replace("no tensorflow", "")
     assert IMAGES["car"].platform == "linux/arm64" and IMAGES["sim"].platform == "linux/amd64"
 
 
@@ -56,7 +57,7 @@ def test_split_packages_copy_every_module_exactly_once():
     import re
 
     repo = Path(__file__).resolve().parents[2]
-    for spec in IMAGES.values():
+    for spec in (s for s in IMAGES.values() if s.name != "notebook"):  # the notebook copies pitlane/ whole
         sources = []
         for line in (repo / spec.dockerfile).read_text().splitlines():
             if line.startswith("COPY pitlane/"):
@@ -68,3 +69,20 @@ def test_split_packages_copy_every_module_exactly_once():
             modules = glob.glob(str(repo / "pitlane" / package / "*.py"))
             assert sorted(copied) == sorted(modules), (spec.dockerfile, package)
             assert all(re.search(r"\.py$", f) for f in copied)
+
+
+def test_the_notebook_image_runs_python_3_12_with_nodes_proxy_and_the_locked_env_less_its_lint_tools(
+    tmp_path,
+):
+    """TensorFlow 2.19 has no cp313 wheels: a base of its own with CPython 3.12; JupyterHub's proxy from Debian."""
+    spec = IMAGES["notebook"]
+    assert spec.platform == "linux/amd64" and spec.python == "3.12"
+    assert spec.categories == ("packages", "dev-packages") and {"ruff", "mypy"} <= set(spec.leave_out)
+    argv = build_argv(Store.under(tmp_path), spec, BuildConfig(repo=tmp_path, out=tmp_path))
+    assert f"BASE={base_tag('amd64', python='3.12')}" in argv and base_tag("amd64", python="3.12").endswith(
+        "-python3.12"
+    )
+    debian = mmdebstrap_argv("amd64", tmp_path / "nb.tar", extra=spec.debian)
+    assert "node-configurable-http-proxy" in next(a for a in debian if a.startswith("--include="))
+    user_base = BuildConfig(repo=tmp_path, out=tmp_path, base={"amd64": "python:3.12-slim"})
+    assert "BASE=python:3.12-slim" in build_argv(Store.under(tmp_path), spec, user_base)

@@ -43,6 +43,8 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "out" / "images"
 PASSWORD = "image-smoke"
+# the notebook image (TensorFlow, ~30 min cold on 2 cores) only when asked: tests/images/test_notebook_image.py
+ONLY = [] if os.environ.get("PITLANE_NOTEBOOK_IMAGE_TESTS") == "1" else ["--only", "sim", "--only", "car"]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def keys(tmp_path_factory) -> tuple[Path, Path]:
 def built(registry, keys) -> dict:
     """`pitlane images build --registry --tag smoke --key`: both images, pushed, signed, attested, tagged."""
     env = dict(os.environ, **{signing.PASSWORD_ENV: PASSWORD})
-    argv = [sys.executable, "-m", "pitlane.cli", "images", "build", "--registry", registry.host]
+    argv = [sys.executable, "-m", "pitlane.cli", "images", "build", *ONLY, "--registry", registry.host]
     proc = subprocess.run(
         [*argv, "--tag", "smoke", "--key", str(keys[0])], cwd=REPO, capture_output=True, text=True, env=env
     )
