@@ -67,9 +67,7 @@ def check_report(report_bytes: bytes, remote: bundle.Remote) -> gates.GateReport
     return report
 
 
-def gate_predicate(
-    report_bytes: bytes, bundle_digest: str, serial: int, tools_image: str
-) -> dict[str, Any]:
+def gate_predicate(report_bytes: bytes, bundle_digest: str, serial: int, tools_image: str) -> dict[str, Any]:
     """The model-gate attestation: the gate report as the run wrote it, and what the release adds (pure)."""
     doc = json.loads(report_bytes)
     return doc | {

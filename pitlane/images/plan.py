@@ -59,10 +59,14 @@ _SPECS = (
     # donkeycar declares pandas (its tub tools and plots import it; the vehicle loop does not): ~40 MB of
     # wheels the Raspberry Pi image would ship for nothing
     ImageSpec("car", "Dockerfile.arm64", "arm64", ("car",), leave_out=CAR_LEAVE_OUT),
+    # the release pipeline's steps run in it: pitlane's whole locked environment on a Python 3.12 base given
+    # by digest (--base), plus git, buildah, skopeo, qemu-user-static (Dockerfile.tools)
+    ImageSpec("tools", "Dockerfile.tools", "amd64", ("packages", "dev-packages")),
 )
 IMAGES: dict[str, ImageSpec] = {spec.name: spec for spec in _SPECS}
-# The image names, named here once: deploy's pins and fleet kinds and release.yaml's images derive from it
-IMAGE_NAMES: tuple[str, ...] = tuple(IMAGES)
+TOOLS_IMAGE = "tools"  # built and pinned for the pipeline (pipelines/pipeline.yaml), never deployed to a car
+# The product images, named here once: deploy's pins and fleet kinds and release.yaml's images derive from it
+IMAGE_NAMES: tuple[str, ...] = tuple(name for name in IMAGES if name != TOOLS_IMAGE)
 BUILDER_ARCH = "amd64"  # the machine pip runs on for both images (arm64 wheels are fetched, not built)
 
 

@@ -253,6 +253,14 @@ def _sign_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pin_tools(args: argparse.Namespace) -> int:
+    from pitlane.release import tools_pin
+
+    changed = tools_pin.pin(Path(args.root), args.ref)
+    print(f"{'pinned' if changed else 'already pins'} the tools image {args.ref} in {tools_pin.PIPELINE}")
+    return 0
+
+
 def _github(args: argparse.Namespace):
     from pitlane.release.github import GitHubConfig
 
@@ -310,6 +318,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_attest(rs)
     _add_sign_model(rs)
     _add_sign_image(rs)
+    p = rs.add_parser("pin-tools", help="(pipeline step) pin the tools image the next release runs in")
+    p.add_argument("ref", metavar="REPO@sha256:...", help="the signed tools image, by digest")
+    p.add_argument("--root", default=".", metavar="DIR", help="repository root (default: here)")
+    p.set_defaults(func=_pin_tools)
     _add_pull_request(rs, gh)
     _add_publish(rs, gh)
 

@@ -57,6 +57,8 @@ def test_split_packages_copy_every_module_exactly_once():
 
     repo = Path(__file__).resolve().parents[2]
     for spec in IMAGES.values():
+        if "COPY pitlane /opt/pitlane/app/pitlane" in (repo / spec.dockerfile).read_text():
+            continue  # the tools image takes the whole package in one layer
         sources = []
         for line in (repo / spec.dockerfile).read_text().splitlines():
             if line.startswith("COPY pitlane/"):

@@ -71,7 +71,9 @@ def test_release_yaml_may_tighten_the_floor_but_never_loosen_it(asked, refusal):
 
 
 def test_every_loosened_key_is_named_in_one_line():
-    wanted = GatePolicy.from_dict(FLOOR.to_json() | {"laps": 1, "max_abs_cte": 2.0, "scenes": ["mini_monaco"]})
+    wanted = GatePolicy.from_dict(
+        FLOOR.to_json() | {"laps": 1, "max_abs_cte": 2.0, "scenes": ["mini_monaco"]}
+    )
     assert loosened(FLOOR, wanted) == ["scenes leave out generated_track", "max_abs_cte 2.0 (minimum 0.45)"]
 
 
