@@ -70,13 +70,17 @@ def check_report(report_bytes: bytes, remote: bundle.Remote) -> gates.GateReport
 def gate_predicate(report_bytes: bytes, bundle_digest: str, serial: int, tools_image: str) -> dict[str, Any]:
     """The model-gate attestation: the gate report as the run wrote it, and what the release adds (pure)."""
     doc = json.loads(report_bytes)
-    return doc | {
-        "bundle_digest": bundle_digest,
-        "serial": serial,
-        "gate_report_digest": "sha256:" + hashlib.sha256(report_bytes).hexdigest(),
-        "pitlane_version": __version__,
-        "tools_image": tools_image,
-    }
+    return (
+        {"policy": None}
+        | doc
+        | {  # the policy the run held the model to (None: the report names none)
+            "bundle_digest": bundle_digest,
+            "serial": serial,
+            "gate_report_digest": "sha256:" + hashlib.sha256(report_bytes).hexdigest(),
+            "pitlane_version": __version__,
+            "tools_image": tools_image,
+        }
+    )
 
 
 def with_serial(client: oci.Client, remote: bundle.Remote, serial: int) -> oci.Reference:

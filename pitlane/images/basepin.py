@@ -44,8 +44,9 @@ def file_digest(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def pinned(arch: str, cfg: BuildConfig, pin_file: Path = PIN_FILE) -> str | None:
+def pinned(arch: str, cfg: BuildConfig, pin_file: Path | None = None) -> str | None:
     """The tarball digest the repository pins for these inputs, or None (no pin for them)."""
+    pin_file = pin_file or PIN_FILE
     doc = json.loads(pin_file.read_text()) if pin_file.is_file() else {}
     pin = (doc.get("tarballs") or {}).get(f"{cfg.suite}-{arch}") or {}
     return pin.get("sha256") if pin.get("inputs") == inputs_digest(arch, cfg) else None
@@ -68,7 +69,7 @@ def record(tar: Path, inputs: str, digest: str) -> None:
     record_path(tar).write_text(json.dumps({"inputs": inputs, "sha256": digest}) + "\n")
 
 
-def usable(tar: Path, arch: str, cfg: BuildConfig, pin_file: Path = PIN_FILE) -> tuple[bool, str]:
+def usable(tar: Path, arch: str, cfg: BuildConfig, pin_file: Path | None = None) -> tuple[bool, str]:
     """(may the cached `tar` be reused, why not): its sha256 must be the pinned or recorded one."""
     want = pinned(arch, cfg, pin_file) or recorded(tar, inputs_digest(arch, cfg))
     if want is None:
@@ -77,12 +78,12 @@ def usable(tar: Path, arch: str, cfg: BuildConfig, pin_file: Path = PIN_FILE) ->
     return (True, "") if have == want else (False, f"it is {have}, not {want} as recorded")
 
 
-def check_fresh(tar: Path, arch: str, cfg: BuildConfig, pin_file: Path = PIN_FILE) -> str:
+def check_fresh(tar: Path, arch: str, cfg: BuildConfig, pin_file: Path | None = None) -> str:
     """The digest of a tarball just made, recorded beside it; Refused when the repository pins another."""
     have, want = file_digest(tar), pinned(arch, cfg, pin_file)
     if want is not None and have != want:
         raise Refused(
-            f"the Debian base {cfg.suite}-{arch} built now is {have}, but {pin_file.name} pins {want} for these "
+            f"the Debian base {cfg.suite}-{arch} built now is {have}, but {(pin_file or PIN_FILE).name} pins {want} for these "
             "inputs: the mirror served other packages; nothing was built on it (check the mirror, then pin "
             "the new digest in a reviewed commit)"
         )

@@ -30,7 +30,13 @@ def test_repository_pins_are_placeholders_until_a_release():
 
     pins = read_pins(ARGOCD)
     assert sorted(pins.images) == ["car", "sim"]
-    assert [p.split(":")[0] for p in pins.placeholders()] == ["image car", "image sim", "model", "key", "image key"]
+    assert [p.split(":")[0] for p in pins.placeholders()] == [
+        "image car",
+        "image sim",
+        "model",
+        "key",
+        "image key",
+    ]
 
 
 def test_pin_changes_one_line_per_value(argocd):
