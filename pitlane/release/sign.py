@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pitlane.artifacts import attest, oci, release_signing, signing
-from pitlane.errors import BadInput, IntegrityError, Refused, SignatureError, UserError
+from pitlane.errors import BadInput, IntegrityError, NotFound, Refused, SignatureError, UserError
 from pitlane.evaluate.gate import GatePolicy
 from pitlane.images.attest import PREDICATE_TYPE as SLSA_PROVENANCE
 from pitlane.images.plan import SOURCE
@@ -130,8 +130,12 @@ def pushed_image(url: str, digest: str) -> oci.Reference:
     ref = oci.Reference.parse(url)
     oci.check_digest(digest)
     pinned = oci.Reference(ref.registry, ref.repository, None, digest)
-    if not oci.Client.for_ref(pinned).manifest_exists(pinned.repository, digest):
-        raise Refused(f"{pinned} was never pushed: the build's IMAGE_DIGEST names nothing; nothing is signed")
+    try:  # the manifest itself, its bytes checked against the digest (a HEAD would take the digest's word)
+        oci.Client.for_ref(pinned).get_manifest(pinned.repository, digest)
+    except NotFound:
+        raise Refused(
+            f"{pinned} was never pushed: the build's IMAGE_DIGEST names nothing; nothing is signed"
+        ) from None
     return pinned
 
 

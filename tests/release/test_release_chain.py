@@ -324,3 +324,46 @@ def test_signing_takes_no_serial_from_anyone():
             "--policy", "{}", "--remote", "r", "--version", "v1.0.0", "--commit", "c", "--serial", "999999"]  # fmt: skip
     proc = subprocess.run([*PITLANE, *argv], capture_output=True, text=True)
     assert proc.returncode == 2 and "unrecognized arguments: --serial" in proc.stderr
+
+
+# --- R1 / R3: images are signed by the image key, from the build's results, once really pushed ----------
+def test_sign_image_signs_only_a_pushed_digest_with_the_commit_the_pipeline_knows(
+    registry, tmp_path, monkeypatch
+):
+    from pitlane.artifacts import attest, oci, signing
+    from pitlane.images.attest import PREDICATE_TYPE, slsa_predicate
+
+    monkeypatch.setenv(signing.PASSWORD_ENV, "image key passphrase")
+    key, pub = signing.generate_keys(tmp_path / "image")
+    client = oci.Client(registry.host)
+    config = oci.canonical_json(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+    )
+    client.push_blob("pitlane/sim", config)
+    manifest = oci.canonical_json({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
+                                   "config": oci.descriptor(oci.OCI_CONFIG, config), "layers": []})  # fmt: skip
+    digest = client.push_manifest("pitlane/sim", manifest, "v1.0.0")
+    repo = f"{registry.host}/pitlane/sim"
+    build = slsa_predicate("sim", "evil.example/x", digest, revision="f" * 40, lock_sha256="0" * 64,
+                           base="b", base_digest="sha256:" + "1" * 64)  # fmt: skip
+    (tmp_path / "prov.json").write_text(json.dumps(build))
+    argv = [*PITLANE, "release", "sign-image", "sim", "--url", f"{repo}:v1.0.0", "--key", str(key),
+            "--commit", "c" * 40, "--ref-file", str(tmp_path / "ref"), "--provenance", str(tmp_path / "prov.json")]  # fmt: skip
+    never = subprocess.run([*argv, "--digest", "sha256:" + "e" * 64], capture_output=True, text=True)
+    assert never.returncode == 2 and "was never pushed" in never.stderr and not (tmp_path / "ref").exists()
+    proc = subprocess.run([*argv, "--digest", digest], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    ref = oci.Reference.parse((tmp_path / "ref").read_text())
+    assert str(ref) == f"{repo}@{digest}"
+    signing.verify(client, ref, signing.load_public_key(pub))
+    provenance = attest.verify_attestation(client, ref, signing.load_public_key(pub), PREDICATE_TYPE)
+    deps = provenance["buildDefinition"]["resolvedDependencies"]
+    assert deps[0]["digest"] == {"gitCommit": "c" * 40} and "f" * 40 not in json.dumps(provenance)
+    assert provenance["buildDefinition"]["externalParameters"]["image"] == repo
+    assert provenance["runDetails"]["metadata"]["invocationId"] == str(ref)
+    again = subprocess.run([*argv, "--digest", digest], capture_output=True, text=True)
+    assert "already signed by this key" in again.stdout and "already attested" in again.stdout
+    none = subprocess.run(
+        [*PITLANE, "release", "sign-image", "car", "--key", str(key)], capture_output=True, text=True
+    )
+    assert none.returncode == 0 and "no car image was built by this release" in none.stdout
