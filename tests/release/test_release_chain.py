@@ -281,6 +281,22 @@ def test_a_release_yaml_loosening_the_gate_is_refused_before_anything_runs(tmp_p
     assert "max_nonfinite_outputs 7 (minimum 0)" in log
 
 
+def test_prepare_refuses_a_looser_gate_before_committing(tmp_path, origin):
+    _, work = origin
+    (work / "lax.yaml").write_text("max_abs_cte: null\nmin_mean_speed: 0.0\n")
+    git(work, "add", "lax.yaml")
+    git(work, "commit", "-qm", "a lax policy file")
+    head = git(work, "rev-parse", "HEAD")
+    proc = subprocess.run([*PITLANE, "release", "prepare", "v1.0.1", "--model", MODEL, "--policy", "lax.yaml"],
+                          cwd=work, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert (
+        "loosens the pipeline's minimum: min_mean_speed 0.0 (minimum 0.3); max_abs_cte null (minimum 0.45)"
+        in proc.stderr
+    )
+    assert git(work, "rev-parse", "HEAD") == head and git(work, "tag", "--list") == ""
+
+
 def test_a_trailing_newline_tag_is_refused_before_any_commit(tmp_path, origin):
     _, work = origin
     head = git(work, "rev-parse", "HEAD")
