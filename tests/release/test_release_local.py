@@ -76,8 +76,7 @@ def world(tmp_path_factory, registry, models):
     password = "release key passphrase"
     mp = pytest.MonkeyPatch()
     mp.setenv(signing.PASSWORD_ENV, password)
-    (root / "floor.yaml").write_text(FLOOR)
-    mp.setenv(FLOOR_ENV, str(root / "floor.yaml"))  # the runner's own environment: no tag reaches it
+    (root / "floor.yaml").write_text(FLOOR)  # the runner's own environment (ENV): no tag reaches it
     pubs = {}
     for kind in ("model", "image"):  # two keys: the car trusts the model key, admission the image key
         folder = secrets / f"pitlane-{kind}-signing-key"
@@ -104,10 +103,15 @@ def world(tmp_path_factory, registry, models):
     mp.undo()
 
 
+def env(world) -> dict[str, str]:
+    """The runner's environment: the test floor (the throwaway models cannot finish a lap)."""
+    return {**os.environ, FLOOR_ENV: str(world["root"] / "floor.yaml")}
+
+
 def prepare(world, version: str, model: str, policy: str = "gate-lax.yaml") -> None:
     work = world["work"]
     subprocess.run([*PITLANE, "release", "prepare", version, "--model", model, "--policy", policy],
-                   cwd=work, check=True, capture_output=True, text=True)  # fmt: skip
+                   cwd=work, check=True, capture_output=True, text=True, env=env(world))  # fmt: skip
     git(work, "push", "-q", "origin", "main", version)
 
 
@@ -118,7 +122,9 @@ def run_local(world, version: str, *extra: str) -> subprocess.CompletedProcess:
         "--secrets", str(world["secrets"]), "--out", str(world["root"] / "runs"),
         "-p", f"github-api={world['github'].url}", "-p", f"pytest-args={PYTEST_ARGS}", *extra,
     ]  # fmt: skip
-    return subprocess.run(argv, cwd=world["work"], capture_output=True, text=True, timeout=1200)
+    return subprocess.run(
+        argv, cwd=world["work"], capture_output=True, text=True, timeout=1200, env=env(world)
+    )
 
 
 def outcome(world, version: str) -> dict:
