@@ -39,8 +39,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", metavar="REPO@sha256:HEX", help="the model bundle the cars must run")
     p.add_argument("--key", type=Path, metavar="FILE", help="the release's cosign public key (PEM, P-256)")
-    p.add_argument("--image-key", type=Path, metavar="FILE",
-                   help="the image signing key's public half, for the admission policy (never the model key)")  # fmt: skip
     p.add_argument("--root", type=Path, default=Path("."), help=root_help)
     p.set_defaults(func=_pin)
 
@@ -90,10 +88,10 @@ def _pin(args: argparse.Namespace) -> int:
         if not sep:
             raise UserError(f"--image {item!r}: expected NAME=REPO@sha256:HEX")
         images[name] = ref
-    if not images and args.model is None and args.key is None and args.image_key is None:
-        raise UserError("nothing to pin: give --image NAME=REF, --model REF, --key FILE or --image-key FILE")
+    if not images and args.model is None and args.key is None:
+        raise UserError("nothing to pin: give --image NAME=REF, --model REF or --key FILE")
     argocd = find_argocd(args.root)
-    changes = pin(argocd, images=images, model=args.model, key=args.key, image_key=args.image_key)
+    changes = pin(argocd, images=images, model=args.model, key=args.key)
     for line in changes or ["nothing changed: the pins already hold these references"]:
         print(line)
     return 0

@@ -3,8 +3,7 @@
 - images: ``argocd/pins/images.yaml``, one ``ImageTagTransformer`` per image (``pitlane-sim``,
   ``pitlane-car``), applied last by every overlay;
 - model: the ``model-ref=`` literal of the ``pitlane-model`` ConfigMap in ``argocd/base/kustomization.yaml``;
-- the release's public key: ``argocd/base/cosign.pub`` (the car's model check);
-- the image signing key's public half: ``argocd/base/image-signing.pub`` (the admission policy only).
+- the release's public key: ``argocd/base/cosign.pub`` (the car's model check and the admission policy).
 
 Pins are rewritten line by line, so a release's diff is one line per changed pin and nothing else.
 A pin on the placeholder registry ``registry.invalid`` (RFC 2606: never resolves) has not been released.
@@ -27,11 +26,9 @@ from pitlane.images.plan import IMAGE_NAMES  # pinned as pitlane-sim, pitlane-ca
 IMAGES_FILE = Path("pins/images.yaml")
 MODEL_FILE = Path("base/kustomization.yaml")
 KEY_FILE = Path("base/cosign.pub")
-IMAGE_KEY_FILE = Path("base/image-signing.pub")
 PLACEHOLDER_REGISTRY = "registry.invalid"
 # SHA-256 of the placeholder argocd/base/cosign.pub (a P-256 key whose private half was never kept)
 PLACEHOLDER_KEY_SHA256 = "0c717f81da292bec25043bf0fcc18fd7bdc48c593765f4d77ed152760283d6ac"
-PLACEHOLDER_IMAGE_KEY_SHA256 = "08c093fc42db285b8c84856caa3584da03fffd50c8d590f5d04c4ecfd564c9a2"  # likewise
 
 _MODEL_LINE = re.compile(r"^(?P<head>[ \t]*-[ \t]*model-ref=)(?P<ref>\S*)[ \t]*$", re.MULTILINE)
 _IMAGE_DOC_NAME = re.compile(r"^  name: (pitlane-[a-z]+)\s*$")
@@ -46,7 +43,6 @@ class Pins:
     images: dict[str, str]
     model: str
     key_sha256: str
-    image_key_sha256: str = ""
 
     def placeholders(self) -> list[str]:
         """The pins a release has not replaced yet, in words."""
@@ -55,8 +51,6 @@ class Pins:
             left.append(f"model: {self.model}")
         if self.key_sha256 == PLACEHOLDER_KEY_SHA256:
             left.append(f"key: {KEY_FILE} is the placeholder key")
-        if self.image_key_sha256 == PLACEHOLDER_IMAGE_KEY_SHA256:
-            left.append(f"image key: {IMAGE_KEY_FILE} is the placeholder key")
         return left
 
 
@@ -90,13 +84,7 @@ def read_pins(argocd: Path) -> Pins:
     if len(models) != 1:
         raise UserError(f"{argocd / MODEL_FILE}: expected one 'model-ref=' literal, found {len(models)}")
     key = _read(argocd / KEY_FILE)
-    image_key = _read(argocd / IMAGE_KEY_FILE) if (argocd / IMAGE_KEY_FILE).is_file() else ""
-    return Pins(
-        images=images,
-        model=models[0][1],
-        key_sha256=hashlib.sha256(key.encode()).hexdigest(),
-        image_key_sha256=hashlib.sha256(image_key.encode()).hexdigest() if image_key else "",
-    )
+    return Pins(images=images, model=models[0][1], key_sha256=hashlib.sha256(key.encode()).hexdigest())
 
 
 def pin(
@@ -104,7 +92,6 @@ def pin(
     images: dict[str, str] | None = None,
     model: str | None = None,
     key: Path | None = None,
-    image_key: Path | None = None,
 ) -> list[str]:
     """Rewrite the named pins in place (one line per changed value); returns what changed, in words.
 
@@ -118,11 +105,6 @@ def pin(
     if model is not None:
         parse_ref(model, "--model")
     key_text = _check_key(key) if key is not None else None
-    image_key_text = _check_key(image_key) if image_key is not None else None
-    if key_text is not None and key_text == image_key_text:
-        raise UserError(
-            "--key and --image-key are the same key: models and images are signed with different keys"
-        )
 
     changes: list[str] = []
     if images:
@@ -149,11 +131,6 @@ def pin(
         if _read(path) != key_text:
             path.write_text(key_text)
             changes.append(f"key: {KEY_FILE} <- {key}")
-    if image_key_text is not None:
-        path = argocd / IMAGE_KEY_FILE
-        if (path.read_text() if path.is_file() else "") != image_key_text:
-            path.write_text(image_key_text)
-            changes.append(f"image key: {IMAGE_KEY_FILE} <- {image_key}")
     return changes
 
 

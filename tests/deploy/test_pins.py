@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pitlane.cli import main
-from pitlane.deploy.pins import IMAGE_KEY_FILE, IMAGES_FILE, KEY_FILE, MODEL_FILE, parse_ref, pin, read_pins
+from pitlane.deploy.pins import IMAGES_FILE, KEY_FILE, MODEL_FILE, parse_ref, pin, read_pins
 from pitlane.errors import UserError
 
 SIM = "127.0.0.1:5000/pitlane/sim@sha256:" + "a" * 64
@@ -30,13 +30,7 @@ def test_repository_pins_are_placeholders_until_a_release():
 
     pins = read_pins(ARGOCD)
     assert sorted(pins.images) == ["car", "sim"]
-    assert [p.split(":")[0] for p in pins.placeholders()] == [
-        "image car",
-        "image sim",
-        "model",
-        "key",
-        "image key",
-    ]
+    assert [p.split(":")[0] for p in pins.placeholders()] == ["image car", "image sim", "model", "key"]
 
 
 def test_pin_changes_one_line_per_value(argocd):
@@ -109,28 +103,6 @@ def test_key_pin_accepts_p256_only(argocd, tmp_path):
     assert pin(argocd, key=good) == [f"key: {KEY_FILE} <- {good}"]
     assert (argocd / KEY_FILE).read_bytes() == good.read_bytes()
     assert not [p for p in read_pins(argocd).placeholders() if p.startswith("key")]
-
-
-def test_the_image_key_is_its_own_pin_and_never_the_model_key(argocd, tmp_path):
-    """Models and images are signed with different keys: the admission policy's key is pinned apart from
-    the model key, and one file given as both is refused."""
-    keys = []
-    for name in ("model.pub", "image.pub"):
-        keys.append(tmp_path / name)
-        keys[-1].write_bytes(
-            ec.generate_private_key(ec.SECP256R1())
-            .public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
-    assert any(p.startswith("image key") for p in read_pins(argocd).placeholders())
-    with pytest.raises(UserError, match="are the same key"):
-        pin(argocd, key=keys[0], image_key=keys[0])
-    assert pin(argocd, key=keys[0], image_key=keys[1]) == [
-        f"key: {KEY_FILE} <- {keys[0]}",
-        f"image key: {IMAGE_KEY_FILE} <- {keys[1]}",
-    ]
-    assert (argocd / IMAGE_KEY_FILE).read_bytes() == keys[1].read_bytes()
-    assert not [p for p in read_pins(argocd).placeholders() if "key" in p]
 
 
 def test_cli_pin_refuses_a_tag_in_one_line(argocd, capsys):

@@ -41,10 +41,9 @@ def test_every_overlay_renders_with_pinned_images():
         assert images and all(is_digest_pinned(i) for i in images), images
         assert objs[("Namespace", "pitlane")]["metadata"]["labels"]["policy.sigstore.dev/include"] == "true"
         policy = objs[("ClusterImagePolicy", "pitlane-signed-images")]
-        key = objs[("ConfigMap", "pitlane-image-signing-key")]["data"]["image-signing.pub"]
-        assert policy["spec"]["authorities"][0]["key"]["data"] == key  # the IMAGE key, copied by kustomize
+        key = objs[("ConfigMap", "pitlane-model")]["data"]["cosign.pub"]
+        assert policy["spec"]["authorities"][0]["key"]["data"] == key  # one key, copied by kustomize
         assert key.startswith("-----BEGIN PUBLIC KEY-----")
-        assert key != (ARGOCD / "base" / "cosign.pub").read_text()  # never the key cars trust for models
 
 
 def test_nuc_sim_runs_the_twin_and_points_the_car_at_it():
