@@ -65,6 +65,7 @@ def main() -> int:
 
     from pitlane.artifacts import signing
     from pitlane.artifacts.registry import Registry, RegistryConfig
+    from pitlane.release.policy import FLOOR_ENV
 
     root = Path(args.keep or tempfile.mkdtemp(prefix="bench-release-")).resolve()
     shutil.rmtree(root, ignore_errors=True)
@@ -82,14 +83,14 @@ def main() -> int:
                 ["commit", "-qm", "pitlane"], ["tag", "-a", "v0.9.0", "-m", "earlier"],
                 ["remote", "add", "origin", str(origin)], ["push", "-q", "origin", "main", "v0.9.0"]):  # fmt: skip
         sh(work, "git", *cmd)
-    (secrets / "pitlane-signing-key").mkdir(parents=True)
-    (secrets / "pitlane-github").mkdir()
+    (secrets / "pitlane-github").mkdir(parents=True)
     os.environ[signing.PASSWORD_ENV] = "bench passphrase"
-    (secrets / "pitlane-signing-key" / "password").write_text("bench passphrase")
     (secrets / "pitlane-github" / "token").write_text(TOKEN)
-    key, pub = signing.generate_keys(root / "cosign")
-    shutil.copy(key, secrets / "pitlane-signing-key" / "cosign.key")
-    shutil.copy(pub, secrets / "pitlane-signing-key" / "cosign.pub")
+    for kind in ("model", "image"):  # two keys: models and images are signed apart
+        (secrets / f"pitlane-{kind}-signing-key").mkdir()
+        (secrets / f"pitlane-{kind}-signing-key" / "password").write_text("bench passphrase")
+        key, _ = signing.generate_keys(root / kind)
+        shutil.copy(key, secrets / f"pitlane-{kind}-signing-key" / "cosign.key")
     gate: list[str] = []
     if not args.model.is_file():
         from model_support import make_tflite, write_gate_report
@@ -101,9 +102,12 @@ def main() -> int:
         gate = ["--gate", str(write_gate_report(args.model, root / "tiny" / "gate.json"))]
         (work / "gate-policy.yaml").write_text(
             "scenes: [generated_track]\nlaps: 1\nmax_seconds: 2.0\nmin_laps_completed: 0\n"
-            "max_abs_cte: null\nmax_off_track_events: null\nmin_mean_speed: null\n"
+            "max_abs_cte: null\nmax_off_track_events: null\nmin_mean_speed: null\nmax_nonfinite_outputs: 0\n"
         )
         args.policy = str(work / "gate-policy.yaml")
+        # the pipeline's minimum would refuse this gate (pitlane/release/gate_floor.yaml): the bench's own floor
+        shutil.copy(work / "gate-policy.yaml", root / "floor.yaml")
+        os.environ[FLOOR_ENV] = str(root / "floor.yaml")
         sh(work, "git", "add", "-A")
         sh(work, "git", "commit", "-qm", "bench gate policy")
         sh(work, "git", "tag", "-f", "-a", "v0.9.0", "-m", "earlier")

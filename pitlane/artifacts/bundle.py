@@ -2,7 +2,9 @@
 
   config  application/vnd.pitlane.model.config.v1+json  versioned metadata (see `bundle_config`)
   layers  one per file, named by `org.opencontainers.image.title`:
-          pilot.tflite (required) | pilot.keras (optional) | gate.json (the gate report) | canary.npz
+          pilot.tflite (required) | pilot.keras (optional) | gate.json (the pusher's gate report: informational,
+          never signed on its word; `release_signing` attests only a report from a trusted gate run) |
+          canary.npz
 
 The canary frames are a few frames of the training data (or of the twin when the tubs are gone) with the
 outputs the model gave at packing time; the car replays them before it trusts a model (see
@@ -23,10 +25,8 @@ import numpy as np
 from pitlane import __version__
 from pitlane import gate_report as gates  # (pack's `gate_report` argument is a path)
 from pitlane.artifacts import oci
-from pitlane.artifacts.attest import GATE_PREDICATE, attest
 from pitlane.artifacts.cache import Source
-from pitlane.artifacts.signing import sign
-from pitlane.errors import BadInput, IntegrityError, Refused
+from pitlane.errors import BadInput, IntegrityError
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import file_digest, git_commit, run_record_path
 
@@ -363,35 +363,3 @@ def list_bundles(client: oci.Client, ref: oci.Reference) -> list[tuple[str, Remo
 def next_serial(client: oci.Client, ref: oci.Reference) -> int:
     """One more than the highest release serial among the repository's tagged bundles (1 for the first)."""
     return 1 + max((remote.serial for _, remote in list_bundles(client, ref)), default=0)
-
-
-# --- release rules -----------------------------------------------------------------------------------
-def passing_gate_report(client: oci.Client, remote: Remote) -> dict[str, Any]:
-    """The bundle's gate report (as JSON, to attest), if it passed for exactly this bundle's .tflite;
-    Refused (or BadInput for a report that is not one) says why not."""
-    desc = remote.layer(GATE_NAME)
-    if desc is None:
-        raise Refused(
-            f"{remote.ref} carries no gate report: gate the model (`pitlane gate --model M --out DIR`), "
-            "then push it with --gate DIR/gate.json"
-        )
-    data = client.pull_blob(remote.ref.repository, desc["digest"], size=desc["size"])
-    report = gates.loads(data, f"{remote.ref}: its gate report")
-    tflite = remote.config["files"][TFLITE_NAME]
-    if not report.passed:
-        raise Refused(f"{remote.ref}: the gate report's verdict is {report.verdict!r}, not 'pass'")
-    if report.model_digest != tflite:
-        raise Refused(
-            f"{remote.ref}: the gate report is for model {report.model_digest}, "
-            f"not this bundle's {TFLITE_NAME} {tflite}"
-        )
-    return json.loads(data)
-
-
-def sign_bundle(client: oci.Client, ref: oci.Reference, key) -> tuple[Remote, oci.Reference, oci.Reference]:
-    """Sign a gated bundle and attest its gate report; (bundle, .sig reference, .att reference)."""
-    remote = fetch(client, ref)
-    report = passing_gate_report(client, remote)
-    sig = sign(client, remote.ref, key, {"serial": str(remote.serial)})
-    att = attest(client, remote.ref, key, GATE_PREDICATE, report)
-    return remote, sig, att

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pitlane import tracking
 from pitlane.args import check_output_dir
-from pitlane.artifacts import bundle, oci, signing
+from pitlane.artifacts import bundle, oci, release_signing, signing
 from pitlane.artifacts.fetch import fetch_verified
 from pitlane.artifacts.registry import Registry, RegistryConfig
 from pitlane.errors import SignatureError, UserError
@@ -108,10 +108,21 @@ def _ls(args: argparse.Namespace) -> int:
 def _sign(args: argparse.Namespace) -> int:
     ref = oci.Reference.parse(args.ref)
     key = signing.load_private_key(Path(args.key))
+    report = Path(args.gate).read_bytes() if Path(args.gate).is_file() else None
+    if report is None:
+        raise UserError(
+            f"gate report {args.gate} does not exist: gate the model (`pitlane gate --model M --out DIR`)"
+        )
     client = _client(ref)
-    remote, sig, att = bundle.sign_bundle(client, ref, key)
-    print(f"signed {remote.ref} (serial {remote.serial}): signature {sig}, gate attestation {att}")
-    print(remote.ref)
+    ref = bundle.resolve(client, ref)
+    serial = release_signing.signed_serial(client, ref, key.public_key())
+    if serial is None:  # the signer assigns the serial, never the pusher: one more than this key ever signed
+        serial = release_signing.highest_signed_serial(client, ref, key.public_key()) + 1
+    done = release_signing.sign_release(client, ref, key, report, serial)
+    print(
+        f"signed {done.ref} (release serial {done.serial}): signature {done.signature}, gate attestation {done.attestation}"
+    )
+    print(done.ref)
     return 0
 
 
@@ -189,12 +200,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_ls)
     p = ms.add_parser(
         "sign",
-        help="sign a gated bundle (cosign format) and attest its gate report",
-        description=f"Refuses a bundle without a passing gate report for its exact .tflite digest. The private "
-        f"key's passphrase comes from ${signing.PASSWORD_ENV}.",
+        help="sign a bundle (cosign format) as the next release serial and attest YOUR gate run's report",
+        description="Attests only the gate report given with --gate (your own `pitlane gate` run of this "
+        "model), never the gate.json the bundle was pushed with; refuses a report that did not pass or is for "
+        "another .tflite. The serial is the signer's: one more than the highest this key signed in the "
+        "repository (a bundle whose config says another is pushed again with it). The private key's "
+        f"passphrase comes from ${signing.PASSWORD_ENV}.",
     )
     p.add_argument("ref", help="REGISTRY/REPOSITORY@sha256:... (or :TAG)")
     p.add_argument("--key", required=True, help="private key (PEM, from `pitlane keys generate`)")
+    p.add_argument("--gate", required=True, metavar="GATE.JSON", help="the gate report of your gate run")
     p.set_defaults(func=_sign)
     p = ms.add_parser(
         "verify", help="check a bundle's signature, gate attestation and every digest with a public key"

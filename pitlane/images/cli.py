@@ -11,7 +11,7 @@ from pitlane.artifacts import attest, oci, signing
 from pitlane.errors import UserError
 from pitlane.images.attest import PREDICATE_TYPE, file_sha256, slsa_predicate
 from pitlane.images.build import build_all, git_revision
-from pitlane.images.plan import IMAGES, BuildConfig, Store, default_cafile
+from pitlane.images.plan import DEFAULT_IMAGES, IMAGES, BuildConfig, Store, default_cafile
 from pitlane.images.push import check_registry, push_by_digest, tag
 from pitlane.images.smoke import smoke_car, smoke_sim
 
@@ -36,7 +36,7 @@ def _config(args: argparse.Namespace) -> BuildConfig:
     return BuildConfig(
         repo=REPO,
         out=out.resolve(),
-        images=tuple(args.only or IMAGES),
+        images=tuple(args.only or DEFAULT_IMAGES),
         base=_bases(args.base or []),
         revision=git_revision(REPO),
         cafile=default_cafile(),
@@ -85,7 +85,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _smoke(args: argparse.Namespace) -> int:
     store = Store.under(Path(args.out).resolve())
-    names = args.only or list(IMAGES)
+    names = args.only or list(DEFAULT_IMAGES)
     if "car" in names and not args.model:
         raise UserError(
             "the car image's smoke run infers with a model: give --model FILE.tflite or REPO@sha256:..."

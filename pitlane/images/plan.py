@@ -81,10 +81,14 @@ IMAGES: dict[str, ImageSpec] = {
         python=NOTEBOOK_PYTHON,
         debian=NOTEBOOK_DEBIAN,
     ),
+    # the release pipeline's steps run in it: pitlane's whole locked environment on a Python 3.12 base given
+    # by digest (--base), plus git, buildah, skopeo, qemu-user-static (Dockerfile.tools)
+    "tools": ImageSpec("tools", "Dockerfile.tools", "amd64", ("packages", "dev-packages")),
 }
-# The image names, named here once: deploy's pins derive from it; a fleet target runs one of them
+TOOLS_IMAGE = "tools"  # built and pinned for the pipeline (pipelines/pipeline.yaml), never deployed
+# The deployed images, named here once: deploy's pins derive from it; a fleet target runs one of them
 # (deploy/fleet.py OVERLAYS), and the notebook image serves the NUC's hub
-IMAGE_NAMES: tuple[str, ...] = tuple(IMAGES)
+IMAGE_NAMES: tuple[str, ...] = tuple(name for name in IMAGES if name != TOOLS_IMAGE)
 # what `pitlane images build` builds unless --only names others: the product images (the notebook image, with
 # TensorFlow, takes half an hour: built with --only notebook)
 DEFAULT_IMAGES: tuple[str, ...] = ("sim", "car")

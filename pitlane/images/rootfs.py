@@ -2,7 +2,8 @@
 
 mmdebstrap builds trixie with python3 from Debian's archive (arm64's maintainer scripts run under qemu
 through binfmt_misc); the tarball is kept in out/images so a second build reuses it, and buildah turns it
-into `localhost/pitlane/base:trixie-<arch>` with one layer.
+into `localhost/pitlane/base:trixie-<arch>` with one layer. A cached tarball is reused only when its
+sha256 is the one pinned or recorded for its inputs (pitlane.images.basepin).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
-from pitlane.errors import UserError
-from pitlane.images import binfmt
+from pitlane.errors import Refused, UserError
+from pitlane.images import basepin, binfmt
 from pitlane.images.plan import PATH_ENV, BuildConfig, ImageSpec, Store, base_tag, mmdebstrap_argv
 from pitlane.images.tools import require, run
 
@@ -36,7 +37,11 @@ def rootfs_tarball(arch: str, cfg: BuildConfig, extra: tuple[str, ...] = (), fla
     """out/images/rootfs-<suite>-<arch>.tar, made by mmdebstrap unless already there (~1 min amd64, ~4 arm64)."""
     tar = cfg.out / f"rootfs-{cfg.suite}-{arch}{'-' + flavour if flavour else ''}.tar"
     if tar.is_file():
-        return tar
+        ok, why = basepin.usable(tar, arch, cfg)
+        if ok:
+            return tar
+        print(f"images: the cached Debian base {tar.name} is not used ({why}): making it again")
+        tar.unlink()
     require("mmdebstrap")
     if not binfmt.native(arch):
         require("arch-test")  # mmdebstrap refuses foreign architectures without it
@@ -53,6 +58,12 @@ def rootfs_tarball(arch: str, cfg: BuildConfig, extra: tuple[str, ...] = (), fla
         cfg.out / f"mmdebstrap-{arch}.log",
         env=env,
     )
+    try:
+        basepin.check_fresh(part, arch, cfg)
+    except Refused:
+        part.unlink(missing_ok=True)
+        raise
+    basepin.record_path(part).rename(basepin.record_path(tar))
     part.rename(tar)
     return tar
 

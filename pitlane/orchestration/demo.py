@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pitlane.artifacts import bundle, oci, signing
+from pitlane.artifacts import bundle, oci, release_signing, signing
 from pitlane.artifacts.fetch import fetch_verified
 from pitlane.artifacts.registry import Registry, RegistryConfig
-from pitlane.errors import SignatureError
+from pitlane.errors import SignatureError, UserError
 from pitlane.evaluate.gate import format_table
 from pitlane.evaluate.report import EvalParams, Report
 from pitlane.evaluate.run import evaluate
@@ -168,10 +168,13 @@ def ship_model(model: Path, registry: str, key_dir: Path) -> dict:
     if not key_path.is_file():
         key_path, pub = signing.generate_keys(key_dir / "release", overwrite=True)
     key = signing.load_private_key(key_path)
-    serial = bundle.next_serial(client, repo)
-    good = bundle.pack(model, gate_report=bundle.default_gate_report(model), serial=serial)
+    serial = release_signing.highest_signed_serial(client, repo, key.public_key()) + 1  # the signer's serial
+    report = bundle.default_gate_report(model)  # the demo's own gate run: the report it attests
+    if report is None:
+        raise UserError(f"{model} has no gate report beside it (../gate/gate.json): gate it first")
+    good = bundle.pack(model, gate_report=report, serial=serial)
     ref = bundle.push(client, good, repo, (f"serial-{serial}", "demo"))
-    bundle.sign_bundle(client, ref, key)
+    release_signing.sign_release(client, ref, key, report.read_bytes(), serial)
     verified = fetch_verified(ref, signing.load_public_key(pub), None, client)  # what the car will check
     if verified.gate is None:
         raise SignatureError(verified.gate_note)

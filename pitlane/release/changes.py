@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pitlane.errors import UserError
+from pitlane.errors import Refused, UserError
 from pitlane.release.config import SEMVER
 
 # Paths that never end up in an image: a release touching only these is model-only.
@@ -67,15 +67,33 @@ def previous_tag(repo: Path, rev: str) -> str | None:
     tags = [
         t
         for t in git(repo, "tag", "--merged", rev, "--list", "v*").split()
-        if SEMVER.match(t) and t not in own
+        if SEMVER.fullmatch(t) and t not in own
     ]
     return max(tags, key=_version_key) if tags else None
 
 
 def _version_key(tag: str) -> tuple[int, int, int, int, str]:
-    m = SEMVER.match(tag)
+    m = SEMVER.fullmatch(tag)
     assert m is not None
     return int(m["major"]), int(m["minor"]), int(m["patch"]), 0 if m["pre"] else 1, m["pre"] or ""
+
+
+def check_on_branch(repo: Path, rev: str, branch: str) -> str:
+    """The commit `rev` names, if it is on `branch` (e.g. origin/main); Refused otherwise: a release is cut
+    only from reviewed code, and a tag can be pushed on any commit."""
+    commit = git(repo, "rev-parse", "--verify", "-q", f"{rev}^{{commit}}").strip()
+    git(repo, "rev-parse", "--verify", "-q", f"{branch}^{{commit}}")  # UserError when the branch is unknown
+    proc = subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", commit, branch])
+    if proc.returncode == 1:
+        raise Refused(
+            f"tag {rev} points at {commit[:12]}, which is not on {branch}: a release is cut from {branch} only; "
+            f"merge it there first, then tag the merged commit"
+        )
+    if proc.returncode != 0:
+        raise UserError(
+            f"git merge-base --is-ancestor {commit[:12]} {branch} failed (exit {proc.returncode})"
+        )
+    return commit
 
 
 def since_last_release(repo: Path, rev: str = "HEAD") -> Changes:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import yaml
 
-from pitlane.errors import UserError
+from pitlane.artifacts import oci
+from pitlane.errors import SignatureError, UserError
 from pitlane.release import config as rconfig
 from pitlane.release import notes, tekton
-from pitlane.release.changes import git, since_last_release
+from pitlane.release.changes import check_on_branch, git, since_last_release
+from pitlane.release.policy import effective_policy, floor
 
 DEFAULT_SECRETS = Path(os.environ.get("PITLANE_SECRETS", Path.home() / ".config" / "pitlane" / "secrets"))
 
@@ -143,7 +145,10 @@ def _status(args: argparse.Namespace) -> int:
 # --- pipeline steps -------------------------------------------------------------------------------
 def _plan(args: argparse.Namespace) -> int:
     root = Path.cwd()
+    if args.on:
+        check_on_branch(root, args.tag, args.on)
     cfg = rconfig.load(root, args.tag)
+    gate = effective_policy(floor(), cfg.gate)
     changes = since_last_release(root, args.tag)
     plan = {
         "version": cfg.version,
@@ -162,6 +167,7 @@ def _plan(args: argparse.Namespace) -> int:
         "code-changed": "true" if changes.code_changed else "false",
         "sim-image": cfg.images["sim"],
         "car-image": cfg.images["car"],
+        "gate-policy": json.dumps(gate.to_json(), sort_keys=True, separators=(",", ":")),
     }
     for name, path in _pairs(args.result, "--result").items():
         if name not in values:
@@ -178,9 +184,10 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _policy(args: argparse.Namespace) -> int:
     cfg = rconfig.load(Path.cwd())
+    gate = effective_policy(floor(), cfg.gate)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(yaml.safe_dump(cfg.gate.to_json(), sort_keys=False))
-    print(f"gate policy: scenes {', '.join(cfg.gate.scenes)}, {cfg.gate.laps} lap(s) -> {args.out}")
+    Path(args.out).write_text(yaml.safe_dump(gate.to_json(), sort_keys=False))
+    print(f"gate policy: scenes {', '.join(gate.scenes)}, {gate.laps} lap(s) -> {args.out}")
     return 0
 
 
@@ -197,6 +204,60 @@ def _attest(args: argparse.Namespace) -> int:
 
     tag, now = attest_once(args.ref, Path(args.key), Path(args.predicate), args.type)
     print(f"{'attested' if now else 'already attested'} {args.type}: {tag}")
+    return 0
+
+
+def _sign_model(args: argparse.Namespace) -> int:
+    from pitlane.release.serial import Release
+    from pitlane.release.sign import read_gate_report, sign_model
+
+    report = read_gate_report(Path(args.gate_report), args.gate_report_digest)
+    release = Release(args.version, args.ref, args.commit)
+    done = sign_model(args.ref, Path(args.key), report, args.policy, args.remote, release, args.tools_image)
+    word = "signed" if done.signed_now else "is already signed by this key:"
+    print(f"{args.ref} {word} release serial {done.serial} as {done.ref}")
+    print(f"{'attested' if done.attested_now else 'already attested'} the gate run: {done.attestation}")
+    for name, value in (("model", str(done.ref)), ("serial", str(done.serial))):
+        path = _pairs(args.result, "--result").get(name)
+        if path:
+            Path(path).write_text(value)
+    return 0
+
+
+def _sign_image(args: argparse.Namespace) -> int:
+    from pitlane.artifacts import attest, signing
+    from pitlane.release.sign import SLSA_PROVENANCE, image_provenance, pushed_image, sign_once
+
+    if not args.url and not args.digest:
+        print(f"no {args.target} image was built by this release: nothing to sign")
+        return 0
+    ref = pushed_image(args.url, args.digest)
+    tag, now = sign_once(str(ref), Path(args.key))
+    print(f"{'signed' if now else 'already signed by this key'}: {tag}")
+    if args.provenance:
+        try:
+            build = json.loads(Path(args.provenance).read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"the build's provenance {args.provenance} is not readable JSON: {exc}") from None
+        key = signing.load_private_key(Path(args.key))
+        client = oci.Client.for_ref(ref)
+        try:
+            attest.verify_attestation(client, ref, key.public_key(), SLSA_PROVENANCE)
+            print(f"already attested {SLSA_PROVENANCE}")
+        except SignatureError:
+            predicate = image_provenance(build, ref, args.commit)
+            print(f"attested {attest.attest(client, ref, key, SLSA_PROVENANCE, predicate)}")
+    if args.ref_file:
+        Path(args.ref_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.ref_file).write_text(str(ref))
+    return 0
+
+
+def _pin_tools(args: argparse.Namespace) -> int:
+    from pitlane.release import tools_pin
+
+    changed = tools_pin.pin(Path(args.root), args.ref)
+    print(f"{'pinned' if changed else 'already pins'} the tools image {args.ref} in {tools_pin.PIPELINE}")
     return 0
 
 
@@ -224,7 +285,7 @@ def _pull_request(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     from pitlane.release.github import publish_release
 
-    if not rconfig.SEMVER.match(args.tag):
+    if not rconfig.SEMVER.fullmatch(args.tag):
         print(f"no GitHub release for {args.tag!r}: not a vMAJOR.MINOR.PATCH tag")
         return 0
     statuses = notes.parse_statuses(args.tasks)
@@ -255,6 +316,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_policy(rs)
     _add_sign(rs)
     _add_attest(rs)
+    _add_sign_model(rs)
+    _add_sign_image(rs)
+    p = rs.add_parser("pin-tools", help="(pipeline step) pin the tools image the next release runs in")
+    p.add_argument("ref", metavar="REPO@sha256:...", help="the signed tools image, by digest")
+    p.add_argument("--root", default=".", metavar="DIR", help="repository root (default: here)")
+    p.set_defaults(func=_pin_tools)
     _add_pull_request(rs, gh)
     _add_publish(rs, gh)
 
@@ -348,6 +415,9 @@ def _add_plan(rs: argparse._SubParsersAction) -> None:
     p.add_argument("tag", metavar="vX.Y.Z", help="the release tag")
     p.add_argument("--json", metavar="FILE", help="write the plan here")
     p.add_argument(
+        "--on", metavar="BRANCH", help="refuse a tag whose commit is not on BRANCH (e.g. origin/main)"
+    )
+    p.add_argument(
         "--result", action="append", metavar="NAME=PATH", help="write one value to a Tekton result file"
     )
     p.set_defaults(func=_plan)
@@ -377,6 +447,44 @@ def _add_attest(rs: argparse._SubParsersAction) -> None:
         "--key", required=True, metavar="FILE", help="private key PEM (passphrase in $PITLANE_KEY_PASSWORD)"
     )
     p.set_defaults(func=_attest)
+
+
+def _add_sign_model(rs: argparse._SubParsersAction) -> None:
+    p = rs.add_parser("sign-model", help="(pipeline step) sign the gated candidate as the next release serial",
+                      description="Check the gate report against the gate Task's digest and the release's "
+                      "policy (and the pipeline's minimum), claim the next release serial on the git remote, "
+                      "sign the candidate (re-pushed with that serial when its config says another) and attest "
+                      "the gate run. Running it again for the same tag signs nothing twice.")  # fmt: skip
+    p.add_argument("ref", metavar="REPO@sha256:...", help="the candidate, by digest")
+    p.add_argument(
+        "--key", required=True, metavar="FILE", help="the MODEL signing key ($PITLANE_KEY_PASSWORD)"
+    )
+    p.add_argument("--gate-report", required=True, metavar="FILE", help="gate.json of the gate Task's run")
+    p.add_argument("--gate-report-digest", required=True, metavar="sha256:...", help="the gate Task's result")
+    p.add_argument("--policy", required=True, metavar="JSON", help="the release's effective gate policy")
+    p.add_argument("--remote", required=True, metavar="URL", help="git remote holding the serial claims")
+    p.add_argument("--version", required=True, metavar="vX.Y.Z", help="the release tag")
+    p.add_argument("--commit", required=True, help="the commit the tag names")
+    p.add_argument("--tools-image", default="", metavar="REF", help="the image this step runs in")
+    p.add_argument("--result", action="append", metavar="NAME=PATH", help="model= or serial= result files")
+    p.set_defaults(func=_sign_model)
+
+
+def _add_sign_image(rs: argparse._SubParsersAction) -> None:
+    p = rs.add_parser("sign-image", help="(pipeline step) sign a built image, once it is in the registry")
+    p.add_argument("target", help="sim, car or tools")
+    p.add_argument(
+        "--url", default="", metavar="REPO:TAG", help="the build Task's IMAGE_URL ('': none built)"
+    )
+    p.add_argument("--digest", default="", metavar="sha256:...", help="the build Task's IMAGE_DIGEST")
+    p.add_argument(
+        "--key", required=True, metavar="FILE", help="the IMAGE signing key ($PITLANE_KEY_PASSWORD)"
+    )
+    p.add_argument("--ref-file", metavar="FILE", help="write REPO@sha256:... here when signed")
+    p.add_argument("--provenance", metavar="FILE", help="the build's SLSA provenance: attested, its subject "
+                   "and commit set from --commit and the registry")  # fmt: skip
+    p.add_argument("--commit", default="", help="the commit the release tag names (fetch-source's result)")
+    p.set_defaults(func=_sign_image)
 
 
 def _add_pull_request(rs: argparse._SubParsersAction, gh: argparse.ArgumentParser) -> None:

@@ -27,8 +27,8 @@ RELEASED_IMAGES: tuple[str, ...] = tuple(OVERLAYS)
 TARGETS = tuple(OVERLAYS.values())  # the argocd/ overlays a release pins (nuc-sim, pi-car)
 SEMVER = re.compile(
     r"^v(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
-    r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
-)
+    r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
+)  # use with fullmatch, never match + `$`: `$` also matches before a trailing newline (v1.0.0\n)
 KEYS = ("version", "model", "gate", "images", "targets")
 
 

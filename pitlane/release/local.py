@@ -3,7 +3,7 @@ the cluster's PipelineRun, so the very step scripts Tekton runs are tested.
 
 What it does like Tekton: params and defaults, `$(...)` substitution in step scripts, args, env and
 workingDir; results through files (`$(results.x.path)`); workspaces as folders (a Secret-bound workspace
-is filled from a local secrets folder); env `secretKeyRef` from the same folder; `runAfter`, result
+is filled from a local secrets folder, only its `items:` when it names them); env `secretKeyRef` from the same folder; `runAfter`, result
 dependencies and `when` (scoped to the task); `retries`; `finally` with `$(tasks.status)` and
 `$(tasks.<name>.status)`; a script without a shebang runs under `sh -e`. Secret values never reach the
 log: each is masked as `***`.
@@ -58,8 +58,11 @@ class Secrets:
         self._remember(text)
         return text
 
-    def mount(self, name: str, target: Path, optional: bool = False) -> bool:
-        """Copy a Secret's keys into a workspace folder; False when it is optional and absent."""
+    def mount(
+        self, name: str, target: Path, optional: bool = False, items: list[dict[str, str]] | None = None
+    ) -> bool:
+        """Copy a Secret's keys into a workspace folder (with `items`, only those keys, at their paths, as
+        Kubernetes projects them); False when it is optional and absent."""
         src = self.folder / name if self.folder else None
         if src is None or not src.is_dir():
             if optional:
@@ -68,10 +71,14 @@ class Secrets:
                 f"secret {name} not found: create the folder {self.folder or 'SECRETS_DIR'}/{name}/ with its keys"
             )
         target.mkdir(parents=True, exist_ok=True)
-        for f in src.iterdir():
-            if f.is_file():
-                shutil.copy2(f, target / f.name)
-                self._remember(f.read_text(errors="replace"))
+        wanted = {i["key"]: i["path"] for i in items} if items else {f.name: f.name for f in src.iterdir()}
+        for key, rel in wanted.items():
+            f = src / key
+            if not f.is_file():
+                raise UserError(f"secret {name} has no key {key}: put it in {src}/{key}")
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target / rel)
+            self._remember(f.read_text(errors="replace"))
         return True
 
     def _remember(self, text: str) -> None:
@@ -181,7 +188,10 @@ class LocalRun:
                 if not ws.get("optional"):
                     raise UserError(f"pipeline: workspace {name} is not bound")
             elif "secret" in b:
-                ok = self.secrets.mount(b["secret"]["secretName"], path, bool(b["secret"].get("optional")))
+                secret = b["secret"]
+                ok = self.secrets.mount(
+                    secret["secretName"], path, bool(secret.get("optional")), secret.get("items")
+                )
                 bound[name] = path if ok else None
             elif "folder" in b:
                 bound[name] = Path(b["folder"])

@@ -12,6 +12,7 @@ import yaml
 from pitlane.errors import UserError
 from pitlane.release import config as rconfig
 from pitlane.release.changes import Changes, git, since_last_release
+from pitlane.release.policy import effective_policy, floor
 
 AUTHOR = ("-c", "user.name=pitlane-release", "-c", "user.email=release@pitlane.invalid")
 
@@ -97,6 +98,7 @@ def prepare(root: Path, version: str, model: str, policy: str | None = None, tag
         doc["gate"] = {"policy": policy}
     doc.setdefault("images", rconfig.default_images(model))
     cfg = rconfig.parse(doc, rconfig.RELEASE_FILE, root)
+    effective_policy(floor(), cfg.gate)  # the pipeline would refuse a looser gate: say so before tagging
     path.write_text(cfg.to_yaml())
     git(root, "add", rconfig.RELEASE_FILE)
     if git(root, "diff", "--cached", "--name-only").strip():

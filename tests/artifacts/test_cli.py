@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pytest
@@ -41,8 +42,8 @@ def test_push_inspect_ls_sign_verify(registry, models, keypair, tmp_path, capsys
     assert code == 0 and "serial        1" in out and "gate          pass" in out
     code, out, err = run(capsys, "model", "verify", ref, "--key", str(pub))
     assert code == 2 and "is not signed" in err
-    code, out, _ = run(capsys, "model", "sign", ref, "--key", str(key))
-    assert code == 0 and REF.findall(out)[-1] == ref
+    code, out, _ = run(capsys, "model", "sign", ref, "--key", str(key), "--gate", str(gate))
+    assert code == 0 and REF.findall(out)[-1] == ref and "release serial 1" in out
     code, out, _ = run(capsys, "model", "verify", ref, "--key", str(pub))
     assert code == 0 and "gate attestation verdict pass" in out
     code, out, _ = run(capsys, "model", "ls", repo)
@@ -52,24 +53,33 @@ def test_push_inspect_ls_sign_verify(registry, models, keypair, tmp_path, capsys
 
 
 @pytest.mark.parametrize(
-    ("gate", "why"),
+    ("trusted", "why"),
     [
-        (None, "carries no gate report"),
         ("fail", "verdict is 'fail'"),
         ("other", "the gate report is for model sha256:"),
+        (None, "the following arguments are required: --gate"),
     ],
 )
-def test_sign_refuses_an_ungated_bundle(registry, models, keypair, tmp_path, capsys, gate, why):
+def test_sign_attests_only_a_passing_report_of_the_signers_gate_run(
+    registry, models, keypair, tmp_path, capsys, trusted, why
+):
+    """The bundle carries a hand-written passing gate.json (a forged report): `model sign` never reads it.
+    It signs only with a gate report it is given, which must pass for exactly this .tflite."""
     key, _ = keypair
-    argv = ["model", "push", str(models["b"]), "--to", f"{registry.host}/cli/ungated"]
-    if gate == "fail":
-        argv += ["--gate", str(write_gate_report(models["b"], tmp_path / "g.json", verdict="fail"))]
-    elif gate == "other":
-        argv += ["--gate", str(write_gate_report(models["a"], tmp_path / "g.json"))]
-    code, out, err = run(capsys, *argv)
+    forged = write_gate_report(models["b"], tmp_path / "forged.json", verdict="pass")
+    argv = ["model", "push", str(models["b"]), "--to", f"{registry.host}/cli/forged", "--gate", str(forged)]
+    code, out, _ = run(capsys, *argv)
     assert code == 0
-    code, out, err = run(capsys, "model", "sign", REF.findall(out)[-1], "--key", str(key))
-    assert code == 2 and err.startswith("pitlane: error: ") and why in err
+    sign = ["model", "sign", REF.findall(out)[-1], "--key", str(key)]
+    if trusted == "fail":
+        sign += ["--gate", str(write_gate_report(models["b"], tmp_path / "g.json", verdict="fail"))]
+    elif trusted == "other":
+        sign += ["--gate", str(write_gate_report(models["a"], tmp_path / "g.json"))]
+    with pytest.raises(SystemExit) if trusted is None else contextlib.nullcontext():
+        code, out, err = run(capsys, *sign)
+        assert code == 2 and err.startswith("pitlane: error: ") and why in err
+    if trusted is None:
+        assert why in capsys.readouterr().err
 
 
 def test_bad_input_is_one_line(registry, models, tmp_path, capsys, monkeypatch):

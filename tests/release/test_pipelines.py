@@ -107,7 +107,8 @@ def test_secrets_never_come_from_params():
         for p in task["spec"].get("params", []):
             assert not any(word in p["name"] for word in ("token", "password", "key", "secret")), p["name"]
     text = "".join(p.read_text() for p in PIPELINES.glob("*.yaml"))
-    assert "secretKeyRef" in text and "secretName: pitlane-signing-key" in text
+    assert "secretKeyRef" in text
+    assert "secretName: pitlane-model-signing-key" in text and "secretName: pitlane-image-signing-key" in text
 
 
 def test_trigger_template_makes_a_valid_pipelinerun():

@@ -1,7 +1,11 @@
 """A release from a tag, end to end on this machine: `pitlane release run --local` runs pipelines/*.yaml
 against a real registry, a real bare git remote and a FAKE GitHub. Model-only releases (image tasks
-skipped), a candidate that fails the gate, GitHub failing mid-run, the same tag twice, and (slowest) a
-full release that builds, pushes, signs and smoke-tests both images."""
+build nothing), a candidate that fails the gate (though it was pushed with a hand-written passing
+gate.json), a serial the pusher chose, GitHub failing mid-run, the same tag twice, and (slowest) a full
+release that builds, pushes, signs and smoke-tests both images.
+
+The release runs under a test floor (PITLANE_GATE_FLOOR): the throwaway models here cannot finish a lap,
+so the pipeline's own minimum (pitlane/release/gate_floor.yaml) would refuse every one of them."""
 
 from __future__ import annotations
 
@@ -19,17 +23,18 @@ pytest.importorskip("pitlane.artifacts.signing", reason="needs pitlane.artifacts
 pytest.importorskip("model_support", reason="needs tests/model_support.py (issue 9's tiny models)")
 from model_support import write_gate_report  # noqa: E402  (the artifacts tests' tiny models)
 
-from pitlane.artifacts import oci, signing  # noqa: E402
+from pitlane.artifacts import attest, oci, signing  # noqa: E402
+from pitlane.errors import SignatureError  # noqa: E402
+from pitlane.release.policy import FLOOR_ENV  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 GH_REPO = "pitlane/pitlane"
 TOKEN = "ghp_fakeTokenForTheFakeGitHub0123"
-NO_LIMITS = "max_abs_cte: null\nmax_off_track_events: null\nmin_mean_speed: null\n"
-LAX = (
-    "scenes: [generated_track]\nlaps: 1\nmax_seconds: 2.0\nmin_laps_completed: 0\n" + NO_LIMITS
-)  # any model passes
+NO_LIMITS = "max_abs_cte: null\nmax_off_track_events: null\nmin_mean_speed: null\nmax_nonfinite_outputs: 0\n"
+FLOOR = "scenes: [generated_track]\nlaps: 1\nseed: 0\nmax_seconds: 2.0\nmin_laps_completed: 0\n" + NO_LIMITS
+LAX = FLOOR  # any model that outputs numbers passes
 STRICT = (
     "scenes: [generated_track]\nlaps: 1\nmax_seconds: 2.0\nmin_laps_completed: 1\n" + NO_LIMITS
 )  # none can, in 2 s
@@ -66,37 +71,47 @@ def world(tmp_path_factory, registry, models):
     git(work, "push", "-q", "origin", "main", "v0.9.0")
 
     secrets = root / "secrets"
-    (secrets / "pitlane-signing-key").mkdir(parents=True)
-    (secrets / "pitlane-github").mkdir()
-    password = "release key passphrase"
-    (secrets / "pitlane-signing-key" / "password").write_text(password)
+    (secrets / "pitlane-github").mkdir(parents=True)
     (secrets / "pitlane-github" / "token").write_text(TOKEN)
+    password = "release key passphrase"
     mp = pytest.MonkeyPatch()
     mp.setenv(signing.PASSWORD_ENV, password)
-    key, pub = signing.generate_keys(root / "cosign")
-    shutil.copy(key, secrets / "pitlane-signing-key" / "cosign.key")
-    shutil.copy(pub, secrets / "pitlane-signing-key" / "cosign.pub")
+    (root / "floor.yaml").write_text(FLOOR)  # the runner's own environment (ENV): no tag reaches it
+    pubs = {}
+    for kind in ("model", "image"):  # two keys: the car trusts the model key, admission the image key
+        folder = secrets / f"pitlane-{kind}-signing-key"
+        folder.mkdir()
+        key, pubs[kind] = signing.generate_keys(root / kind)
+        shutil.copy(key, folder / "cosign.key")
+        (folder / "password").write_text(password)
+        shutil.copy(pubs[kind], folder / "cosign.pub")  # in the Secret, but not in its items: never mounted
 
-    def push_model(name: str, verdict: str = "pass") -> str:
+    def push_model(name: str, verdict: str = "pass", serial: int | None = None) -> str:
         model = models[name]
-        gate = write_gate_report(model, root / f"gate-{name}.json", verdict)
+        gate = write_gate_report(model, root / f"gate-{name}.json", verdict)  # hand-written: never trusted
         proc = subprocess.run(
-            [*PITLANE, "model", "push", str(model), "--gate", str(gate), "--to", f"{registry.host}/pitlane/models"],
+            [*PITLANE, "model", "push", str(model), "--gate", str(gate), "--to", f"{registry.host}/pitlane/models",
+             *(["--serial", str(serial)] if serial is not None else [])],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         return proc.stdout.strip().splitlines()[-1]
 
     github = FakeGitHub(token=TOKEN, repos=(GH_REPO,))
-    yield {"root": root, "work": work, "origin": origin, "secrets": secrets, "pub": pub, "github": github,
-           "registry": registry, "push_model": push_model}  # fmt: skip
+    yield {"root": root, "work": work, "origin": origin, "secrets": secrets, "pub": pubs["model"],
+           "image_pub": pubs["image"], "github": github, "registry": registry, "push_model": push_model}  # fmt: skip
     github.stop()
     mp.undo()
+
+
+def env(world) -> dict[str, str]:
+    """The runner's environment: the test floor (the throwaway models cannot finish a lap)."""
+    return {**os.environ, FLOOR_ENV: str(world["root"] / "floor.yaml")}
 
 
 def prepare(world, version: str, model: str, policy: str = "gate-lax.yaml") -> None:
     work = world["work"]
     subprocess.run([*PITLANE, "release", "prepare", version, "--model", model, "--policy", policy],
-                   cwd=work, check=True, capture_output=True, text=True)  # fmt: skip
+                   cwd=work, check=True, capture_output=True, text=True, env=env(world))  # fmt: skip
     git(work, "push", "-q", "origin", "main", version)
 
 
@@ -107,7 +122,9 @@ def run_local(world, version: str, *extra: str) -> subprocess.CompletedProcess:
         "--secrets", str(world["secrets"]), "--out", str(world["root"] / "runs"),
         "-p", f"github-api={world['github'].url}", "-p", f"pytest-args={PYTEST_ARGS}", *extra,
     ]  # fmt: skip
-    return subprocess.run(argv, cwd=world["work"], capture_output=True, text=True, timeout=1200)
+    return subprocess.run(
+        argv, cwd=world["work"], capture_output=True, text=True, timeout=1200, env=env(world)
+    )
 
 
 def outcome(world, version: str) -> dict:
@@ -123,27 +140,46 @@ def signed(world, ref: str) -> bool:
     return signing.suffix_tag(r.digest, "sig") in set(client.tags(r.repository))
 
 
-def test_model_only_release_skips_image_tasks(world):
-    model = world["v1_model"] = world["push_model"]("a")
-    prepare(world, "v1.0.0", model)
+def test_model_only_release_builds_no_image_and_assigns_the_serial(world):
+    """A model-only release whose candidate the pusher pushed as serial 999999 (to lock the fleet out of
+    every later release): the pipeline signs it as the serial IT assigned, in the signature and the gate
+    attestation, and the 999999 bundle stays unsigned."""
+    candidate = world["push_model"]("a", serial=999999)
+    prepare(world, "v1.0.0", candidate)
     proc = run_local(world, "v1.0.0")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     doc = outcome(world, "v1.0.0")
     tasks = doc["by_name"]
-    assert doc["status"] == "Completed"
-    for name in ("fetch-source", "tests", "gate-model", "sign-model", "gitops-bump", "github-release"):
-        assert tasks[name]["status"] == "Succeeded", name
-    for name in ("build-sim", "build-car", "smoke-car"):
-        assert tasks[name]["status"] == "Skipped", name
+    assert doc["status"] == "Succeeded"
+    assert all(t["status"] == "Succeeded" for t in tasks.values()), {n: t["status"] for n, t in tasks.items()}
     assert tasks["fetch-source"]["results"]["code-changed"] == "false"
-    # the model is signed and both attestations verify
+    assert tasks["sign-images"]["results"] == {
+        "sim": "",
+        "car": "",
+        "tools": "",
+    }  # nothing built, nothing signed
+    model = world["v1_model"] = doc["results"]["model"]
+    assert doc["results"]["serial"] == "1" and model != candidate and not signed(world, candidate)
+    # the model is signed by the MODEL key with its serial; the gate attestation is the pipeline's own run
+    ref = oci.Reference.parse(model)
+    client = oci.Client.for_ref(ref)
+    payload = signing.verify(client, ref, signing.load_public_key(world["pub"])).payload
+    assert payload["optional"] == {"pitlane.dev/serial": "1"}
+    with pytest.raises(SignatureError):
+        signing.verify(client, ref, signing.load_public_key(world["image_pub"]))
+    gate = attest.verify_attestation(
+        client, ref, signing.load_public_key(world["pub"]), attest.GATE_PREDICATE
+    )
+    assert gate["serial"] == 1 and gate["bundle_digest"] == ref.digest and gate["verdict"] == "pass"
+    assert gate["policy"]["max_seconds"] == 2.0 and gate["wall_seconds"] > 0  # measured, not hand-written
+    assert gate["tools_image"].startswith("registry.invalid/pitlane/tools@sha256:")
     assert (
         subprocess.run(
             [*PITLANE, "model", "verify", model, "--key", str(world["pub"])], capture_output=True
         ).returncode
         == 0
     )
-    # a GitOps commit on release/v1.0.0 in the remote pins the model, nothing else
+    # a GitOps commit on release/v1.0.0 in the remote pins the SIGNED model, nothing else
     branch = git(world["origin"], "rev-parse", "refs/heads/release/v1.0.0").strip()
     assert branch == tasks["gitops-bump"]["results"]["commit"] == doc["results"]["gitops-commit"]
     changed = git(world["origin"], "diff", "--name-only", "main", "release/v1.0.0").split()
@@ -153,12 +189,7 @@ def test_model_only_release_skips_image_tasks(world):
     assert pull["head"]["ref"] == "release/v1.0.0" and pull["html_url"] == doc["results"]["pull-request"]
     (release,) = [r for r in world["github"].releases(GH_REPO) if r["tag_name"] == "v1.0.0"]
     assert not release["draft"] and release["name"] == "v1.0.0"
-    assert (
-        model in release["body"]
-        and "model-only release" in release["body"]
-        and "laps_completed" in release["body"]
-    )
-    assert "build-sim: Skipped" in release["body"]
+    assert "model-only release" in release["body"] and "laps_completed" in release["body"]
     assert TOKEN not in proc.stdout + proc.stderr
     assert "release key passphrase" not in proc.stdout + proc.stderr
 
@@ -177,6 +208,7 @@ def test_same_tag_twice_is_idempotent(world):
     assert len([r for r in world["github"].releases(GH_REPO) if r["tag_name"] == "v1.0.0"]) == 1
     assert len(world["github"].pulls(GH_REPO)) == 1
     assert "is already signed by this key" in proc.stdout and "already attested" in proc.stdout
+    assert outcome(world, "v1.0.0")["results"]["serial"] == "1"  # the claim on the remote stands
     after = {
         t: client.get_manifest(ref.repository, t, (oci.OCI_MANIFEST,)).json() for t in (sig_tag, att_tag)
     }
@@ -186,13 +218,15 @@ def test_same_tag_twice_is_idempotent(world):
 
 
 def test_candidate_failing_the_gate_ships_nothing(world):
+    """The candidate was pushed with a hand-written passing gate.json: the pipeline's own gate fails it, so
+    nothing is signed (the bundle's gate.json is never what the release attests)."""
     model = world["push_model"]("b")
     prepare(world, "v1.0.1", model, policy="gate-strict.yaml")
     proc = run_local(world, "v1.0.1")
     assert proc.returncode == 2
     assert "task gate-model failed" in proc.stderr
     tasks = outcome(world, "v1.0.1")["by_name"]
-    for name in ("sign-model", "build-sim", "build-car", "gitops-bump"):
+    for name in ("sign-model", "build-sim", "build-car", "sign-images", "gitops-bump"):
         assert tasks[name]["status"] == "Skipped", name
     assert tasks["github-release"]["status"] == "Succeeded"
     assert not signed(world, model)
@@ -260,10 +294,13 @@ def test_full_release_builds_signs_and_pins_both_images(world):
     tasks = outcome(world, "v1.1.0")["by_name"]
     assert all(t["status"] == "Succeeded" for t in tasks.values()), {n: t["status"] for n, t in tasks.items()}
     diff = git(world["origin"], "diff", "main", "release/v1.1.0")
+    image_key = signing.load_public_key(world["image_pub"])
     for target in ("sim", "car"):
         results = tasks[f"build-{target}"]["results"]
         ref = results["IMAGE_URL"].rsplit(":", 1)[0] + "@" + results["IMAGE_DIGEST"]
-        assert signed(world, ref), ref
+        assert tasks["sign-images"]["results"][target] == ref
+        r = oci.Reference.parse(ref)
+        signing.verify(oci.Client.for_ref(r), r, image_key)  # the IMAGE key signed it, not the model key
         assert results["IMAGE_DIGEST"] in diff
     assert model.split("@")[1] in diff
     (release,) = [r for r in world["github"].releases(GH_REPO) if r["tag_name"] == "v1.1.0"]
