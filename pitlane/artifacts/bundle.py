@@ -23,9 +23,8 @@ import numpy as np
 from pitlane import __version__
 from pitlane import gate_report as gates  # (pack's `gate_report` argument is a path)
 from pitlane.artifacts import oci
-from pitlane.artifacts.attest import GATE_PREDICATE, attest
 from pitlane.artifacts.cache import Source
-from pitlane.artifacts.signing import sign
+from pitlane.artifacts.trust import sign_release
 from pitlane.errors import BadInput, IntegrityError, Refused
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import file_digest, git_commit, run_record_path
@@ -392,6 +391,5 @@ def sign_bundle(client: oci.Client, ref: oci.Reference, key) -> tuple[Remote, oc
     """Sign a gated bundle and attest its gate report; (bundle, .sig reference, .att reference)."""
     remote = fetch(client, ref)
     report = passing_gate_report(client, remote)
-    sig = sign(client, remote.ref, key, {"serial": str(remote.serial)})
-    att = attest(client, remote.ref, key, GATE_PREDICATE, report)
+    sig, att = sign_release(client, remote.ref, key, serial=remote.serial, report=report)
     return remote, sig, att
