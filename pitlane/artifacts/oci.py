@@ -507,7 +507,8 @@ def _drain(resp: requests.Response, limit: int = 1 << 16) -> str:
 
 
 def write_atomic(dest: Path, data: bytes) -> None:
-    """Write `data` to `dest` so a reader sees the old file or the whole new one, never a partial one."""
+    """Write `data` to `dest` so a reader sees the old file or the whole new one, never a partial one, and
+    the new one survives a power cut once this returns (the file and its folder are synced)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
@@ -516,3 +517,9 @@ def write_atomic(dest: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, dest)
+    with contextlib.suppress(OSError):  # a folder that cannot be opened for reading: the rename stands
+        fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
