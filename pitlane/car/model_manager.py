@@ -470,6 +470,7 @@ class ModelManager:
         now = self.clock()
         self.swaps.append({"at": now, "to": str(loaded.ref), "serial": loaded.serial})
         self.freshness.observe(loaded.ref.digest, self.freshness.desired, now)
+        self._judge(now)
 
     def swap_if_ready(self) -> bool:
         """Install a prepared model (between two loop iterations) or roll back a failing one; True if swapped."""
