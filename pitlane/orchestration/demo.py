@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pitlane.artifacts import bundle, oci, signing
+from pitlane.artifacts import bundle, oci, signing, trust
 from pitlane.artifacts.fetch import fetch_verified
 from pitlane.artifacts.registry import Registry, RegistryConfig
 from pitlane.errors import SignatureError
@@ -169,12 +169,15 @@ def ship_model(model: Path, registry: str, key_dir: Path) -> dict:
         key_path, pub = signing.generate_keys(key_dir / "release", overwrite=True)
     key = signing.load_private_key(key_path)
     serial = bundle.next_serial(client, repo)
-    good = bundle.pack(model, gate_report=bundle.default_gate_report(model), serial=serial)
+    gated = bundle.default_gate_report(model)  # what the demo's own gate run measured (the recipe wrote it)
+    if gated is None:
+        raise SignatureError(f"{model} has no gate report beside it: the demo signs only a gated model")
+    good = bundle.pack(model, gate_report=gated, serial=serial)
     ref = bundle.push(client, good, repo, (f"serial-{serial}", "demo"))
-    bundle.sign_bundle(client, ref, key)
-    verified = fetch_verified(ref, signing.load_public_key(pub), None, client)  # what the car will check
-    if verified.gate is None:
-        raise SignatureError(verified.gate_note)
+    # as the release pipeline does: the serial in the signature, the gate run's report attested
+    trust.sign_release(client, ref, key, serial=serial, report=json.loads(gated.read_bytes()))
+    verified = fetch_verified(ref, signing.load_public_key(pub), None, client)
+    release = trust.check_release(verified)  # what the car will require
     tflite = bytearray(model.read_bytes())
     tflite[len(tflite) // 2] ^= 0x01
     tampered = bundle.push(
@@ -187,7 +190,7 @@ def ship_model(model: Path, registry: str, key_dir: Path) -> dict:
         "reference": str(ref),
         "serial": serial,
         "public_key": str(pub),
-        "attestation": f"gate verdict {verified.gate.verdict}",
+        "attestation": f"gate verdict {release.gate.verdict}",
         "tampered": str(tampered),
     }
 
