@@ -83,7 +83,8 @@ class Retry:
         self.next_at = 0.0  # [s] clock time of the next try
 
     def due(self, digest: str, now: float) -> bool:
-        return digest != self.digest or now >= self.next_at
+        """Whether `digest` may be tried at `now` (also when the clock jumped back past the longest wait)."""
+        return digest != self.digest or now >= self.next_at or self.next_at - now > self.high_s
 
     def failed(self, digest: str, now: float) -> float:
         """Note a failed try of `digest`; [s] until the next one."""

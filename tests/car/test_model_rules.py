@@ -60,6 +60,9 @@ def test_the_backoff_doubles_is_capped_and_jittered_within_half():
         now += waits[-1]
     assert all(5 <= w <= 600 for w in waits) and waits[-1] >= 300
     assert retry.due("sha256:b", now)  # another desired digest starts afresh
+    assert retry.due(
+        "sha256:a", now - 3600
+    )  # the wall clock jumped back an hour (NTP at boot): no hour-long wait
     retry.succeeded("sha256:a")
     assert retry.failures == 0 and retry.due("sha256:a", 0.0)
 
