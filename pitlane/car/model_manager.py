@@ -183,9 +183,7 @@ class ModelManager:
         self.last_error = ""  # the most recent refusal, kept after the problem went away
         self.last_check: float | None = None
         self.desired: str | None = None
-        self.refused: dict[
-            str, str
-        ] = {}  # digest -> why: rolled back after failing in the loop (not retried)
+        self.refused: dict[str, str] = {}  # digest -> why: failed in the loop, rolled back (not retried)
         self.retry = model_rules.Retry(params.retry_min_s, params.retry_max_s, rng)
         self.freshness = model_rules.Freshness(params.stale_s, clock())
         self.freshness_state: str | None = None  # as last judged (logged once per change)
