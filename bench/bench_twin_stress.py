@@ -20,6 +20,7 @@ Run: python bench/bench_twin_stress.py [--duration 60] [--camera 1920x1080] [--b
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -46,12 +47,19 @@ def _msg(**kw) -> bytes:
 # ------------------------------------------------------------------------------------ hostile clients
 
 
+# the hostile clients come from two other hosts (all of 127/8 is this machine): one host may hold at most
+# --max-clients-per-address (8) of the twin's places, and the car and the steady client are a third host
+HOSTILE_HOSTS = ("127.0.0.2", "127.0.0.3")
+_HOSTILE_SEQ = itertools.count()
+
+
 class Hostile(threading.Thread):
     """One hostile client; reconnects when the server closes it, until `stop_at`."""
 
     def __init__(self, name: str, port: int, stop_at: float, camera: tuple[int, int]):
         super().__init__(name=name, daemon=True)
         self.port, self.stop_at, self.camera = port, stop_at, camera
+        self.source = (HOSTILE_HOSTS[next(_HOSTILE_SEQ) % len(HOSTILE_HOSTS)], 0)
         self.connects = 0
         self.received = 0
 
@@ -59,7 +67,7 @@ class Hostile(threading.Thread):
         return not STOP.is_set() and time.monotonic() < self.stop_at
 
     def connect(self, scene: str = "generated_track", synchronous: bool = False) -> socket.socket:
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10, source_address=self.source)
         self.connects += 1
         s.sendall(_msg(msg_type="load_scene", scene_name=scene))
         if synchronous:
@@ -130,7 +138,7 @@ class RegenSpam(Hostile):
 
 class SlowLoris(Hostile):
     def session(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10, source_address=self.source) as s:
             self.connects += 1
             s.sendall(b'{"msg_type": "control", "steering": "0.')
             while self.live():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pitlane.provenance import file_digest
 
@@ -79,3 +80,41 @@ def with_tflite(b, data: bytes):
 
 def with_serial(b, serial: int):
     return b.replaced(serial=serial)
+
+
+TFLITE = b"\x1c\x00\x00\x00TFL3" + bytes(range(256)) * 4  # stands in for a model: fetching never loads it
+CANARY = b"canary frames" * 20
+
+
+def hand_bundle(serial: int = 1, tflite: bytes = TFLITE) -> Any:
+    """A bundle built by hand: a few bytes stand in for the model (fetching and verifying never load it)."""
+    from pitlane.artifacts import bundle, oci
+
+    layers = (
+        (bundle.TFLITE_NAME, bundle.TFLITE_TYPE, tflite),
+        (bundle.CANARY_NAME, bundle.CANARY_TYPE, CANARY),
+    )
+    config = {
+        "schema": bundle.SCHEMA,
+        "serial": serial,
+        "files": {title: oci.sha256_digest(data) for title, _, data in layers},
+        "model_digest": oci.sha256_digest(tflite),
+        "canary": {"frames": 0, "outputs": []},
+    }
+    return bundle.Bundle(oci.canonical_json(config), layers)
+
+
+def gate_doc(model_digest: str, verdict: str = "pass") -> dict:
+    """A gate report (schema 1) for the model `model_digest`, as a gate run writes it."""
+    from pitlane.gate_report import SCHEMA as GATE_SCHEMA
+
+    check = {"scene": "generated_track", "metric": "laps_completed", "op": ">=", "threshold": 1.0}
+    check |= {"value": 2.0 if verdict == "pass" else 0.0, "passed": verdict == "pass"}
+    return {
+        "schema": GATE_SCHEMA,
+        "verdict": verdict,
+        "model": "pilot.tflite",
+        "model_digest": model_digest,
+        "checks": [check],
+        "reports": {"generated_track": {}},
+    }

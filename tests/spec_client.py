@@ -14,8 +14,9 @@ import time
 class RawClient:
     """Plain socket client: sends JSON objects, reads newline-terminated JSON lines."""
 
-    def __init__(self, port: int, timeout_s: float = 5.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+    def __init__(self, port: int, timeout_s: float = 5.0, bind: tuple[str, int] | None = None):
+        """`bind`: the local (address, port) to connect from (e.g. 127.0.0.2: another host, for the twin)."""
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s, source_address=bind)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.skipped: list[dict] = []

@@ -1,7 +1,8 @@
 """A content-addressed blob cache on local disk: `blobs/sha256/<hex>`, written atomically, checked on read.
 
 The car keeps every manifest, config, layer and signature it accepted here, so it can start (and prove what
-it runs) without a network. A file whose bytes no longer hash to its name (a truncated write, a bad SD card,
+it runs) without a network. A blob is streamed from the registry into the cache (never whole in memory),
+then read back and hashed: the bytes a caller gets are the ones that hashed to the digest. A file whose bytes no longer hash to its name (a truncated write, a bad SD card,
 someone editing it) is deleted on read and reported, never returned.
 
 Signatures and attestations are found by tag in a registry (`sha256-<hex>.sig`); offline, `links/<name>`
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from pathlib import Path
 
 from pitlane.artifacts import oci
@@ -74,10 +76,25 @@ class BlobCache:
         if data is None:
             if client is None:
                 raise Unavailable(f"blob {digest} is not cached and there is no registry to pull it from")
-            data = client.pull_blob(repo, digest, size=size)
-            self.put(data, digest)
+            data = self._download(client, repo, digest, size)
         if len(data) != size:
             raise IntegrityError(f"blob {digest} is {len(data)} bytes; its descriptor says {size}")
+        return data
+
+    def _download(self, client: oci.Client, repo: str, digest: str, size: int) -> bytes:
+        """Stream the blob to a temporary file beside its place (checked: size and digest), move it into
+        place, then read it back and hash it again: what is returned is exactly what verified."""
+        dest = self.path(digest)
+        part = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
+        try:
+            client.pull_blob_to(repo, digest, size, part)
+            os.replace(part, dest)
+        finally:
+            with contextlib.suppress(OSError):
+                part.unlink()
+        data = self.get(digest)
+        if data is None:  # removed between the move and the read (another process cleaning up)
+            raise CorruptCacheFile(f"cache file {dest} vanished right after it was written")
         return data
 
     # --- links: tag -> digest, for signatures and attestations offline ----------------------------------

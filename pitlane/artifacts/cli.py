@@ -16,7 +16,8 @@ from pitlane.args import check_output_dir
 from pitlane.artifacts import bundle, oci, release_signing, signing
 from pitlane.artifacts.fetch import fetch_verified
 from pitlane.artifacts.registry import Registry, RegistryConfig
-from pitlane.errors import SignatureError, UserError
+from pitlane.artifacts.trust import check_release
+from pitlane.errors import UserError
 from pitlane.pilots.model import check_model_file
 
 
@@ -130,9 +131,11 @@ def _verify(args: argparse.Namespace) -> int:
     ref = oci.Reference.parse(args.ref)
     key = signing.load_public_key(Path(args.key))
     got = fetch_verified(ref, key, None, _client(ref))
-    if got.gate is None:
-        raise SignatureError(got.gate_note)
-    print(f"verified {got.ref}: signature by {args.key}, gate attestation verdict {got.gate.verdict}")
+    release = check_release(got)  # the signed serial, and a passing gate attestation for exactly this bundle
+    print(
+        f"verified {got.ref}: signature by {args.key}, release serial {release.serial}, "
+        f"gate attestation verdict {release.gate.verdict}"
+    )
     return 0
 
 

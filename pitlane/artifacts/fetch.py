@@ -9,8 +9,11 @@ the car's model manager and the car image's self-check.
      read as a gate report (`pitlane.gate_report`) and returned, so a caller can require a passing gate for
      exactly this bundle's model digest;
   4. the config and the layers, each checked against its digest and bounded by its descriptor's size.
-Each piece comes from the cache when it is there and intact, else from the registry (then cached);
-without a client, from the cache alone (a car starting without network). Failures raise by cause
+Each piece comes from the cache when it is there and intact, else from the registry (then cached, streamed
+to disk); without a client, from the cache alone (a car starting without network). `deadline_s` bounds the
+whole fetch in wall-clock time (a registry that trickles bytes cannot hold it longer). What a car further
+requires of a verified bundle (the signed serial, a passing gate attestation for exactly it) is
+`pitlane.artifacts.trust.check_release`. Failures raise by cause
 (`pitlane.errors`): Unavailable (retry), IntegrityError, SignatureError, BadInput, NotFound.
 """
 
@@ -45,10 +48,17 @@ class VerifiedBundle:
     signature: str | None  # digest of the signature manifest that verified; None: no key, not checked
     gate: gate_report.GateReport | None  # the verified gate attestation's report; None: see `gate_note`
     gate_note: str = ""  # why `gate` is None ("" when it is not)
+    signed_payload: dict[str, Any] | None = None  # the verified simple-signing payload (None: no key)
+    gate_predicate: dict[str, Any] | None = None  # the verified gate attestation's whole predicate
+
+    @property
+    def config_serial(self) -> int:
+        """The serial the bundle's config states (the pusher's word; `trust` compares it with the signed one)."""
+        return int(self.config["serial"])
 
     @property
     def serial(self) -> int:
-        return int(self.config["serial"])
+        return self.config_serial
 
     @property
     def model_digest(self) -> str:
@@ -78,6 +88,7 @@ def fetch_verified(
     client: oci.Client | None = None,
     *,
     titles: Collection[str] | None = None,
+    deadline_s: float | None = None,
 ) -> VerifiedBundle:
     """The bundle `ref` names, every piece checked (see the module's docstring).
 
@@ -85,39 +96,52 @@ def fetch_verified(
             is not signed yet): no signature, no attestation.
     cache:  where checked bytes are kept and looked up first; None: the registry only.
     client: the registry; None: the cache only (offline).
-    titles: the layers to fetch (default: all of them)."""
+    titles: the layers to fetch (default: all of them).
+    deadline_s: [s] wall-clock limit of the whole fetch from the registry (Unavailable after it)."""
     if client is None and cache is None:
         raise ValueError("fetch_verified needs a registry client, a cache, or both")
-    src = Source(client, cache)
+    if client is None or deadline_s is None:
+        return _fetch(ref, key, Source(client, cache), titles)
+    with client.deadline(deadline_s):
+        return _fetch(ref, key, Source(client, cache), titles)
+
+
+def _fetch(
+    ref: oci.Reference, key: ec.EllipticCurvePublicKey | None, src: Source, titles: Collection[str] | None
+) -> VerifiedBundle:
+    client = src.client
     ref = bundle.resolve(client, ref)
     assert ref.digest is not None
     m, manifest = bundle.read_manifest(src, ref)
-    signature, gate, note = None, None, "not checked (no key)"
+    signature, payload, gate, predicate, note = None, None, None, None, "not checked (no key)"
     if key is not None:
-        signature = signing.verify(src, ref, key).digest
-        gate, note = _gate(src, ref, key)
+        verified = signing.verify(src, ref, key)
+        signature, payload = verified.digest, verified.payload
+        gate, predicate, note = _gate(src, ref, key)
     config_bytes, config = bundle.read_config(src, ref, manifest)
     layers = {}
     for d in manifest["layers"]:
         title = d["annotations"][bundle.TITLE]
         if titles is None or title in titles:
             layers[title] = src.blob(ref.repository, d["digest"], d["size"])
-    return VerifiedBundle(ref, manifest, m.data, config, config_bytes, layers, signature, gate, note)
+    return VerifiedBundle(
+        ref, manifest, m.data, config, config_bytes, layers, signature, gate, note, payload, predicate
+    )
 
 
 def _gate(
     src: Source, ref: oci.Reference, key: ec.EllipticCurvePublicKey
-) -> tuple[gate_report.GateReport | None, str]:
-    """(the verified gate attestation's report, "") or (None, why there is none)."""
+) -> tuple[gate_report.GateReport | None, dict[str, Any] | None, str]:
+    """(the verified gate attestation's report, its predicate, "") or (None, None, why there is none)."""
     try:
         predicate, _ = attest.fetch_attestation(src, ref, key, attest.GATE_PREDICATE)
     except SignatureError as exc:
-        return None, str(exc)
+        return None, None, str(exc)
     except (Unavailable, IntegrityError) as exc:
         if src.online:
             raise
-        return None, f"{ref}: its gate attestation is not in the cache ({exc})"
+        return None, None, f"{ref}: its gate attestation is not in the cache ({exc})"
     try:
-        return gate_report.parse(predicate, f"{ref}: the attested gate report"), ""
+        return gate_report.parse(predicate, f"{ref}: the attested gate report"), predicate, ""
     except BadInput as exc:
-        return None, str(exc)
+        return None, None, str(exc)

@@ -7,23 +7,28 @@ bytes against the digest asked for. The distribution API needed here is a dozen 
 so this module speaks it directly and stays general: `images` and `release` push any blob and manifest with it.
 
 Plain HTTP is used for 127.0.0.1/localhost registries (the local `docker-registry`), HTTPS elsewhere.
-Failures raise by cause (`pitlane.errors`): Unavailable (unreachable, 5xx, 429: retry), NotFound (404),
+Every answer is streamed and read no further than its bound (a manifest's cap, a blob's descriptor size, a
+small cap for listings and errors); `Client.deadline` bounds a whole pull in wall-clock time
+(`pitlane.artifacts.transport`), and `pull_blob_to` streams a blob to disk. Failures raise by cause (`pitlane.errors`): Unavailable (unreachable, 5xx, 429: retry), NotFound (404),
 IntegrityError (bytes that do not match their digest or are larger than allowed), BadInput (any other
 refusal: a bad name, missing credentials).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from pitlane.artifacts import transport
 from pitlane.errors import BadInput, IntegrityError, NotFound, Refused, Unavailable
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -34,6 +39,7 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 MAX_MANIFEST_BYTES = 4 << 20  # [B] distribution's own limit for a manifest
+MAX_LISTING_BYTES = 4 << 20  # [B] a tag list or catalog answer
 CHUNK = 1 << 16  # [B] download chunk
 
 # The reference grammar (distribution's `reference` package, with the registry required and sha256 only):
@@ -197,9 +203,12 @@ class Client:
         host = registry[1 : registry.find("]")] if registry.startswith("[") else registry.split(":")[0]
         self.scheme = scheme or ("http" if host in ("127.0.0.1", "localhost", "::1") else "https")
         self.base = f"{self.scheme}://{registry}/v2"
-        self.timeout_s = timeout_s
-        self.session = requests.Session()
+        self.timeout_s = timeout_s  # [s] per socket operation
+        self.auth = auth
+        self._sockets = transport.Sockets()
+        self.session = transport.session(self._sockets)
         self.session.auth = auth
+        self._deadline: transport.Deadline | None = None
         self.sent = 0  # [B] request bodies
         self.received = 0  # [B] response bodies
 
@@ -207,16 +216,49 @@ class Client:
     def for_ref(cls, ref: Reference, **kw: Any) -> Client:
         return cls(ref.registry, **kw)
 
+    @contextlib.contextmanager
+    def deadline(self, seconds: float | None) -> Iterator[None]:
+        """Every request inside ends within `seconds` from now, wall clock, however slowly the registry
+        sends (Unavailable after it). None: no deadline; inside another deadline, the outer one holds."""
+        if seconds is None or self._deadline is not None:
+            yield
+            return
+        deadline = transport.Deadline(seconds, self._sockets.cut)
+        self._deadline = deadline
+        try:
+            yield
+        finally:
+            deadline.cancel()
+            self._deadline = None
+            if deadline.expired:  # its connections were shut down: start the next pull on fresh ones
+                self.session.close()
+                self.session = transport.session(self._sockets)
+                self.session.auth = self.auth
+
+    def _unreachable(self, what: str, exc: BaseException, verb: str = "unreachable") -> Unavailable:
+        d = self._deadline
+        if d is not None and (d.expired or d.remaining() <= 0):
+            return Unavailable(
+                f"registry {self.registry} did not finish {what} within the pull's {d.seconds:g} s deadline "
+                "(a slow or stalled registry); the pull is tried again later"
+            )
+        return Unavailable(f"registry {self.registry} {verb} while {what}: {type(exc).__name__}")
+
     # --- HTTP -------------------------------------------------------------------------------------
     def _request(self, method: str, url: str, what: str, ok: tuple[int, ...], **kw: Any) -> requests.Response:
+        """The response, its body not read yet (always streamed: every caller reads it within a bound)."""
         if not url.startswith("http"):
             url = self.base + url
+        timeout = self.timeout_s
+        if self._deadline is not None:
+            left = self._deadline.remaining()
+            if left <= 0:
+                raise self._unreachable(what, TimeoutError())
+            timeout = min(timeout, left)
         try:
-            resp = self.session.request(method, url, timeout=self.timeout_s, **kw)
-        except requests.RequestException as exc:
-            raise Unavailable(
-                f"registry {self.registry} unreachable while {what}: {type(exc).__name__}"
-            ) from None
+            resp = self.session.request(method, url, timeout=timeout, stream=True, **kw)
+        except (requests.RequestException, OSError) as exc:
+            raise self._unreachable(what, exc) from None
         body = kw.get("data")
         if isinstance(body, bytes):
             self.sent += len(body)
@@ -270,25 +312,37 @@ class Client:
         ).close()
         return digest
 
-    def _read(self, resp: requests.Response, max_bytes: int | None, what: str) -> bytes:
-        """The response body, read in chunks and stopped as soon as it passes `max_bytes`."""
+    def _stream(
+        self, resp: requests.Response, max_bytes: int | None, what: str, sink: Callable[[bytes], object]
+    ) -> int:
+        """Hand the response body to `sink` chunk by chunk, stopped as soon as it passes `max_bytes`
+        (IntegrityError); the number of bytes read."""
         framed = "Content-Length" in resp.headers or "chunked" in resp.headers.get("Transfer-Encoding", "")
-        parts, size = [], 0
+        size = 0
         try:
             if not framed:  # headers cut short: a truncated body would look complete
                 raise Unavailable(f"registry {self.registry} sent an answer of no stated length while {what}")
+            announced = _content_length(resp)
+            if max_bytes is not None and announced is not None and announced > max_bytes:
+                raise IntegrityError(
+                    f"{what}: the registry announces {announced} bytes, more than the {max_bytes} bytes expected"
+                )
             for chunk in resp.iter_content(CHUNK):
                 size += len(chunk)
                 self.received += len(chunk)
                 if max_bytes is not None and size > max_bytes:
                     raise IntegrityError(f"{what}: more than the {max_bytes} bytes expected")
-                parts.append(chunk)
-        except requests.RequestException as exc:
-            raise Unavailable(
-                f"registry {self.registry} dropped the link while {what}: {type(exc).__name__}"
-            ) from None
+                sink(chunk)
+        except (requests.RequestException, OSError) as exc:
+            raise self._unreachable(what, exc, "dropped the link") from None
         finally:
             resp.close()
+        return size
+
+    def _read(self, resp: requests.Response, max_bytes: int | None, what: str) -> bytes:
+        """The response body, read in chunks and stopped as soon as it passes `max_bytes`."""
+        parts: list[bytes] = []
+        self._stream(resp, max_bytes, what, parts.append)
         return b"".join(parts)
 
     def pull_blob(
@@ -302,7 +356,7 @@ class Client:
         what = f"pulling blob {digest}"
         if size is not None:
             max_bytes = size if max_bytes is None else min(size, max_bytes)
-        resp = self._request("GET", f"/{repo}/blobs/{digest}", what, (200,), stream=True)
+        resp = self._request("GET", f"/{repo}/blobs/{digest}", what, (200,))
         data = self._read(resp, max_bytes, what)
         if size is not None and len(data) < size:
             raise Unavailable(
@@ -311,6 +365,37 @@ class Client:
         if sha256_digest(data) != digest:
             raise IntegrityError(f"blob {digest} from {self.registry}/{repo} does not match its digest")
         return data
+
+    def pull_blob_to(self, repo: str, digest: str, size: int, dest: Path) -> None:
+        """Stream the blob of descriptor (`digest`, `size`) into the new file `dest`, hashing as it goes:
+        at most `size` bytes ever arrive (more: IntegrityError, at once), fewer is a transfer cut short
+        (Unavailable), another hash is IntegrityError. On any failure `dest` is removed. Memory: one chunk."""
+        check_digest(digest)
+        what = f"pulling blob {digest}"
+        h = hashlib.sha256()
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(dest, "wb") as f:
+                resp = self._request("GET", f"/{repo}/blobs/{digest}", what, (200,))
+
+                def write(chunk: bytes) -> None:
+                    h.update(chunk)
+                    f.write(chunk)
+
+                got = self._stream(resp, size, what, write)
+                f.flush()
+                os.fsync(f.fileno())
+            if got < size:
+                raise Unavailable(
+                    f"registry {self.registry} sent {got} of the {size} bytes of blob {digest} (a dropped link?)"
+                )
+            if "sha256:" + h.hexdigest() != digest:
+                raise IntegrityError(f"blob {digest} from {self.registry}/{repo} does not match its digest")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                dest.unlink()
+            raise
 
     # --- manifests --------------------------------------------------------------------------------
     def push_manifest(self, repo: str, data: bytes, reference: str, media_type: str = OCI_MANIFEST) -> str:
@@ -345,7 +430,6 @@ class Client:
             what,
             (200,),
             headers={"Accept": ", ".join(accept)},
-            stream=True,
         )
         data = self._read(resp, max_bytes, what)
         digest = sha256_digest(data)
@@ -383,14 +467,30 @@ class Client:
             resp = self._request("GET", f"/{repo}/tags/list", f"listing tags of {repo}", (200,))
         except NotFound:
             return []
-        self.received += len(resp.content)
-        tags = resp.json().get("tags") or []
+        tags = _listing(self._read(resp, MAX_LISTING_BYTES, f"listing tags of {repo}"), "tags")
         return sorted(str(t) for t in tags)
 
     def catalog(self) -> list[str]:
-        resp = self._request("GET", "/_catalog", "listing repositories", (200,))
-        self.received += len(resp.content)
-        return sorted(str(r) for r in (resp.json().get("repositories") or []))
+        what = "listing repositories"
+        resp = self._request("GET", "/_catalog", what, (200,))
+        return sorted(str(r) for r in _listing(self._read(resp, MAX_LISTING_BYTES, what), "repositories"))
+
+
+def _listing(data: bytes, key: str) -> list[Any]:
+    """The list under `key` of a registry's JSON listing ([] when it holds none)."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise IntegrityError(f"the registry's {key} listing is not JSON") from None
+    items = doc.get(key) if isinstance(doc, dict) else None
+    return items if isinstance(items, list) else []
+
+
+def _content_length(resp: requests.Response) -> int | None:
+    try:
+        return int(resp.headers["Content-Length"])
+    except (KeyError, ValueError):
+        return None
 
 
 def _drain(resp: requests.Response, limit: int = 1 << 16) -> str:
@@ -407,7 +507,8 @@ def _drain(resp: requests.Response, limit: int = 1 << 16) -> str:
 
 
 def write_atomic(dest: Path, data: bytes) -> None:
-    """Write `data` to `dest` so a reader sees the old file or the whole new one, never a partial one."""
+    """Write `data` to `dest` so a reader sees the old file or the whole new one, never a partial one, and
+    the new one survives a power cut once this returns (the file and its folder are synced)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
@@ -416,3 +517,9 @@ def write_atomic(dest: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, dest)
+    with contextlib.suppress(OSError):  # a folder that cannot be opened for reading: the rename stands
+        fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

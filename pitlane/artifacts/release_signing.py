@@ -25,9 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pitlane import __version__
 from pitlane import gate_report as gates
 from pitlane.artifacts import attest, bundle, oci, signing
+from pitlane.artifacts.trust import (
+    SERIAL_ANNOTATION,  # simple-signing `optional`: {"pitlane.dev/serial": "<int>"}
+)
 from pitlane.errors import BadInput, IntegrityError, NotFound, Refused, SignatureError
-
-SERIAL_ANNOTATION = "pitlane.dev/serial"  # simple-signing `optional`: {"pitlane.dev/serial": "<int>"}
 
 
 @dataclass(frozen=True)

@@ -264,7 +264,8 @@ def _choose_pilot(cfg, model_path, model_type, pilot) -> tuple[Any | None, str |
         if model_path or pilot is not None:
             raise UserError("MODEL_MANAGER = True: the car pulls its model itself; drop --model")
         manager = ModelManager(ManagerParams.from_config(cfg))  # starts from its cache, offline
-        manager.check_once()  # one try before the loop starts, so a reachable model drives from the start
+        # one short try before the loop starts, so a reachable model drives from the start
+        manager.check_once(deadline_s=min(manager.params.start_deadline_s, manager.params.pull_deadline_s))
         manager.swap_if_ready()
         pilot = manager.pilot
     elif pilot is None:

@@ -44,7 +44,8 @@ from pitlane.pilots.watchdog import OPERATOR_STOP
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("console_static")
-MODEL_KEYS = ("model/digest", "model/serial", "model/state", "model/error")  # the model manager's outputs
+# the model manager's outputs (pitlane.car.model_manager.MEMORY_KEYS)
+MODEL_KEYS = ("model/digest", "model/serial", "model/state", "model/error", "model/freshness")
 IDLE_CONNECTION_S = 60.0  # [s] an HTTP connection with no request for this long is closed
 BODY_TIMEOUT_S = 10.0  # [s] a request body that takes longer to arrive is dropped (a trickling client)
 __all__ = ["MJPEG_BOUNDARY", "ConsoleTelemetry", "WebController"]

@@ -1,28 +1,35 @@
 """The model manager: the car pulls a signed model bundle by digest, checks it, and hot-swaps it.
 
 The deployment says which model the car should run: `REGISTRY/REPO@sha256:...` (never a tag) in a mounted
-file (a ConfigMap) or an environment variable. A worker thread polls it; for a new digest it
+file (a ConfigMap) or an environment variable. The key it must be signed with ships in the car's image
+(`MODEL_PUBLIC_KEY`, pitlane/car/trust/model.pub), never in the deployment. A worker thread polls the
+reference; for a new digest it
 
   1. fetches the bundle with `pitlane.artifacts.fetch.fetch_verified` (the one verified fetch: manifest by
-     digest, cosign signature with the deployment's public key before anything else, gate attestation,
-     config, .tflite and canary frames, each checked against its digest, kept in a content-addressed cache),
-  2. refuses a release serial older than the newest it accepted (a replayed old release) unless the
-     operator pins exactly that serial (MODEL_PIN_SERIAL),
-  3. writes the verified .tflite out under its digest and hands it to the interpreter, which checks the
-     digest again as it reads it,
-  4. health-checks the candidate: it loads, its outputs on the canary frames are finite, of the right shape
-     and close to the ones recorded at packing time, and inference fits the latency budget.
+     digest, cosign signature before anything else, gate attestation, config, .tflite and canary frames,
+     each checked against its digest and bounded by its size, streamed into a content-addressed cache),
+     the whole pull within `MODEL_PULL_DEADLINE_S` of wall clock however slowly the registry sends;
+  2. requires what the release chain vouches for (`pitlane.artifacts.trust.check_release`): the release
+     serial in the signature (the bundle config's must match it), and a gate attestation signed by the same
+     key with verdict pass for exactly this bundle, model and serial;
+  3. applies the serial rules (`pitlane.car.model_rules`): not older than the highest serial it accepted
+     (kept in `state.json` on a persistent volume) unless the operator pins exactly that one
+     (MODEL_PIN_SERIAL), never below the minimum its image ships, at most MODEL_MAX_SERIAL_JUMP above;
+  4. hands the verified bytes themselves to the interpreter (no second read of a file: nothing can swap
+     them in between) and health-checks the candidate: it loads, its outputs on the canary frames are
+     finite, of the right shape and close to the ones recorded at packing time, and inference fits the
+     latency budget.
 
 The vehicle loop swaps the checked pilot in at the start of an iteration (`run_threaded`: one reference
-assignment), so the loop never stops. Any refusal leaves the last good model driving; a model that keeps
-failing in the loop is rolled back to the previous one. At start the car runs the model its cache says was
-last accepted (verified again, offline). State goes to the log, a status file and vehicle memory
-(`model/digest`, `model/serial`, `model/state`, `model/error`).
+assignment), so the loop never stops. Any refusal leaves the last good model driving and is tried again
+after a backoff (10 s doubling to 10 min, with jitter): an unreachable registry, a trickle cut by the
+deadline, a signature or attestation that appears later, a bad blob, a failed check; only a model that
+failed in the loop (rolled back to the previous one) waits for the deployment to name another. At start the
+car runs the model its cache says was last accepted (verified again, offline).
 
-Whether a refusal is retried is decided by its type (`pitlane.errors`): a registry that is unreachable
-(Unavailable), a digest it does not have yet (NotFound) or a corrupt cache file (repaired by fetching again)
-are retried at the next poll; anything else (a bad signature, a tampered blob, an old serial, a failed health
-check) refuses that digest until the deployment names another.
+State goes to the log, a status file and vehicle memory (`model/digest`, `model/serial`, `model/state`,
+`model/error`, `model/freshness`). Freshness says whether the running model is the desired one (current,
+updating, stale, frozen: `pitlane.car.model_rules`); it is logged once per change.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import json
 import logging
 import math
 import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -41,21 +49,21 @@ from typing import Any
 import numpy as np
 
 from pitlane.artifacts import bundle, oci, signing
-from pitlane.artifacts.cache import BlobCache, CorruptCacheFile
+from pitlane.artifacts.cache import BlobCache
 from pitlane.artifacts.fetch import fetch_verified
+from pitlane.artifacts.trust import check_release
+from pitlane.car import model_rules
 from pitlane.car.model_params import ManagerParams
-from pitlane.errors import BadInput, NotFound, Refused, Unavailable, UserError
+from pitlane.errors import BadInput, Refused, Unavailable, UserError
 from pitlane.gate_report import GateReport
 from pitlane.pilots.model import ModelPilot
 
 logger = logging.getLogger(__name__)
 
 NONE, RUNNING, CHECKING, REFUSED, ROLLED_BACK = "none", "running", "checking", "refused", "rolled back"
-MEMORY_KEYS = ["model/digest", "model/serial", "model/state", "model/error"]
+MEMORY_KEYS = ["model/digest", "model/serial", "model/state", "model/error", "model/freshness"]
 STATE_FILE = "state.json"
-
-
-RETRIED = (Unavailable, NotFound, CorruptCacheFile)  # causes worth another try at the next poll
+CONTACT_EVERY_S = 60.0  # [s] with nothing to pull, how often the car checks the registry still answers
 
 
 @dataclass
@@ -63,13 +71,13 @@ class Loaded:
     """A verified, health-checked model, ready to drive."""
 
     ref: oci.Reference  # with its digest
-    serial: int
+    serial: int  # the release serial its signature carries
     pilot: Any
-    path: Path  # the verified .tflite the interpreter loaded
+    path: Path  # the cache file holding the verified .tflite (the interpreter got its bytes, not this path)
     signature: str  # digest of the signature manifest that verified it (kept in the cache)
     canary_error: float  # largest |output - recorded| on the canary frames
     latency_ms: float  # median inference time on the canary frames
-    gate: GateReport | None = None  # its verified gate attestation, when the release attached one
+    gate: GateReport | None = None  # its verified gate attestation (verdict pass, for exactly this model)
     config: dict[str, Any] | None = None  # the verified bundle config (the fleet part reads frame_stats)
 
 
@@ -156,9 +164,11 @@ class ModelManager:
         self,
         params: ManagerParams,
         *,
-        loader: Callable[[Path], Any] | None = None,
+        loader: Callable[[bytes, Path], Any] | None = None,
         clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
+        """`loader(data, name)`: a pilot from the verified .tflite bytes (`name` only names them)."""
         self.params = params
         self.key = signing.load_public_key(params.public_key)
         self.cache = BlobCache(params.cache_dir)
@@ -173,7 +183,11 @@ class ModelManager:
         self.last_error = ""  # the most recent refusal, kept after the problem went away
         self.last_check: float | None = None
         self.desired: str | None = None
-        self.refused: dict[str, str] = {}  # digest -> why (not retried until the desired digest changes)
+        self.refused: dict[str, str] = {}  # digest -> why: failed in the loop, rolled back (not retried)
+        self.retry = model_rules.Retry(params.retry_min_s, params.retry_max_s, rng)
+        self.freshness = model_rules.Freshness(params.stale_s, clock())
+        self.freshness_state: str | None = None  # as last judged (logged once per change)
+        self._next_contact = 0.0  # [s] clock time the registry may next be asked whether it answers
         self.swaps: list[dict[str, Any]] = []
         self._pending: Loaded | None = None
         self._lock = threading.Lock()
@@ -181,6 +195,7 @@ class ModelManager:
         self._dirty = True
         self._poll_requested = False
         self._state_dirty = False  # _disk changed in the loop thread; the worker writes it
+        self._logged_error = ""
         self.on = True
         self._clients: dict[str, oci.Client] = {}
         self._disk = self._read_state()
@@ -200,23 +215,39 @@ class ModelManager:
     @property
     def highest_serial(self) -> int:
         value = self._disk.get("highest_serial", 0)
-        return value if isinstance(value, int) else 0
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    def serial_rules(self) -> model_rules.SerialRules:
+        p = self.params
+        return model_rules.SerialRules(self.highest_serial, p.min_serial, p.pin_serial, p.max_serial_jump)
 
     def status(self) -> dict[str, Any]:
-        cur = self.current
+        cur, fresh = self.current, self.freshness
         return {
             "state": self.state,
             "reference": str(cur.ref) if cur else None,
             "digest": cur.ref.digest if cur else None,
             "serial": cur.serial if cur else None,
             "highest_serial": self.highest_serial,
+            "min_serial": self.params.min_serial,
             "desired": self.desired,
             "last_check": self.last_check,
             "error": self.error,
             "last_error": self.last_error,
+            "next_try": self.retry.next_at if self.retry.failures else None,
+            "failures": self.retry.failures,
+            "freshness": self.freshness_state,
+            "differs_since": fresh.differs_since,
+            "last_contact": fresh.last_contact,
+            "stale_after_s": fresh.limit_s,
             "previous": str(self.previous.ref) if self.previous else None,
             "swaps": self.swaps[-10:],
         }
+
+    @property
+    def differs_since(self) -> float | None:
+        """[s] clock time since when the desired model differs from the one running (None: it does not)."""
+        return self.freshness.differs_since
 
     def write_status(self) -> None:
         oci.write_atomic(self.status_file, json.dumps(self.status(), indent=2).encode() + b"\n")
@@ -228,36 +259,42 @@ class ModelManager:
             self._clients[ref.registry] = oci.Client(ref.registry, timeout_s=self.params.registry_timeout_s)
         return self._clients[ref.registry]
 
-    def _load_model_pilot(self, path: Path):
-        # the file is named after its verified digest: the pilot checks it again as it reads the bytes
-        return ModelPilot(path, camera_shape=self.params.camera_shape, expected_sha256=path.stem)
+    def _load_model_pilot(self, data: bytes, name: Path):
+        return ModelPilot(name, camera_shape=self.params.camera_shape, content=data)
 
     def prepare(
-        self, ref: oci.Reference, client: oci.Client | None, *, accepted_before: bool = False
+        self,
+        ref: oci.Reference,
+        client: oci.Client | None,
+        *,
+        accepted_before: bool = False,
+        deadline_s: float | None = None,
     ) -> Loaded:
         """Fetch (from the cache, else the registry; without a client the cache alone), verify and
         health-check `ref`; a UserError says why not, by cause.
 
         `accepted_before`: the cache's own record of the model it last ran (exempt from the serial floor,
-        which a rollback to it may have left behind)."""
+        which a rollback to it may have left behind). `deadline_s`: of the pull (default MODEL_PULL_DEADLINE_S)."""
         got = fetch_verified(
-            ref, self.key, self.cache, client, titles=(bundle.TFLITE_NAME, bundle.CANARY_NAME)
+            ref,
+            self.key,
+            self.cache,
+            client,
+            titles=(bundle.TFLITE_NAME, bundle.CANARY_NAME),
+            deadline_s=deadline_s or self.params.pull_deadline_s,
         )
         assert got.signature is not None and got.ref.digest is not None
-        floor = self.highest_serial
-        if got.serial < floor and got.serial != self.params.pin_serial and not accepted_before:
-            raise Refused(
-                f"{ref} is release serial {got.serial}, older than serial {floor} this car already accepted "
-                f"(a rollback); set MODEL_PIN_SERIAL = {got.serial} to run it on purpose"
-            )
+        release = check_release(got)
+        why = self.serial_rules().problem(release.serial, accepted_before=accepted_before)
+        if why:
+            raise Refused(f"{ref}: {why}")
         if bundle.CANARY_NAME not in got.layers:
             raise Refused(f"{ref} carries no canary frames; the car cannot health-check it")
         frames, recorded = bundle.read_canary(
             got.layers[bundle.CANARY_NAME], (got.config.get("canary") or {}).get("outputs")
         )
-        path = self.params.cache_dir / "run" / (got.model_digest.split(":", 1)[1] + ".tflite")
-        oci.write_atomic(path, got.layers[bundle.TFLITE_NAME])
-        pilot = self._load(ref, path)
+        path = self.cache.path(got.model_digest)
+        pilot = self._load(ref, got.layers[bundle.TFLITE_NAME], path.with_suffix(".tflite"))
         try:
             error, latency = health_check(pilot, frames, recorded, self.params)
         except Refused as exc:
@@ -268,18 +305,21 @@ class ModelManager:
             raise Refused(
                 f"{ref}: the model fails on the canary frames: {type(exc).__name__}: {exc}"
             ) from None
-        return Loaded(ref, got.serial, pilot, path, got.signature, error, latency, got.gate, got.config)
+        return Loaded(
+            ref, release.serial, pilot, path, got.signature, error, latency, release.gate, got.config
+        )
 
-    def _load(self, ref: oci.Reference, path: Path):
+    def _load(self, ref: oci.Reference, data: bytes, name: Path):
         try:
-            return self.loader(path)
+            return self.loader(data, name)
         except UserError as exc:
             raise Refused(f"{ref}: the model does not load: {exc}") from None
         except Exception as exc:  # a broken model can raise anything inside the runtime
             raise Refused(f"{ref}: the model does not load: {type(exc).__name__}: {exc}") from None
 
     def _accept(self, loaded: Loaded) -> None:
-        """Record an accepted model in the cache's state (the car starts from it next time)."""
+        """Record an accepted model in the persistent state: the car starts from it next time, and its
+        serial raises the floor (a restart does not lower it: the state lives on a persistent volume)."""
         self._disk.update(
             current=str(loaded.ref),
             serial=loaded.serial,
@@ -311,38 +351,48 @@ class ModelManager:
         self._install(loaded)
         logger.info("model manager: started from cache with %s (serial %d)", loaded.ref, loaded.serial)
 
-    def check_once(self) -> None:
-        """One poll: read the desired reference and, when it names another digest, prepare it."""
-        self.last_check = self.clock()
+    def check_once(self, deadline_s: float | None = None) -> None:
+        """One poll: read the desired reference and, when it names another digest that is due for a try,
+        prepare it (the pull within `deadline_s`, default MODEL_PULL_DEADLINE_S); then judge freshness."""
+        now = self.clock()
+        self.last_check = now
         self._dirty = True
+        ref: oci.Reference | None = None
         try:
             text = read_desired(self.params)
             self.desired = text
-            if text is None:
-                return
-            ref = parse_desired(text)
+            ref = parse_desired(text) if text is not None else None
         except UserError as exc:
             self._set_error(str(exc))
-            return
+        if ref is not None:
+            self._try(ref, now, deadline_s)
+        desired = ref.digest if ref is not None else self.desired
+        self.freshness.observe(self.current.ref.digest if self.current else None, desired, now)
+        self._judge(self.clock())
+
+    def _try(self, ref: oci.Reference, now: float, deadline_s: float | None) -> None:
         assert ref.digest is not None
         running = self.current.ref.digest if self.current else None
         if ref.digest == running or (self._pending and self._pending.ref.digest == ref.digest):
             if self.state == REFUSED:  # the deployment went back to what runs: nothing is wrong any more
                 self.state, self.error = RUNNING, ""
+            self._keep_in_touch(ref, now)
             return
-        if ref.digest in self.refused:
+        if ref.digest in self.refused or not self.retry.due(ref.digest, now):
             return
         self.state = CHECKING
         logger.info("model manager: checking %s", ref)
         try:
-            loaded = self.prepare(ref, self._client(ref))
+            loaded = self.prepare(ref, self._client(ref), deadline_s=deadline_s)
         except UserError as exc:
+            if not isinstance(exc, Unavailable):
+                self.freshness.contact(now)  # the registry answered; what it gave was refused
+            wait = self.retry.failed(ref.digest, self.clock())
             why = str(exc) if str(ref) in str(exc) else f"{ref}: {exc}"
-            retry = isinstance(exc, RETRIED)
-            if not retry:
-                self.refused[ref.digest] = why
-            self._set_error(why + (" (will retry)" if retry else ""))
+            self._set_error(f"{why} (will retry in {wait:.0f} s)", base=why)
             return
+        self.freshness.contact(now)
+        self.retry.succeeded(ref.digest)
         self._accept(loaded)
         with self._lock:
             self._pending = loaded
@@ -354,11 +404,58 @@ class ModelManager:
             loaded.latency_ms,
         )
 
-    def _set_error(self, message: str) -> None:
+    def _keep_in_touch(self, ref: oci.Reference, now: float) -> None:
+        """With nothing to pull, ask the registry now and then whether it still answers (freshness)."""
+        if now < self._next_contact:
+            return
+        self._next_contact = now + CONTACT_EVERY_S
+        client = self._client(ref)
+        try:
+            with client.deadline(self.params.registry_timeout_s):
+                client.ping()
+        except UserError as exc:
+            logger.debug("model manager: registry %s does not answer: %s", ref.registry, exc)
+            return
+        self.freshness.contact(now)
+
+    def _judge(self, now: float) -> None:
+        """Freshness of the running model; logged (and reported) once per change."""
+        state = self.freshness.judge(now)
+        if state == self.freshness_state:
+            return
+        before, self.freshness_state, self._dirty = self.freshness_state, state, True
+        fresh = self.freshness
+        if state == model_rules.STALE:
+            assert fresh.differs_since is not None
+            logger.warning(
+                "model manager: stale: the desired model %s has not run for %.0f s (MODEL_STALE_S %g); "
+                "the car drives %s; %s",
+                self.desired,
+                now - fresh.differs_since,
+                fresh.limit_s,
+                self.current.ref if self.current else "by hand only",
+                self.error or self.last_error or "no error",
+            )
+        elif state == model_rules.FROZEN:
+            heard = fresh.last_contact if fresh.last_contact is not None else fresh.started
+            logger.warning(
+                "model manager: frozen: no registry has answered for %.0f s (MODEL_STALE_S %g); the car "
+                "keeps %s and would not get a new release either",
+                now - heard,
+                fresh.limit_s,
+                self.current.ref if self.current else "no model",
+            )
+        elif before is not None:
+            logger.info("model manager: freshness %s (was %s)", state, before)
+
+    def _set_error(self, message: str, base: str | None = None) -> None:
+        """Record a refusal; logged as an error when it is news, else quietly (a retry's same refusal)."""
         self.error = self.last_error = message
         self.state = REFUSED if self.current else NONE
         self._dirty = True
-        logger.error(
+        news = (base or message) != self._logged_error
+        self._logged_error = base or message
+        (logger.error if news else logger.info)(
             "model manager: %s%s", message, "; the last good model keeps driving" if self.current else ""
         )
 
@@ -368,7 +465,10 @@ class ModelManager:
         self.pilot.pilot, self.pilot.failures = loaded.pilot, 0
         self.previous, self.current = (old or self.previous), loaded
         self.state, self.error, self._dirty = RUNNING, "", True
-        self.swaps.append({"at": self.clock(), "to": str(loaded.ref), "serial": loaded.serial})
+        now = self.clock()
+        self.swaps.append({"at": now, "to": str(loaded.ref), "serial": loaded.serial})
+        self.freshness.observe(loaded.ref.digest, self.freshness.desired, now)
+        self._judge(now)
 
     def swap_if_ready(self) -> bool:
         """Install a prepared model (between two loop iterations) or roll back a failing one; True if swapped."""
@@ -388,6 +488,7 @@ class ModelManager:
             self.last_error = self.error
             self._disk.update(current=str(good.ref), serial=good.serial)  # a restart starts from the good one
             self._state_dirty = True
+            self.freshness.observe(good.ref.digest, self.freshness.desired, self.clock())
             logger.error("model manager: %s; rolled back to %s", self.error, good.ref)
             return True
         if self._pending is None:
@@ -399,9 +500,10 @@ class ModelManager:
         self._install(loaded)
         return True
 
-    def outputs(self) -> tuple[str, int, str, str]:
+    def outputs(self) -> tuple[str, int, str, str, str]:
         cur = self.current
-        return (cur.ref.digest or "" if cur else "", cur.serial if cur else 0, self.state, self.error)
+        digest = cur.ref.digest or "" if cur else ""
+        return (digest, cur.serial if cur else 0, self.state, self.error, self.freshness_state or "")
 
     def run_threaded(self):
         self.swap_if_ready()

@@ -1,8 +1,8 @@
 """A self-check of the car app where it is installed: `python3 -m pitlane.car.selfcheck MODEL [LOOPS [KEY]]`.
 
 MODEL is a .tflite file, or a signed model bundle `REGISTRY/REPO@sha256:...` that the car's model manager
-pulls, verifies against the public KEY (cosign format) and health-checks on its canary frames, as the car
-does at start. Imports LiteRT and donkeycar (no TensorFlow needed), infers a frame with the model through
+pulls, verifies against the public KEY (cosign format; default: the key the image ships) and health-checks
+on its canary frames, as the car does at start. Imports LiteRT and donkeycar (no TensorFlow needed), infers a frame with the model through
 pitlane's ModelPilot, then runs the car app in its pi profile for a few loops with donkeycar's mock camera and
 mock drivetrain, the autopilot driving. Prints one JSON line of what it saw. `pitlane images smoke` runs it
 inside the car image (under qemu on an amd64 machine); on a Pi it checks an install without moving the car.
@@ -12,31 +12,38 @@ import importlib.metadata
 import importlib.util
 import json
 import sys
+from typing import Any
 
 import numpy as np
 
 
-def pull_verified(ref: str, public_key: str) -> dict:
+def pull_verified(ref: str, public_key: str | None = None) -> tuple[dict, Any]:
     """The model manager's own path (`fetch_verified`, then the car's checks): pull REF, verify its
-    signature, health-check it on its canary frames (latency is not judged here: under qemu a frame takes
-    a second)."""
+    signature, signed serial and gate attestation, load the verified bytes and health-check them on its
+    canary frames (latency is not judged here: under qemu a frame takes a second). (what it saw, the pilot)
+
+    public_key: PEM file; None: the key the image ships (pitlane/car/trust/model.pub), as the car uses."""
     import tempfile
     from pathlib import Path
 
     from pitlane.artifacts import oci
     from pitlane.car.model_manager import ManagerParams, ModelManager, parse_desired
+    from pitlane.car.model_params import SHIPPED_KEY
 
     cache = Path(tempfile.mkdtemp(prefix="pitlane-selfcheck-"))
-    params = ManagerParams(public_key=Path(public_key), cache_dir=cache, latency_budget_ms=1e9)
+    key = Path(public_key) if public_key else SHIPPED_KEY
+    params = ManagerParams(public_key=key, cache_dir=cache, latency_budget_ms=1e9)
     manager = ModelManager(params)
     wanted = parse_desired(ref)
     loaded = manager.prepare(wanted, oci.Client(wanted.registry, timeout_s=params.registry_timeout_s))
-    return {
+    seen = {
         "path": str(loaded.path),
         "verified": str(loaded.ref),
         "serial": loaded.serial,
+        "gate": loaded.gate.verdict if loaded.gate else None,
         "canary_error": loaded.canary_error,
     }
+    return seen, loaded.pilot
 
 
 def _is_reference(text: str) -> bool:
@@ -59,12 +66,11 @@ def main(model: str, loops: int, public_key: str | None = None) -> dict:
     from pitlane.pilots.model import ModelPilot
 
     bundle = None
-    if _is_reference(model):  # a signed bundle in a registry
-        if public_key is None:
-            raise SystemExit("selfcheck: a bundle reference needs the release public key (third argument)")
-        bundle = pull_verified(model, public_key)
-        model = bundle.pop("path")
-    pilot = ModelPilot(model)
+    if _is_reference(model):  # a signed bundle in a registry: the pilot the model manager loaded
+        bundle, pilot = pull_verified(model, public_key)
+        model = bundle["path"]
+    else:
+        pilot = ModelPilot(model)
     frame = np.random.default_rng(0).integers(0, 256, size=pilot.input_shape, dtype=np.uint8)
     angle, throttle = pilot.run(frame)
     h, w, d = pilot.input_shape

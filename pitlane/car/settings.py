@@ -217,6 +217,14 @@ def _model_manager_problems(cfg, problems: list[str]) -> None:
         "MODEL_REGISTRY_TIMEOUT_S",
     ):
         _number(cfg, key, problems, low=0, low_open=True)
+    for key in ("MODEL_PULL_DEADLINE_S", "MODEL_RETRY_MIN_S", "MODEL_RETRY_MAX_S", "MODEL_STALE_S"):
+        if hasattr(cfg, key):  # a car app from before these keys takes ManagerParams' defaults
+            _number(cfg, key, problems, low=0, low_open=True, high=7 * 86_400)
+    if hasattr(cfg, "MODEL_MAX_SERIAL_JUMP"):
+        _number(cfg, "MODEL_MAX_SERIAL_JUMP", problems, low=1, integer=True)
+    low, high = getattr(cfg, "MODEL_RETRY_MIN_S", 1), getattr(cfg, "MODEL_RETRY_MAX_S", 1)
+    if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
+        problems.append(f"MODEL_RETRY_MIN_S ({low}) must not exceed MODEL_RETRY_MAX_S ({high})")
     pin = getattr(cfg, "MODEL_PIN_SERIAL", None)
     if pin is not None and (isinstance(pin, bool) or not isinstance(pin, int) or pin < 0):
         problems.append(f"MODEL_PIN_SERIAL must be a release serial (an integer >= 0) or None, got {pin!r}")

@@ -3,7 +3,8 @@
 - images: ``argocd/pins/images.yaml``, one ``ImageTagTransformer`` per image (``pitlane-sim``,
   ``pitlane-car``), applied last by every overlay;
 - model: the ``model-ref=`` literal of the ``pitlane-model`` ConfigMap in ``argocd/base/kustomization.yaml``;
-- the release's public key: ``argocd/base/cosign.pub`` (the car's model check and the admission policy).
+- the image signing key: ``argocd/base/cosign.pub`` (the admission policy only: the car's model key ships
+  in the car image, ``pitlane/car/trust/model.pub``).
 
 Pins are rewritten line by line, so a release's diff is one line per changed pin and nothing else.
 A pin on the placeholder registry ``registry.invalid`` (RFC 2606: never resolves) has not been released.

@@ -211,7 +211,7 @@ class FleetPart:
         self.events += 1
 
     def _running_model(self) -> tuple[str | None, int | None, str]:
-        digest, serial, state, _ = self.model
+        digest, serial, state = self.model[:3]
         if self.manager is None:
             inner = getattr(self.pilot, "pilot", self.pilot)
             digest = getattr(inner, "digest", None)
@@ -283,7 +283,8 @@ class FleetPart:
             model={
                 "running": {"digest": digest, "serial": serial, "state": state},
                 "desired": getattr(self.manager, "desired", None),
-                "differs_since": self._differs_since,
+                # the model manager's own measure when it keeps one (its MODEL_STALE_S judges by it)
+                "differs_since": getattr(self.manager, "differs_since", self._differs_since),
             },
             loop_hz=loop_hz,
             pilot_ms=pilot_ms,

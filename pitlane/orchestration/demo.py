@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pitlane.artifacts import bundle, oci, release_signing, signing
+from pitlane.artifacts import bundle, oci, release_signing, signing, trust
 from pitlane.artifacts.fetch import fetch_verified
 from pitlane.artifacts.registry import Registry, RegistryConfig
-from pitlane.errors import SignatureError, UserError
+from pitlane.errors import UserError
 from pitlane.evaluate.gate import format_table
 from pitlane.evaluate.report import EvalParams, Report
 from pitlane.evaluate.run import evaluate
@@ -176,8 +176,7 @@ def ship_model(model: Path, registry: str, key_dir: Path) -> dict:
     ref = bundle.push(client, good, repo, (f"serial-{serial}", "demo"))
     release_signing.sign_release(client, ref, key, report.read_bytes(), serial)
     verified = fetch_verified(ref, signing.load_public_key(pub), None, client)  # what the car will check
-    if verified.gate is None:
-        raise SignatureError(verified.gate_note)
+    release = trust.check_release(verified)  # what the car will require
     tflite = bytearray(model.read_bytes())
     tflite[len(tflite) // 2] ^= 0x01
     tampered = bundle.push(
@@ -190,7 +189,7 @@ def ship_model(model: Path, registry: str, key_dir: Path) -> dict:
         "reference": str(ref),
         "serial": serial,
         "public_key": str(pub),
-        "attestation": f"gate verdict {verified.gate.verdict}",
+        "attestation": f"gate verdict {release.gate.verdict}",
         "tampered": str(tampered),
     }
 

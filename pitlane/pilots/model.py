@@ -150,11 +150,20 @@ class ModelPilot:
         camera_shape: tuple[int, int, int] | None = None,
         threads: int | None = 1,
         expected_sha256: str | None = None,
+        content: bytes | None = None,
     ) -> None:
-        """``expected_sha256``: the digest the file must have (a signed bundle's), checked before loading."""
-        path = check_model_file(path)
+        """``expected_sha256``: the digest the file must have (a signed bundle's), checked before loading.
+        ``content``: the model's bytes, already in hand (a verified bundle's): loaded as they are, never read
+        from ``path`` again (a .tflite only; ``path`` then only names the model)."""
+        path = check_model_file(path) if content is None else Path(path)
         suffix = path.suffix.lower()
-        data = model_check.read_verified(path, expected_sha256)
+        if content is not None and suffix != TFLITE_SUFFIX:
+            raise UserError(f"{path}: only a .tflite model loads from bytes; got {suffix!r}")
+        data = (
+            model_check.read_verified(path, expected_sha256)
+            if content is None
+            else model_check.check_verified(path, content, expected_sha256)
+        )
         self.sha256 = model_check.sha256_hex(data)
         if suffix == TFLITE_SUFFIX:
             self.format = "tflite"

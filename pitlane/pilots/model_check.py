@@ -90,6 +90,11 @@ def read_verified(path: Path, expected_sha256: str | None = None) -> bytes:
         data = path.read_bytes()
     except OSError as exc:
         raise UserError(f"model {path} cannot be read: {exc.strerror or exc}") from None
+    return check_verified(path, data, expected_sha256)
+
+
+def check_verified(path: Path, data: bytes, expected_sha256: str | None = None) -> bytes:
+    """`data` (the bytes of the model `path` names), checked as `read_verified` checks a file's."""
     if expected_sha256 is not None:
         want = expected_sha256.lower().removeprefix("sha256:")
         got = sha256_hex(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import heapq
+import ipaddress
 import itertools
 import logging
 import os
@@ -30,6 +31,7 @@ class ServerLimits:
     and idle_timeout_s, and "automatic" for workers."""
 
     max_clients: int = 32  # connections served at once; more are closed at once, with a log line
+    max_clients_per_address: int = 8  # of them from one address (an IPv6 /64); so one host cannot take all
     max_camera_pixels: int = 640 * 480  # [px] largest img_w * img_h a cam_config may ask for
     messages_per_s: float = 2000.0  # [1/s] per client; beyond it the server reads that client more slowly
     scene_loads_per_min: float = 30.0  # [1/min] load_scene + regen_road per client; beyond, they wait
@@ -42,6 +44,10 @@ class ServerLimits:
     def __post_init__(self) -> None:
         checks = (
             (1 <= self.max_clients <= 100_000, f"max clients {self.max_clients} outside 1..100000"),
+            (
+                1 <= self.max_clients_per_address <= 100_000,
+                f"max clients per address {self.max_clients_per_address} outside 1..100000",
+            ),
             (
                 64 <= self.max_camera_pixels <= MAX_FRAME_PIXELS,
                 f"max camera pixels {self.max_camera_pixels} outside 64..{MAX_FRAME_PIXELS} (up to 1920x1080)",
@@ -75,6 +81,12 @@ class ServerLimits:
 # (field, flag, metavar, help) of each `pitlane twin serve` flag; the default comes from ServerLimits
 FLAGS = (
     ("max_clients", "--max-clients", "N", "connections served at once; more are closed at once"),
+    (
+        "max_clients_per_address",
+        "--max-clients-per-address",
+        "N",
+        "connections from one address (an IPv6 /64) at once; more from it are closed at once",
+    ),
     ("max_camera_pixels", "--max-camera-pixels", "PX", "largest camera (img_w*img_h) a client may ask for"),
     (
         "messages_per_s",
@@ -125,6 +137,21 @@ def add_limit_arguments(parser) -> None:
 
 def limits_from_args(args) -> ServerLimits:
     return ServerLimits(**{name: getattr(args, name) for name, *_ in FLAGS})
+
+
+def client_address(peer: Any) -> str:
+    """Whose connection `peer` (asyncio's peername) is, for the per-address limit: the IPv4 address, or the
+    /64 of an IPv6 one (a host picks any address in its /64); an IPv4-mapped IPv6 address is its IPv4."""
+    host = peer[0] if isinstance(peer, tuple | list) and peer else str(peer)
+    try:
+        addr = ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        return str(host)  # a Unix socket, or something without an IP: its own key
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
 
 
 class LogLimit:

@@ -11,8 +11,8 @@ The loop only does cheap work. Scene loads, `regen_road`, camera changes and fra
 JPEG run on worker threads (`FairPool`: the client that has used the least worker time goes first), so one
 client's 1080p PNG camera or `regen_road` spam never stalls another client's telemetry. Each client's
 messages are still handled one after another, in order (a per-client lock), so synchronous stepping stays
-exact. `ServerLimits` bounds what one client can take: connections, camera size, message rate, idle time,
-unsent bytes.
+exact. `ServerLimits` bounds what one client can take: connections (in all and per address, so one host
+cannot lock every car out), camera size, message rate, idle time, unsent bytes.
 
 This module owns the sockets and the read loop; what a client sees is `pitlane.twin.session.ClientSession`,
 the limits' tools are in `pitlane.twin.limits`. `pitlane twin serve` is the command that runs it.
@@ -31,7 +31,7 @@ from typing import Any
 
 from pitlane.errors import UserError
 from pitlane.twin import protocol as P
-from pitlane.twin.limits import FairPool, LogLimit, ServerLimits
+from pitlane.twin.limits import FairPool, LogLimit, ServerLimits, client_address
 from pitlane.twin.session import ClientSession
 from pitlane.twin.world import CONTROL_HZ
 
@@ -67,6 +67,7 @@ class TwinServer:
         self._ids = itertools.count(1)
         self._sessions: dict[int, asyncio.Task] = {}
         self._clients: dict[int, ClientSession] = {}
+        self._per_address: dict[str, int] = {}  # connections served now, by client address
         self._refusals = LogLimit(self.log, "", self.limits.log_lines, self.limits.log_interval_s)
         self.refused_clients = 0
         self._pool: FairPool | None = None
@@ -164,13 +165,15 @@ class TwinServer:
         self._pool = FairPool(self.limits.worker_threads)
         lim = self.limits
         self.log.info(
-            "pitlane twin listening on %s:%d (telemetry %.0f Hz, seed %d; limits: %d clients, cameras up to %d "
-            "px, %g messages/s, %g scene loads/min, idle %g s, %d KiB send buffer, %d worker threads)",
+            "pitlane twin listening on %s:%d (telemetry %.0f Hz, seed %d; limits: %d clients, %d per address, "
+            "cameras up to %d px, %g messages/s, %g scene loads/min, idle %g s, %d KiB send buffer, "
+            "%d worker threads)",
             self.host,
             self._port,
             self.stream_hz,
             self.seed,
             lim.max_clients,
+            lim.max_clients_per_address,
             lim.max_camera_pixels,
             lim.messages_per_s,
             lim.scene_loads_per_min,
@@ -200,9 +203,26 @@ class TwinServer:
     # ---- one client --------------------------------------------------------------------------------
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
+        address = client_address(peer)
         if len(self._sessions) >= self.limits.max_clients:
-            await self._refuse(writer, peer)
+            await self._refuse(writer, peer, "--max-clients", f"{len(self._sessions)} clients connected")
             return
+        if self._per_address.get(address, 0) >= self.limits.max_clients_per_address:
+            await self._refuse(
+                writer, peer, "--max-clients-per-address", f"{self._per_address[address]} from {address}"
+            )
+            return
+        self._per_address[address] = self._per_address.get(address, 0) + 1
+        try:
+            await self._serve_client(reader, writer, peer)
+        finally:
+            left = self._per_address.pop(address, 1) - 1
+            if left > 0:
+                self._per_address[address] = left
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Any
+    ) -> None:
         session = self._open(reader, writer, peer)
         splitter = P.MessageSplitter()
         idle_s = self.limits.idle_timeout_s or None
@@ -224,14 +244,11 @@ class TwinServer:
         finally:
             await self._close(session, splitter, reason)
 
-    async def _refuse(self, writer: asyncio.StreamWriter, peer: Any) -> None:
-        """Over --max-clients: close at once, with a (rate-limited) log line."""
+    async def _refuse(self, writer: asyncio.StreamWriter, peer: Any, flag: str, count: str) -> None:
+        """Over --max-clients or --max-clients-per-address: close at once, with a (rate-limited) log line."""
         self.refused_clients += 1
         self._refusals.warn(
-            "refused a connection from %s: %d clients connected, this twin's limit "
-            "(pitlane twin serve --max-clients)",
-            peer,
-            len(self._sessions),
+            "refused a connection from %s: %s, this twin's limit (pitlane twin serve %s)", peer, count, flag
         )
         writer.close()
         with contextlib.suppress(Exception, asyncio.CancelledError):

@@ -10,44 +10,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from model_support import blob_file
+from model_support import CANARY, TFLITE, blob_file, gate_doc
+from model_support import hand_bundle as make_bundle
 
 from pitlane.artifacts import attest, bundle, oci, signing
 from pitlane.artifacts.cache import BlobCache, CorruptCacheFile
 from pitlane.artifacts.fetch import fetch_verified
 from pitlane.errors import BadInput, IntegrityError, NotFound, SignatureError, Unavailable
-from pitlane.gate_report import SCHEMA as GATE_SCHEMA
-
-TFLITE = b"\x1c\x00\x00\x00TFL3" + bytes(range(256)) * 4  # stands in for a model: fetching never loads it
-CANARY = b"canary frames" * 20
-
-
-def make_bundle(serial: int = 1, tflite: bytes = TFLITE) -> bundle.Bundle:
-    layers = (
-        (bundle.TFLITE_NAME, bundle.TFLITE_TYPE, tflite),
-        (bundle.CANARY_NAME, bundle.CANARY_TYPE, CANARY),
-    )
-    config = {
-        "schema": bundle.SCHEMA,
-        "serial": serial,
-        "files": {title: oci.sha256_digest(data) for title, _, data in layers},
-        "model_digest": oci.sha256_digest(tflite),
-        "canary": {"frames": 0, "outputs": []},
-    }
-    return bundle.Bundle(oci.canonical_json(config), layers)
-
-
-def gate_doc(model_digest: str, verdict: str = "pass") -> dict:
-    check = {"scene": "generated_track", "metric": "laps_completed", "op": ">=", "threshold": 1.0}
-    check |= {"value": 2.0 if verdict == "pass" else 0.0, "passed": verdict == "pass"}
-    return {
-        "schema": GATE_SCHEMA,
-        "verdict": verdict,
-        "model": "pilot.tflite",
-        "model_digest": model_digest,
-        "checks": [check],
-        "reports": {"generated_track": {}},
-    }
 
 
 @pytest.fixture()

@@ -19,6 +19,7 @@ from tornado.httpclient import HTTPClientError
 from pitlane.car.app import build_car
 from pitlane.car.console import MJPEG_BOUNDARY, ConsoleTelemetry, WebController
 from pitlane.car.console_auth import ConsoleSettings
+from pitlane.car.model_manager import MEMORY_KEYS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -414,15 +415,17 @@ class SteadyPilot:
 
 
 def test_telemetry_shows_the_model_managers_keys_and_the_watchdog():
-    """model/digest, model/serial, model/state, model/error: what the model manager part outputs."""
+    """model/digest, model/serial, model/state, model/error, model/freshness: the model manager's outputs."""
     web = WebController(port=0)
     clock = iter([10.0, 10.05, 10.10])
     telemetry = ConsoleTelemetry(web, profile="pi", model="pilot.tflite")
     telemetry.clock = lambda: next(clock)
-    assert ConsoleTelemetry.INPUTS[-4:] == ["model/digest", "model/serial", "model/state", "model/error"]
-    telemetry.run(0.1, 0.0, True, "stale_frame", None, None, "sha256:ab12", 7, "running", None)
-    telemetry.run(0.1, 0.0, True, "stale_frame", None, None, "sha256:ab12", 7, "running", None)
-    telemetry.run(0.1, float("nan"), True, "stale_frame", None, None, "sha256:ab12", 7, "rolled_back", "bad")
+    assert ConsoleTelemetry.INPUTS[-5:] == MEMORY_KEYS
+    telemetry.run(0.1, 0.0, True, "stale_frame", None, None, "sha256:ab12", 7, "running", None, "current")
+    telemetry.run(0.1, 0.0, True, "stale_frame", None, None, "sha256:ab12", 7, "running", None, "current")
+    telemetry.run(
+        0.1, float("nan"), True, "stale_frame", None, None, "sha256:ab12", 7, "rolled_back", "bad", "stale"
+    )
     t = web.telemetry
     assert t["model"] == {
         "file": "pilot.tflite",
@@ -430,6 +433,7 @@ def test_telemetry_shows_the_model_managers_keys_and_the_watchdog():
         "serial": 7,
         "state": "rolled_back",
         "error": "bad",
+        "freshness": "stale",
     }
     assert t["watchdog"] == {"stopped": True, "reason": "stale_frame"}
     assert t["loop_hz"] == 20.0 and t["throttle"] is None  # NaN is not JSON: shown as unknown

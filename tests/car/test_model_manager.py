@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import threading
 import time
 from pathlib import Path
@@ -16,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import wait_until
-from model_support import blob_file, with_serial, with_tflite
+from model_support import blob_file, gate_doc, with_serial, with_tflite
 
-from pitlane.artifacts import bundle, oci, signing
+from pitlane.artifacts import bundle, oci, signing, trust
 from pitlane.artifacts.relay import Relay
 from pitlane.car.model_manager import MEMORY_KEYS, Loaded, ManagerParams, ModelManager
 from pitlane.car.parts import SafePilot
@@ -53,24 +54,27 @@ def current_model(manager: ModelManager) -> Loaded:
 
 
 def publish(world, registry, b: bundle.Bundle, repo: str = "car/pilot", key="key") -> oci.Reference:
+    """Push `b`; with a key, sign and attest it as the release does (its serial signed, its gate passed)."""
     ref = bundle.push(world["client"], b, oci.Reference(registry.host, repo), ())
     if key:
-        signing.sign(world["client"], ref, world[key])
+        config = json.loads(b.config)
+        report = gate_doc(config["model_digest"])
+        trust.sign_release(world["client"], ref, world[key], serial=config["serial"], report=report)
     return ref
 
 
 class Loads:
-    """The manager's loader, recording the sha256 of each file handed to the interpreter."""
+    """The manager's loader, recording the sha256 of the bytes handed to the interpreter."""
 
     def __init__(self, camera_shape=(120, 160, 3)) -> None:
         self.digests: list[str] = []
         self.camera_shape = camera_shape
 
-    def __call__(self, path):
+    def __call__(self, data: bytes, name):
         from pitlane.pilots.model import ModelPilot
 
-        self.digests.append("sha256:" + hashlib.sha256(path.read_bytes()).hexdigest())
-        return ModelPilot(path, camera_shape=self.camera_shape)
+        self.digests.append("sha256:" + hashlib.sha256(data).hexdigest())
+        return ModelPilot(name, camera_shape=self.camera_shape, content=data)
 
 
 class Recorder:
@@ -123,6 +127,8 @@ def params(world, tmp_path, **kw) -> ManagerParams:
         ref_file=tmp_path / "model-ref",
         poll_s=3600.0,
         latency_budget_ms=200.0,  # a shared 2-core CI machine; speed is measured in bench/, not here
+        retry_min_s=0.01,  # a refusal is tried again at the next poll (the backoff has tests of its own)
+        retry_max_s=0.02,
     )
     return dataclasses.replace(base, **kw)
 
@@ -271,38 +277,54 @@ def test_offline_start_from_cache_truncated_file_and_pin(registry, models, world
         m.shutdown()
 
 
-def test_check_once_retries_or_refuses_by_the_cause_of_the_error(registry, world, tmp_path):
-    """Unavailable (registry down) and NotFound (not pushed yet) are retried at the next poll; a bad
-    signature refuses that digest until the deployment names another."""
+def test_every_refusal_is_tried_again_after_a_backoff_that_doubles_and_is_capped(registry, world, tmp_path):
+    """A registry down, a digest not pushed yet, a wrong signature: none is skipped for good (the next try
+    comes after 10 s, 20 s, 40 s ... at most 10 min, each a random 50-100 % of it), none is tried before
+    its time however often the manager polls (no busy loop); once the cause is gone, the model runs."""
+    import random
+
     ref = publish(world, registry, world["a"], repo="car/causes")
     relay = Relay(registry.host, cut_after=0)  # the registry's answers never arrive
     via = oci.Reference(relay.host, ref.repository, None, ref.digest)
-    m = ModelManager(params(world, tmp_path), loader=Loads())
+    now = [1000.0]
+    p = params(world, tmp_path, retry_min_s=10.0, retry_max_s=600.0)
+    m = ModelManager(p, loader=Loads(), clock=lambda: now[0], rng=random.Random(7))
+    waits = []
     try:
         set_desired(m, str(via))
-        m.check_once()
-        assert "will retry" in m.error and via.digest not in m.refused and m.current is None
-        relay.reset(cut_after=None)  # back up: the next poll takes it
+        for _ in range(9):
+            m.check_once()
+            assert "will retry in" in m.error and m.current is None and m.state == "none"
+            tries = relay.connections
+            for _ in range(20):  # polled again and again before its time: not tried
+                m.check_once()
+            assert relay.connections == tries
+            waits.append(m.retry.next_at - now[0])
+            now[0] = m.retry.next_at
+        relay.reset(cut_after=None)  # back up: the next try takes it
         m.check_once()
         assert m.swap_if_ready() and current_model(m).ref == via and m.error == ""
     finally:
         relay.close()
-    missing = oci.Reference(registry.host, "car/causes", None, "sha256:" + "1" * 64)
-    set_desired(m, str(missing))
-    m.check_once()
-    assert "not found" in m.error and "will retry" in m.error and missing.digest not in m.refused
-    intruded = publish(world, registry, with_serial(world["b"], 2), repo="car/causes", key="intruder")
-    set_desired(m, str(intruded))
-    m.check_once()
-    assert "does not verify" in m.error and "will retry" not in m.error
-    assert intruded.digest in m.refused and current_model(m).ref == via
+    bases = [min(600.0, 10.0 * 2**i) for i in range(9)]
+    assert all(b / 2 <= w <= b for w, b in zip(waits, bases, strict=True)), waits
+    assert max(waits) <= 600.0 and m.retry.failures == 0
+    # a digest not pushed yet, a signature by another key: tried again too (the cause may go away)
+    for bad in (
+        oci.Reference(registry.host, "car/causes", None, "sha256:" + "1" * 64),
+        publish(world, registry, with_serial(world["b"], 2), repo="car/causes", key="intruder"),
+    ):
+        set_desired(m, str(bad))
+        m.check_once()
+        assert "will retry in" in m.error and bad.digest not in m.refused and current_model(m).ref == via
+        now[0] = m.retry.next_at
+        m.check_once()
+        assert m.retry.failures == 2
     m.shutdown()
 
 
 def test_a_cache_written_by_an_older_pitlane_still_starts_the_car_offline(registry, world, tmp_path):
     """Older caches kept digest -> signature manifest in state.json, not as links: the car adopts them."""
-    import json
-    import shutil
 
     ref = publish(world, registry, world["a"], repo="car/older")
     p = params(world, tmp_path)
@@ -315,7 +337,8 @@ def test_a_cache_written_by_an_older_pitlane_still_starts_the_car_offline(regist
     state_file = p.cache_dir / "state.json"
     state = json.loads(state_file.read_text())
     state_file.write_text(json.dumps(state | {"signatures": {ref.digest: sig}}))
-    shutil.rmtree(m.cache.links)
+    for link in m.cache.links.glob("*.sig"):  # the attestation's link stays: the car requires one
+        link.unlink()
     offline = dataclasses.replace(p, ref_file=None, ref_env="PITLANE_TEST_NO_SUCH_VAR")
     restarted = ModelManager(offline, loader=Loads())
     assert restarted.current is not None and current_model(restarted).ref == ref, restarted.error
@@ -394,9 +417,10 @@ def test_the_probe_pulls_verifies_and_health_checks_a_bundle_as_the_car_image_do
     from pitlane.car.selfcheck import pull_verified
 
     ref = publish(world, registry, world["a"], repo="probe/pilot")
-    got = pull_verified(str(ref), str(world["pub"]))
+    got, pilot = pull_verified(str(ref), str(world["pub"]))
     assert got["verified"] == str(ref) and got["serial"] == 1 and got["canary_error"] <= 0.05
-    assert Path(got["path"]).read_bytes()[4:8] == b"TFL3"
+    assert got["gate"] == "pass" and Path(got["path"]).read_bytes()[4:8] == b"TFL3"
+    assert np.isfinite(pilot.run(np.zeros((120, 160, 3), np.uint8))).all()
     unsigned = bundle.push(world["client"], world["b"], oci.Reference(registry.host, "probe/unsigned"), ())
     with pytest.raises(SignatureError, match="is not signed"):
         pull_verified(str(unsigned), str(world["pub"]))

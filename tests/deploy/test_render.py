@@ -41,9 +41,17 @@ def test_every_overlay_renders_with_pinned_images():
         assert images and all(is_digest_pinned(i) for i in images), images
         assert objs[("Namespace", "pitlane")]["metadata"]["labels"]["policy.sigstore.dev/include"] == "true"
         policy = objs[("ClusterImagePolicy", "pitlane-signed-images")]
-        key = objs[("ConfigMap", "pitlane-model")]["data"]["cosign.pub"]
-        assert policy["spec"]["authorities"][0]["key"]["data"] == key  # one key, copied by kustomize
+        key = (ARGOCD / "base" / "cosign.pub").read_text()
+        assert policy["spec"]["authorities"][0]["key"]["data"] == key  # the image key, copied by kustomize
         assert key.startswith("-----BEGIN PUBLIC KEY-----")
+        # the ConfigMap the car mounts names the model only (P2: the model key ships in the car's image);
+        # the image key's build-time ConfigMap is dropped from the output
+        assert objs[("ConfigMap", "pitlane-model")]["data"].keys() == {"model-ref"}
+        assert ("ConfigMap", "pitlane-image-key") not in objs
+        for o in objs.values():
+            if o["kind"] == "Deployment":
+                for c in o["spec"]["template"]["spec"]["containers"]:
+                    assert "PITLANE_MODEL_KEY" not in {e["name"] for e in c.get("env", [])}
 
 
 def test_nuc_sim_runs_the_twin_and_points_the_car_at_it():
@@ -88,7 +96,12 @@ def test_pi_car_gets_devices_arm64_and_no_privilege():
     assert mounts["/etc/pitlane"]["name"] == "model" and "subPath" not in mounts["/etc/pitlane"]
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in car["env"]}
     assert env["PITLANE_MODEL_REF_FILE"] == "/etc/pitlane/model-ref"
-    assert env["PITLANE_MODEL_KEY"] == "/etc/pitlane/cosign.pub"
+    # P1: the state (model cache, the rollback floor) on a persistent volume, not an emptyDir
+    assert mounts["/var/lib/pitlane"]["name"] == "state" and env["PITLANE_STATE_DIR"] == "/var/lib/pitlane"
+    state = next(v for v in spec["volumes"] if v["name"] == "state")
+    assert state == {"name": "state", "persistentVolumeClaim": {"claimName": "pitlane-car-state"}}
+    claim = objs[("PersistentVolumeClaim", "pitlane-car-state")]["spec"]
+    assert claim["accessModes"] == ["ReadWriteOnce"] and claim["resources"]["requests"]["storage"] == "2Gi"
     # the fleet: the NUC's broker and gateway, the car's password from its Secret (never a literal)
     assert env["PITLANE_FLEET_BROKER"].endswith(":31883") and env["PITLANE_FLEET_GATEWAY"]
     assert env["PITLANE_FLEET_PASSWORD"] == {

@@ -10,8 +10,9 @@ import time
 
 import numpy as np
 import pytest
+from model_support import gate_doc
 
-from pitlane.artifacts import bundle, oci, signing
+from pitlane.artifacts import bundle, oci, signing, trust
 from pitlane.car.parts import SafePilot
 from pitlane.data.framestats import frame_features, summarise
 from pitlane.fleet import protocol
@@ -126,7 +127,9 @@ def signed(registry, models, tmp_path_factory):
     refs = {}
     for name, packed in (("a", a), ("b", b), ("nan", nan)):
         refs[name] = bundle.push(client, packed, oci.Reference(registry.host, "fleet/pilot"), ())
-        signing.sign(client, refs[name], key)
+        config = json.loads(packed.config)  # signed and attested as the release does
+        report = gate_doc(config["model_digest"])
+        trust.sign_release(client, refs[name], key, serial=config["serial"], report=report)
     return pub, refs
 
 
@@ -144,11 +147,11 @@ def test_model_swap_rollback_and_refusal_are_events_and_the_baseline_follows_the
         ref_file.write_text(str(refs[name]) + "\n")
 
     desire("a")
-    manager = ModelManager(params)
+    clock = Clock()
+    manager = ModelManager(params, clock=clock)  # the heartbeat's differs_since is the manager's
     manager.check_once()
     manager.swap_if_ready()
     pilot = SafePilot(manager.pilot)
-    clock = Clock()
     part = make_part(tmp_path / "fleet", pilot=pilot, manager=manager, clock=clock)
     frame = np.full((120, 160, 3), 90, np.uint8)
 

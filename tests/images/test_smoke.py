@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from model_support import gate_doc
 
-from pitlane.artifacts import attest, bundle, oci, signing
+from pitlane.artifacts import attest, bundle, oci, signing, trust
 from pitlane.images.attest import PREDICATE_TYPE, file_sha256
 from pitlane.images.plan import Store
 from pitlane.images.smoke import smoke_car, smoke_sim
@@ -79,7 +80,8 @@ def test_the_car_image_pulls_a_signed_model_infers_and_drives_under_qemu(built, 
     ref = bundle.push(client, bundle.pack(models["a"], gate_report=None, serial=1), oci.Reference(registry.host, "smoke/pilot"), ())  # fmt: skip
     os.environ[signing.PASSWORD_ENV] = PASSWORD
     try:
-        signing.sign(client, ref, signing.load_private_key(keys[0]))
+        digest = oci.sha256_digest(models["a"].read_bytes())  # released as the pipeline does: serial, gate
+        trust.sign_release(client, ref, signing.load_private_key(keys[0]), serial=1, report=gate_doc(digest))
     finally:
         del os.environ[signing.PASSWORD_ENV]
     result = smoke_car(Store.under(OUT), str(ref), loops=5, public_key=keys[1])

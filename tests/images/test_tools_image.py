@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from pitlane.images.plan import DEFAULT_IMAGES, IMAGE_NAMES, IMAGES, TOOLS_IMAGE, BuildConfig, Store, build_argv
+from pitlane.images.plan import (
+    DEFAULT_IMAGES,
+    IMAGE_NAMES,
+    IMAGES,
+    TOOLS_IMAGE,
+    BuildConfig,
+    Store,
+    build_argv,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / IMAGES[TOOLS_IMAGE].dockerfile).read_text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hashlib import sha256
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,24 @@ def test_tflite_and_keras_agree(models, frames):
     ker = ModelPilot(models["linear"])
     for frame in frames:
         assert tfl.run(frame) == pytest.approx(ker.run(frame), abs=1e-4)
+
+
+def test_a_model_loads_from_the_bytes_it_was_given_never_from_its_path(models, frames, tmp_path):
+    """The model manager's path: bytes already verified are loaded as they are; the path only names them
+    (it need not exist, and a file there is not read)."""
+    data = models["linear"].with_suffix(".tflite").read_bytes()
+    name = tmp_path / "sha256hex.tflite"
+    name.write_bytes(b"not a model: never read")
+    pilot = ModelPilot(name, content=data, expected_sha256=sha256(data).hexdigest())
+    from_file = ModelPilot(models["linear"].with_suffix(".tflite"))
+    assert pilot.digest == from_file.digest and pilot.run(frames[0]) == from_file.run(frames[0])
+    assert ModelPilot(tmp_path / "absent.tflite", content=data).input_shape == (120, 160, 3)
+    with pytest.raises(UserError, match="not the expected"):
+        ModelPilot(name, content=data, expected_sha256="0" * 64)
+    with pytest.raises(UserError, match="only a .tflite model loads from bytes"):
+        ModelPilot(tmp_path / "m.keras", content=data)
+    with pytest.raises(UserError, match="not a usable TFLite model"):  # probed in a child first, as a file's
+        ModelPilot(name, content=data[:200])
 
 
 def test_camera_shape_mismatch_is_named(models):

@@ -310,3 +310,51 @@ def test_hit_and_run_clients_waiting_for_a_busy_worker_are_let_go_at_once(make_s
     assert not logged(caplog, "internal error")
     newcomer.close()
     greedy.close()
+
+
+def _from(address: str, port: int) -> socket.socket:
+    """A TCP connection to the twin on 127.0.0.1 from the local address `address` (all of 127/8 is this host)."""
+    s = socket.socket()
+    s.bind((address, 0))
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def test_one_address_cannot_lock_every_car_out_of_a_shared_twin(make_server, caplog):
+    """32 idle sockets from one host took every place (the limit was global): now that host gets 8 of them
+    (`--max-clients-per-address`), the rest are closed at once, and a car from another address connects."""
+    server = make_server(max_clients=32, max_clients_per_address=8, idle_timeout_s=0)
+    hog = []
+    for _ in range(32):
+        with contextlib.suppress(OSError):
+            hog.append(_from("127.0.0.1", server.port))
+    assert wait_until(lambda: server.refused_clients == 24, 10), server.refused_clients
+    assert server.client_count == 8
+    assert "--max-clients-per-address" in logged(caplog, "refused a connection")[0]
+    other = RawClient(server.port, timeout_s=20, bind=("127.0.0.2", 0))
+    other.expect("scene_selection_ready")  # another address still gets in, and is served
+    other.send({"msg_type": "load_scene", "scene_name": "generated_track"})
+    other.expect("car_loaded", timeout_s=20)
+    assert server.client_count == 9 and other.alive()
+    for s in hog:  # the hog's places come back when it lets go
+        s.close()
+    assert wait_until(lambda: server.client_count == 1, 10)
+    again = _from("127.0.0.1", server.port)
+    assert wait_until(lambda: server.client_count == 2, 10)
+    again.close()
+    other.close()
+
+
+def test_the_per_address_key_groups_an_ipv6_host_by_its_slash_64():
+    from pitlane.twin.limits import client_address
+
+    assert client_address(("192.0.2.7", 5555)) == "192.0.2.7"
+    assert client_address(("2001:db8:1:2::7", 5555, 0, 0)) == client_address(
+        ("2001:db8:1:2:ffff::1", 1, 0, 0)
+    )
+    assert client_address(("2001:db8:1:2::7", 5555, 0, 0)) != client_address(("2001:db8:1:3::7", 1, 0, 0))
+    assert client_address(("::ffff:192.0.2.7", 5555, 0, 0)) == "192.0.2.7"
+    assert client_address("/tmp/sock") == "/tmp/sock"
+    with pytest.raises(Exception, match="per address 0 outside"):
+        ServerLimits(max_clients_per_address=0)

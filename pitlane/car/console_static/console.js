@@ -274,7 +274,8 @@ function showStatus(s) {
   $("model-file").textContent = model.file || "none";
   $("model-digest").textContent = model.digest || "–";
   $("model-serial").textContent = model.serial ?? "–";
-  $("model-state").textContent = model.state || (model.file ? "loaded" : "–");
+  const fresh = model.freshness && model.freshness !== "current" ? ` (${model.freshness})` : "";
+  $("model-state").textContent = (model.state || (model.file ? "loaded" : "–")) + fresh;  // stale, frozen
   $("model-error-row").hidden = !model.error;
   $("model-error").textContent = model.error || "";
 }

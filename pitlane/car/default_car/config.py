@@ -15,6 +15,7 @@ import os
 
 # lower-case names: donkeycar reads only UPPER_CASE keys
 from pitlane.car import console_auth as _console_auth
+from pitlane.car import model_params as _model_params
 from pitlane.car.model_params import ManagerParams as _Model
 from pitlane.pilots.watchdog import WatchdogParams as _watchdog
 from pitlane.twin import protocol as _protocol
@@ -103,8 +104,11 @@ MODEL_REF_FILE = (
 )  # file holding REGISTRY/REPO@sha256:... (ConfigMap)
 MODEL_REF_ENV = _Model.ref_env  # environment variable with the desired reference (PITLANE_MODEL_REF)
 MODEL_MANAGER = bool(MODEL_REF_FILE or os.getenv(MODEL_REF_ENV))
-MODEL_PUBLIC_KEY = os.getenv("PITLANE_MODEL_KEY") or os.path.join(CAR_PATH, "cosign.pub")  # release key (PEM)
-# content-addressed cache (the car starts from it without network), writable state
+# the release's model key (PEM) ships in the image (pitlane/car/trust/model.pub): rotating it is a code
+# release, never a deployment's setting; a car run outside the cluster may name another here or in myconfig
+MODEL_PUBLIC_KEY = str(_model_params.SHIPPED_KEY)
+# content-addressed cache and the release-serial floor (the car starts from it without network); in the
+# cluster PITLANE_STATE_DIR is a persistent volume, so the floor survives a pod's re-creation
 MODEL_CACHE_DIR = os.path.join(os.getenv("PITLANE_STATE_DIR") or os.path.join(CAR_PATH, "models"), "cache")
 # the defaults below are pitlane.car.model_params.ManagerParams' (their one home: change them there)
 MODEL_STATUS_FILE = _Model.status_file  # JSON status (None: MODEL_CACHE_DIR/status.json)
@@ -112,7 +116,12 @@ MODEL_POLL_S = _Model.poll_s  # [s] between checks of the desired reference (10)
 MODEL_PIN_SERIAL = _Model.pin_serial  # an older release serial pinned on purpose (None: older ones refused)
 MODEL_CANARY_TOLERANCE = _Model.canary_tolerance  # [-] largest |output - recorded| on canary frames (0.05)
 MODEL_LATENCY_BUDGET_MS = _Model.latency_budget_ms  # [ms] median inference time per frame allowed (25)
-MODEL_REGISTRY_TIMEOUT_S = _Model.registry_timeout_s  # [s] per registry request (10)
+MODEL_REGISTRY_TIMEOUT_S = _Model.registry_timeout_s  # [s] per registry socket operation (10)
+MODEL_PULL_DEADLINE_S = _Model.pull_deadline_s  # [s] wall clock for one whole pull (300)
+MODEL_RETRY_MIN_S = _Model.retry_min_s  # [s] first wait before a model that could not be taken is tried again
+MODEL_RETRY_MAX_S = _Model.retry_max_s  # [s] longest wait between tries (the waits double up to it: 600)
+MODEL_STALE_S = _Model.stale_s  # [s] the running model differs from the desired one this long: stale (900)
+MODEL_MAX_SERIAL_JUMP = _Model.max_serial_jump  # a serial more than this above the floor is refused (1000)
 
 # SAFETY WATCHDOG: throttle 0 (and brake in the twin) when these trip; every stop is logged
 # (defaults from pitlane.pilots.watchdog.WatchdogParams, their one home)

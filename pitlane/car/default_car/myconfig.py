@@ -43,7 +43,7 @@ car. Uncomment and edit. Invalid values stop the car at start with a clear messa
 # --- model manager (signed model bundles pulled by digest and hot-swapped) ---
 # MODEL_MANAGER = True
 # MODEL_REF_FILE = "/etc/pitlane/model-ref"   # REGISTRY/REPO@sha256:... mounted by the deployment
-# MODEL_PUBLIC_KEY = "/etc/pitlane/release.pub"
+# MODEL_PUBLIC_KEY = "/home/me/release.pub"     # a car run by hand (the image's key otherwise)
 # MODEL_PIN_SERIAL = 7                        # run this older release on purpose
 
 # --- driving ---
