@@ -29,8 +29,14 @@ def test_repository_pins_are_placeholders_until_a_release():
     from .conftest import ARGOCD
 
     pins = read_pins(ARGOCD)
-    assert sorted(pins.images) == ["car", "sim"]
-    assert [p.split(":")[0] for p in pins.placeholders()] == ["image car", "image sim", "model", "key"]
+    assert sorted(pins.images) == ["car", "notebook", "sim"]  # notebook: the NUC's RayCluster (and hub)
+    assert [p.split(":")[0] for p in pins.placeholders()] == [
+        "image car",
+        "image notebook",
+        "image sim",
+        "model",
+        "key",
+    ]
 
 
 def test_pin_changes_one_line_per_value(argocd):
