@@ -25,6 +25,7 @@ def test_the_nuc_runs_a_raycluster_of_the_notebook_image(nuc):
     head = ray["spec"]["headGroupSpec"]
     workers = ray["spec"]["workerGroupSpecs"]
     assert head["rayStartParams"]["num-cpus"] == "0"  # the head schedules, workers drive
+    assert ray["spec"]["authOptions"] == {"mode": "token"}  # Ray's token besides the NetworkPolicy
     pods = [head["template"]["spec"]] + [g["template"]["spec"] for g in workers]
     for pod in pods:
         (container,) = pod["containers"]
