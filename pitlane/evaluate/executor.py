@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from pitlane.errors import Unavailable, UserError
@@ -33,12 +34,33 @@ EXECUTORS: tuple[str, ...] = ("process", "ray", "serial")
 DEFAULT_EXECUTOR = "process"
 
 
-def default_workers() -> int:
-    """The cores this process may run on (its affinity mask, e.g. a container's CPU set), at least 1."""
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def default_workers(cgroup: Path = CGROUP) -> int:
+    """The cores this process may use: its affinity mask (a container's CPU set), and no more than a
+    container's CPU limit allows (a pod limited to 2 CPUs on a 16-core node drives 2 runs at once)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity mask on this OS
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    quota = cpu_quota(cgroup)
+    return max(1, min(cores, int(quota)) if quota is not None else cores)
+
+
+def cpu_quota(cgroup: Path = CGROUP) -> float | None:
+    """The CPUs the cgroup's quota allows (cgroup v2 cpu.max, or v1 cfs_quota_us), None when unlimited."""
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pitlane.evaluate.executor import (
     PilotRef,
     ProcessPool,
     Serial,
+    cpu_quota,
     default_workers,
     make_executor,
 )
@@ -91,6 +92,21 @@ def test_a_worker_that_dies_is_one_clear_error_and_no_hang():
     assert "\n" not in str(caught.value)
     assert time.monotonic() - t0 < 120, "the pool must give up, not wait for the dead worker"
     assert wait_until(lambda: not multiprocessing.active_children()), "workers left behind"
+
+
+def test_the_default_workers_are_the_cores_a_container_may_use(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "cpu.max").write_text("max 100000\n")  # no limit
+    assert cpu_quota(tmp_path / "v2") is None and default_workers(tmp_path / "v2") == cores
+    (tmp_path / "v2" / "cpu.max").write_text("50000 100000\n")  # half a CPU: still one worker
+    assert cpu_quota(tmp_path / "v2") == 0.5 and default_workers(tmp_path / "v2") == 1
+    (tmp_path / "v1" / "cpu").mkdir(parents=True)
+    (tmp_path / "v1" / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    (tmp_path / "v1" / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(tmp_path / "v1") == 1.0 and default_workers(tmp_path / "v1") == 1
+    (tmp_path / "v1" / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # v1's "no limit"
+    assert cpu_quota(tmp_path / "v1") is None and cpu_quota(tmp_path / "none") is None
 
 
 def test_executor_choices_are_checked_before_anything_loads(tmp_path, capsys):
