@@ -59,6 +59,15 @@ def test_pin_changes_one_line_per_value(argocd):
     assert pin(argocd, images={"sim": SIM}, model=MODEL) == []  # same pins again: no change
 
 
+def test_an_image_the_manifests_pin_but_pitlane_does_not_build_is_pinned_too(argocd):
+    """The notebook image (the RayCluster's) has a pin in pins/images.yaml: a release can set it."""
+    notebook = "127.0.0.1:5000/pitlane/notebook@sha256:" + "d" * 64
+    assert pin(argocd, images={"notebook": notebook}) == [
+        f"image notebook: registry.invalid/pitlane/notebook@sha256:{'0' * 64} -> {notebook}"
+    ]
+    assert read_pins(argocd).images["notebook"] == notebook
+
+
 @pytest.mark.parametrize(
     ("images", "model", "words"),
     [
