@@ -32,8 +32,6 @@ from pitlane.pilots.expert import ExpertParams, ExpertPilot
 
 EXECUTORS: tuple[str, ...] = ("process", "ray", "serial")
 DEFAULT_EXECUTOR = "process"
-
-
 CGROUP = Path("/sys/fs/cgroup")
 
 
@@ -52,7 +50,7 @@ def cpu_quota(cgroup: Path = CGROUP) -> float | None:
     """The CPUs the cgroup's quota allows (cgroup v2 cpu.max, or v1 cfs_quota_us), None when unlimited."""
     try:
         quota, period = (cgroup / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
+        return None if quota == "max" or int(period) <= 0 else int(quota) / int(period)
     except (OSError, ValueError):
         pass
     try:
