@@ -116,7 +116,7 @@ def _add_executor_flags(p: argparse.ArgumentParser) -> None:
         "--ray-address",
         default=None,
         metavar="ADDR",
-        help="the Ray cluster to drive on, e.g. ray://pitlane-ray-head.pitlane.svc:10001 "
+        help="the Ray cluster to drive on, e.g. ray://pitlane-ray-head-svc.pitlane.svc:10001 "
         "(default: $RAY_ADDRESS, else a local Ray)",
     )
 
