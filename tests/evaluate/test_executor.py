@@ -202,6 +202,28 @@ def test_the_gate_on_workers_is_the_serial_gate_through_the_cli(models, tmp_path
 
 
 @pytest.mark.slow
+def test_a_ray_worker_loads_the_shipped_bytes_against_the_digest(models, tmp_path):
+    """What a Ray actor does, without a Ray: write the bytes that travelled, load them, refuse others."""
+    from pitlane.evaluate.ray_pool import RayWorker, model_files
+    from pitlane.pilots.model import ModelPilot
+
+    model = tmp_path / "pilot.tflite"
+    shutil.copy(models["a"], model)
+    model.with_name("pilot.run.json").write_text('{"model_type": "linear"}')
+    pilot = ModelPilot(model)
+    ref = PilotRef.of(pilot)
+    files = model_files(ref)
+    assert sorted(files) == ["pilot.run.json", "pilot.tflite"]  # the run record travels with the model
+    job = Job(SCENE, EvalParams(laps=1, max_seconds=1.0, plots=False, seed=3))
+    worker = RayWorker(ref, files)
+    assert isinstance(worker.pilot, ModelPilot) and worker.pilot.path != model  # its own copy
+    assert untimed([worker.run(job).report]) == untimed([Serial().map(pilot, [job])[0].report])
+    other = RayWorker(ref, dict(files, **{"pilot.tflite": models["b"].read_bytes()}))
+    with pytest.raises(UserError, match="not the expected"):
+        other.run(job)
+
+
+@pytest.mark.slow
 def test_ray_locally_gives_the_serial_reports(models, tmp_path):
     pytest.importorskip("ray")
     from pitlane.evaluate.ray_pool import RayPool
