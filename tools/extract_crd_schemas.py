@@ -11,8 +11,9 @@ this tightens it the way the API server's structural-schema pruning would reject
 - `x-kubernetes-int-or-string` becomes "integer or string", `nullable: true` adds "null";
 - descriptions are dropped (size); apiVersion and kind are pinned to the CRD's.
 
-Usage: python tools/extract_crd_schemas.py [--schemas DIR] [--out DIR] [SUBDIR ...]
+Usage: python tools/extract_crd_schemas.py [--schemas DIR] [--out DIR] [--only KIND[.VERSION]] [SUBDIR ...]
   e.g. tools/extract_crd_schemas.py tekton tekton-triggers   (Tekton)   or   argocd policy-controller
+       tools/extract_crd_schemas.py --only RayCluster.v1 kuberay   (the one KubeRay kind argocd/ uses)
 Shared by every area that vendors CRD schemas (pipelines/, argocd/); rerun it when ../shared/schemas moves.
 """
 
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="*", metavar="SUBDIR", help="sub-folders of --schemas (default: all)")
     parser.add_argument("--schemas", type=Path, default=ROOT.parent / "shared" / "schemas")
     parser.add_argument("--out", type=Path, default=ROOT / "pitlane" / "deploy" / "schemas")
+    parser.add_argument(
+        "--only", action="append", metavar="KIND[.VERSION]", help="these kinds only (e.g. RayCluster.v1)"
+    )
     args = parser.parse_args(argv)
     if not args.schemas.is_dir():
         print(
@@ -107,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                 if not doc or doc.get("kind") != "CustomResourceDefinition":
                     continue
                 for name, schema in extract(doc).items():
+                    if args.only and not {name, name.split(".")[0]} & set(args.only):
+                        continue
                     target = args.out / doc["spec"]["group"] / f"{name}.json"
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")

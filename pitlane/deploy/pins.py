@@ -99,9 +99,11 @@ def pin(
     Every reference is checked before any file is written, so a bad one changes nothing.
     """
     images = images or {}
+    # the images pitlane builds, and any other the manifests pin (notebook: the hub's, the RayCluster's)
+    known = list(dict.fromkeys([*IMAGE_NAMES, *_image_lines(argocd)])) if images else list(IMAGE_NAMES)
     for name, ref in images.items():
-        if name not in IMAGE_NAMES:
-            raise UserError(f"--image {name}=...: unknown image {name!r} (one of {', '.join(IMAGE_NAMES)})")
+        if name not in known:
+            raise UserError(f"--image {name}=...: unknown image {name!r} (one of {', '.join(known)})")
         parse_ref(ref, f"--image {name}")
     if model is not None:
         parse_ref(model, "--model")

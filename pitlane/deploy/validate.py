@@ -18,7 +18,7 @@ from pitlane.errors import BadInput, UserError
 
 KUBERNETES_VERSION = "1.32.0"  # MicroShift 4.19's Kubernetes
 SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
-CRD_GROUPS: tuple[str, ...] = ("argoproj.io", "policy.sigstore.dev")
+CRD_GROUPS: tuple[str, ...] = ("argoproj.io", "policy.sigstore.dev", "ray.io")
 POD_TEMPLATE_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 
 
@@ -80,16 +80,35 @@ def is_digest_pinned(image: str) -> bool:
         return False
 
 
+def pod_templates(obj: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(where, pod template) of each pod an object makes: a workload's one, a RayCluster's head and worker
+    groups'."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") in POD_TEMPLATE_KINDS:
+        return [("spec.template", spec.get("template") or {})]
+    if obj.get("kind") == "RayCluster":
+        head = [("spec.headGroupSpec.template", (spec.get("headGroupSpec") or {}).get("template") or {})]
+        return head + [
+            (f"spec.workerGroupSpecs[{g.get('groupName')}].template", g.get("template") or {})
+            for g in spec.get("workerGroupSpecs") or []
+        ]
+    return []
+
+
 def workload_problems(obj: dict[str, Any]) -> list[str]:
     """Every container pinned by digest, with CPU and memory limits and a restrictive securityContext."""
-    if obj.get("kind") not in POD_TEMPLATE_KINDS:
-        return []
-    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    problems = []
+    for where, template in pod_templates(obj):
+        problems += _pod_problems(where, template.get("spec") or {})
+    return problems
+
+
+def _pod_problems(where: str, pod: dict[str, Any]) -> list[str]:
     pod_sc = pod.get("securityContext") or {}
     problems = []
     for field in ("initContainers", "containers"):
         for c in pod.get(field) or []:
-            at = f"spec.template.spec.{field}[{c.get('name')}]"
+            at = f"{where}.spec.{field}[{c.get('name')}]"
             image = str(c.get("image", ""))
             if not is_digest_pinned(image):
                 problems.append(f"{at}.image: {image!r} is not pinned by digest (REPO@sha256:<64 hex>)")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
 
 from pitlane.args import check_output_dir
 from pitlane.errors import UserError
-from pitlane.evaluate.gate import GateResult, check, format_table, load_policy, run_gate
+from pitlane.evaluate.executor import DEFAULT_EXECUTOR, EXECUTORS, Executor, make_executor
+from pitlane.evaluate.gate import GateResult, check, format_table, load_policy, run_gate, write_gate
+from pitlane.evaluate.parts import RESULT_LIMIT, aggregate, load_summary, summary, write_summary
 from pitlane.evaluate.report import EvalParams
 from pitlane.evaluate.run import Pilot, resolve_scenes, scene_track
 from pitlane.evaluate.runs import RUNS_FILE, RunsSummary, evaluate_runs, parse_seeds, run_params
@@ -89,7 +92,33 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     # the old name, hidden: a gate policy is --policy, as in `pitlane gate` (`model push --gate` is a report)
     p.add_argument("--gate", dest="policy", help=argparse.SUPPRESS)
+    _add_executor_flags(p)
     p.set_defaults(func=_evaluate)
+
+
+def _add_executor_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs driven at once (default: the cores this process may use; with Ray, the cluster's CPUs; "
+        "1: one after another in this process)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default=DEFAULT_EXECUTOR,
+        help="where the runs are driven: process (worker processes here), ray (a local Ray, or the cluster "
+        "at --ray-address; pip install 'pitlane[ray]'), serial (one after another in this process)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="the Ray cluster to drive on, e.g. ray://pitlane-ray-head-svc.pitlane.svc:10001 "
+        "(default: $RAY_ADDRESS, else a local Ray)",
+    )
 
 
 def _add_gate(sub: argparse._SubParsersAction) -> None:
@@ -97,20 +126,60 @@ def _add_gate(sub: argparse._SubParsersAction) -> None:
         "gate",
         help="evaluate a model on every scene of a gate policy; exit 0 on pass, 1 on fail",
         description="Drive the model on each scene of the policy, print the verdict table and write "
-        "DIR/<scene>/report.json, plots and DIR/gate.json. Exit 0 if every threshold is met, 1 otherwise.",
+        "DIR/<scene>/report.json, plots and DIR/gate.json. Exit 0 if every threshold is met, 1 otherwise. "
+        "In parts (one per CI job): `pitlane gate parts` lists them, `pitlane gate --only PART --summary-out "
+        "FILE` drives one, `pitlane gate aggregate FILE...` gives the verdict.",
     )
-    g.add_argument("--model", required=True, metavar="FILE", help="model file (.tflite, .keras or .h5)")
+    g.add_argument("--model", metavar="FILE", help="model file (.tflite, .keras or .h5); required")
     g.add_argument(
         "--policy",
         default=None,
         metavar="FILE",
         help="policy YAML/JSON (default: pitlane's, GatePolicy(); see examples/gate_policy.yaml)",
     )
-    g.add_argument(
-        "--out", required=True, metavar="DIR", help="folder for the reports and gate.json (created)"
-    )
+    g.add_argument("--out", metavar="DIR", help="folder for the reports and gate.json (created); required")
     g.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    g.add_argument(
+        "--only",
+        metavar="PART",
+        default=None,
+        help="drive one part of the gate (SCENE or SCENE:DIRECTION, as `pitlane gate parts` lists them): its "
+        "reports, no gate.json, exit 0 once driven; the verdict is `pitlane gate aggregate`'s",
+    )
+    g.add_argument(
+        "--summary-out",
+        metavar="FILE",
+        default=None,
+        help=f"also write the run's summary for `pitlane gate aggregate` (one JSON line, under {RESULT_LIMIT} "
+        "bytes for most policies: fits a Tekton result)",
+    )
+    _add_executor_flags(g)
     g.set_defaults(func=_gate)
+    sub_gate = g.add_subparsers(dest="gate_command", metavar="{aggregate,parts}", required=False)
+    a = sub_gate.add_parser(
+        "aggregate",
+        help="the verdict and gate.json of a gate driven in parts, from the parts' summaries",
+        description="Check that the summaries are every part of one gate of one model under --policy, each "
+        "run once, then write DIR/gate.json (and each scene's runs.json) as one `pitlane gate` run would and "
+        "print the verdict. Exit 0 on pass, 1 on fail.",
+    )
+    a.add_argument(
+        "summaries",
+        nargs="+",
+        metavar="SUMMARY",
+        help="a file written by --summary-out, or its JSON text itself (as a Tekton array result gives it)",
+    )
+    a.add_argument("--policy", default=None, metavar="FILE", help="the policy the parts were driven under")
+    a.add_argument("--out", required=True, metavar="DIR", help="folder for gate.json (created)")
+    a.set_defaults(func=_aggregate)
+    ps = sub_gate.add_parser(
+        "parts",
+        help="the parts of a gate, as a JSON list (a CI matrix's values)",
+        description="Print the parts of the policy's gate as a JSON list: one per scene and direction, or "
+        "per scene when the policy drives each track's own order.",
+    )
+    ps.add_argument("--policy", default=None, metavar="FILE", help="policy YAML/JSON (default: pitlane's)")
+    ps.set_defaults(func=_parts)
 
 
 def _policy(path: str | None):
@@ -159,12 +228,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         randomize=args.randomize,
     )
     runs = run_params(base, parse_seeds(args.seeds, args.seed), args.direction)
+    executor = _executor(args)
     pilot: Pilot = ExpertPilot() if model is None else _load(model)
-    summary = evaluate_runs(pilot, args.scene, runs, args.out, vs_expert=args.vs_expert)
-    _print_runs(summary, Path(args.out))
+    runs_summary = evaluate_runs(
+        pilot, args.scene, runs, args.out, vs_expert=args.vs_expert, executor=executor
+    )
+    _print_runs(runs_summary, Path(args.out))
     if policy is None:
         return 0
-    reports = summary.reports
+    reports = runs_summary.reports
     checks = tuple(c for r in reports for c in check(r, policy))
     wall = sum(r.wall_seconds for r in reports)
     result = GateResult(pilot.name, pilot.digest, policy, reports, checks, wall)
@@ -190,12 +262,61 @@ def _print_runs(summary: RunsSummary, out: Path) -> None:
         print(f"report: {out / 'report.json'}")
 
 
+def _executor(args: argparse.Namespace) -> Executor:
+    """The executor asked for, checked (Ray installed, workers >= 1) before TensorFlow loads."""
+    return make_executor(args.executor, args.workers, args.ray_address)
+
+
 def _gate(args: argparse.Namespace) -> int:
+    if not args.model or not args.out:
+        raise UserError("pitlane gate needs --model FILE and --out DIR (or: pitlane gate aggregate | parts)")
     check_model_file(args.model)
     check_output_dir(args.out)
+    if args.summary_out:
+        check_output_dir(Path(args.summary_out).parent, "--summary-out")
     policy = _policy(args.policy)
     resolve_scenes(policy.scenes, policy.seed)  # a policy's unknown scene costs no TensorFlow load
-    result = run_gate(_load(args.model), policy, args.out, plots=not args.no_plots, progress=True)
-    print(format_table(result.checks, result.passed))
+    policy.part_runs(args.only)  # an unknown part, too
+    executor = _executor(args)
+    result = run_gate(
+        _load(args.model),
+        policy,
+        args.out,
+        plots=not args.no_plots,
+        progress=True,
+        executor=executor,
+        only=args.only,
+    )
+    table = format_table(result.checks, result.passed)
+    if args.only:  # a part's checks, not the gate's verdict
+        failed = sum(not c.passed for c in result.checks)
+        table = table.rsplit("\n", 1)[0] + (
+            f"\nPART {args.only}: {len(result.checks) - failed}/{len(result.checks)} checks passed "
+            "(the verdict is `pitlane gate aggregate`'s, over every part)"
+        )
+    print(table)
+    if args.summary_out:
+        size = write_summary(summary(result, args.only), args.summary_out)
+        if size > RESULT_LIMIT:
+            print(
+                f"note: the summary is {size} bytes, over Tekton's {RESULT_LIMIT}-byte result limit: "
+                "hand it to the aggregate as a file (a workspace), not as a result",
+                file=sys.stderr,
+            )
     print(f"reports: {args.out} ({result.wall_seconds:.1f} s)", file=sys.stderr)
+    return 0 if result.passed or args.only else 1
+
+
+def _aggregate(args: argparse.Namespace) -> int:
+    policy = _policy(args.policy)
+    check_output_dir(args.out)
+    result = aggregate([load_summary(s) for s in args.summaries], policy)
+    write_gate(result, Path(args.out))
+    print(format_table(result.checks, result.passed))
+    print(f"gate: {Path(args.out) / 'gate.json'}", file=sys.stderr)
     return 0 if result.passed else 1
+
+
+def _parts(args: argparse.Namespace) -> int:
+    print(json.dumps(_policy(args.policy).parts()))
+    return 0

@@ -15,7 +15,8 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ import yaml
 
 from pitlane import tracking
 from pitlane.errors import UserError
+from pitlane.evaluate.executor import Executor, Job, Serial
 from pitlane.evaluate.report import MAX_LAPS, MAX_SECONDS, EvalParams, Report
-from pitlane.evaluate.run import Pilot, resolve_scenes
-from pitlane.evaluate.runs import evaluate_runs, run_params
+from pitlane.evaluate.run import Pilot, resolve_scenes, write_outcome
+from pitlane.evaluate.runs import directions_of, run_params, summarize_runs, write_runs
 from pitlane.gate_report import SCHEMA
 from pitlane.gate_report import format_table as format_table  # the table lives with the report's format
 from pitlane.twin.scenes import DEFAULT_SCENE
@@ -141,6 +143,34 @@ class GatePolicy:
         d["seeds"] = list(self.seeds)
         return d
 
+    def parts(self) -> list[str]:
+        """The gate's parts, each drivable alone (`pitlane gate --only PART`) and aggregated after: one per
+        scene and direction (`SCENE:DIRECTION`), or per scene when it drives each track's own order."""
+        if self.direction is None:
+            return list(self.scenes)
+        return [f"{scene}:{d}" for scene in self.scenes for d in directions_of(self.direction)]
+
+    def part_runs(
+        self, part: str | None, plots: bool = True, progress: bool = False
+    ) -> list[tuple[str, EvalParams]]:
+        """(scene, run) of the gate in its order: every run, or those of one part (a scene alone, or a
+        scene and direction); UserError for a part this policy has not."""
+        runs = self.run_params(plots, progress)
+        if part is None:
+            return [(scene, p) for scene in self.scenes for p in runs]
+        scene, direction = part, None
+        if part not in self.scenes:
+            scene, _, direction = part.rpartition(":")
+            if (
+                scene not in self.scenes
+                or self.direction is None
+                or direction not in directions_of(self.direction)
+            ):
+                raise UserError(
+                    f"--only {part!r} is not a part of this gate; its parts: {', '.join(self.parts())}"
+                )
+        return [(scene, p) for p in runs if direction is None or p.direction == direction]
+
     def run_params(self, plots: bool = True, progress: bool = False) -> list[EvalParams]:
         """The runs driven on each scene: one per seed and direction (one run by default)."""
         base = EvalParams(
@@ -253,33 +283,61 @@ def run_gate(
     *,
     plots: bool = True,
     progress: bool = False,
+    executor: Executor | None = None,
+    only: str | None = None,
 ) -> GateResult:
     """Drive `pilot` (a loaded ModelPilot: `ModelPilot(path)`) on every scene of the policy (reports in
     report_dir/<scene>/), then check them. The verdict names the model as the pilot does: its file name
-    and the digest of the bytes it loaded."""
+    and the digest of the bytes it loaded. `executor` drives the runs (default: one after another, here).
+
+    `only` drives one part of the gate (`SCENE` or `SCENE:DIRECTION`, see `GatePolicy.parts`): its reports
+    land where the whole gate's would and its checks are returned, but no gate.json is written: the verdict
+    is `pitlane.evaluate.parts.aggregate`'s over every part."""
     t0 = time.perf_counter()
     resolve_scenes(policy.scenes, policy.seed)  # every scene found before the first one drives
-    reports, checks = [], []
-    dirs = policy.scene_dirs()
     runs = policy.run_params(plots, progress)
+    several = len(runs) > 1
+    picked = policy.part_runs(only, plots, progress)
+    out = Path(report_dir) if report_dir is not None else None
+    dirs = policy.scene_dirs()
+    jobs = [Job(scene, p if out is not None else replace(p, plots=False)) for scene, p in picked]
+    outcomes = (executor or Serial()).map(pilot, jobs, progress)
+    reports = []
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        if out is not None:
+            sub = out / dirs[job.scene]
+            write_outcome(outcome, sub / job.params.run_name if several else sub)
+        reports.append(replace(outcome.report, run=job.params.run_name if several else ""))
+    result = gate_result(pilot.name, pilot.digest, policy, reports, time.perf_counter() - t0)
+    if out is not None and only is None:
+        write_gate(result, out)
+    return result
+
+
+def gate_result(
+    model: str, digest: str, policy: GatePolicy, reports: Sequence[Report], wall_seconds: float
+) -> GateResult:
+    """The checks of every report in the gate's order, and each scene's completion rate over its runs
+    (when the policy asks and every run of the scene is there): one serial run's verdict, or the
+    aggregate of its parts'."""
+    runs = len(policy.run_params())
+    checks = []
     for scene in policy.scenes:
-        sub = Path(report_dir) / dirs[scene] if report_dir is not None else None
-        summary = evaluate_runs(pilot, scene, runs, sub)
-        for report in summary.reports:
-            reports.append(report)
+        mine = [r for r in reports if r.scene == scene]
+        for report in mine:
             checks.extend(check(report, policy))
-        if policy.min_completion_rate is not None:
-            rate = summary.completion_rate
+        if policy.min_completion_rate is not None and mine and len(mine) == runs:
+            rate = summarize_runs(mine).completion_rate
             ok = rate >= policy.min_completion_rate
             checks.append(Check(scene, "completion_rate", ">=", policy.min_completion_rate, rate, ok))
-    result = GateResult(
-        pilot.name,
-        pilot.digest,
-        policy,
-        tuple(reports),
-        tuple(checks),
-        time.perf_counter() - t0,
-    )
-    if report_dir is not None:
-        result.save(Path(report_dir) / GATE_FILE)
-    return result
+    return GateResult(model, digest, policy, tuple(reports), tuple(checks), wall_seconds)
+
+
+def write_gate(result: GateResult, out: Path) -> Path:
+    """gate.json, and each scene's runs.json where it has several runs, into `out`."""
+    dirs = result.policy.scene_dirs()
+    for scene in result.policy.scenes:
+        mine = [r for r in result.reports if r.scene == scene]
+        if len(mine) > 1:
+            write_runs(summarize_runs(mine), out / dirs[scene])
+    return result.save(out / GATE_FILE)

@@ -5,6 +5,7 @@ matplotlib (Agg backend, never a display) is imported lazily, so evaluation with
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def laps_done(report: Report) -> str:
     return f"{report.laps_completed} laps in {report.wall_seconds:.0f} s"
 
 
-def plot_trajectory(track, trace: Trace, report: Report, path: str | Path) -> Path:
+def plot_trajectory(track, trace: Trace, report: Report, path: str | Path | io.BytesIO) -> None:
     """The driven path over the top-down track texture, coloured by |CTE|; start and end marked."""
     from matplotlib.collections import LineCollection
 
@@ -95,12 +96,11 @@ def plot_trajectory(track, trace: Trace, report: Report, path: str | Path) -> Pa
     )
     ax.legend(loc="upper right", fontsize=8, framealpha=0.85, facecolor="0.25", labelcolor="white")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
-    return Path(path)
 
 
-def plot_timeseries(track, trace: Trace, report: Report, path: str | Path) -> Path:
+def plot_timeseries(track, trace: Trace, report: Report, path: str | Path | io.BytesIO) -> None:
     """Signed CTE (with the road edges) and speed against simulated time; lap ends as vertical lines."""
     plt = _pyplot()
     a = trace.arrays()
@@ -129,14 +129,25 @@ def plot_timeseries(track, trace: Trace, report: Report, path: str | Path) -> Pa
     laps = ", ".join(f"{t:.1f}" for t in report.lap_times) or "none"
     ax1.set_title(f"{report.model} on {report.scene}: end = {report.end_reason}; lap times [s]: {laps}")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
-    return Path(path)
+
+
+def render_plots(track, trace: Trace, report: Report) -> dict[str, bytes]:
+    """The plots as PNG bytes by file name: drawn where the run drove (an evaluation worker), written where
+    the reports are collected (this machine)."""
+    out: dict[str, bytes] = {}
+    for name, plot in ((TRAJECTORY_PNG, plot_trajectory), (TIMESERIES_PNG, plot_timeseries)):
+        buf = io.BytesIO()
+        plot(track, trace, report, buf)
+        out[name] = buf.getvalue()
+    return out
 
 
 def write_plots(track, trace: Trace, report: Report, report_dir: str | Path) -> list[str]:
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plot_trajectory(track, trace, report, out / TRAJECTORY_PNG)
-    plot_timeseries(track, trace, report, out / TIMESERIES_PNG)
-    return [TRAJECTORY_PNG, TIMESERIES_PNG]
+    plots = render_plots(track, trace, report)
+    for name, data in plots.items():
+        (out / name).write_bytes(data)
+    return list(plots)

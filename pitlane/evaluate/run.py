@@ -11,14 +11,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from pitlane.errors import UserError
-from pitlane.evaluate.plots import write_plots
+from pitlane.evaluate.plots import render_plots
 from pitlane.evaluate.report import (
     END_LAPS,
     END_OFF_TRACK,
@@ -156,6 +156,45 @@ def make_sim(scene: str, params: EvalParams) -> Sim:
     return Sim(track, seed=params.seed, params=world, randomize=randomize)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What one run gives back, before anything is written: the report, the trace and the plots' bytes.
+
+    Plain data (no file, no TensorFlow object), so a run can be driven in another process or on another
+    machine and its outcome written where the reports are collected, byte for byte as here."""
+
+    report: Report
+    trace: Trace
+    plots: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG bytes; {} without plots
+
+
+def run_one(pilot: Pilot, scene: str, params: EvalParams) -> Outcome:
+    """One evaluation as a pure function of (pilot, scene, params): drive, summarise, draw the plots
+    (`params.plots`). The same seed gives the same outcome in any process (wall_seconds aside)."""
+    if (
+        params.max_seconds is not None and params.max_seconds > MAX_SECONDS
+    ):  # an evaluation ends in bounded time
+        raise UserError(f"max seconds must be <= {MAX_SECONDS:.0f}, got {params.max_seconds}")
+    sim = make_sim(scene, params)
+    track = sim.track
+    driver = pilot.bound_to(sim)
+    model = ModelInfo(pilot.name, pilot.digest, pilot.model_type)
+    log.info("evaluating %s on %s for %d laps", pilot.name, scene, params.laps)
+    ep = drive(driver.run, sim, params)
+    report = summarize(ep, track, model, params, scene=scene)
+    plots = render_plots(track, ep.trace, report) if params.plots else {}
+    return Outcome(replace(report, plots=list(plots)), ep.trace, plots)
+
+
+def write_outcome(outcome: Outcome, report_dir: str | Path) -> Path:
+    """report.json, trace.npz and the plots of one run into `report_dir`; the report's path."""
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in outcome.plots.items():
+        (out / name).write_bytes(data)
+    return write_report(outcome.report, out, outcome.trace)
+
+
 def evaluate(
     pilot: Pilot,
     scene: str = DEFAULT_SCENE,
@@ -169,19 +208,9 @@ def evaluate(
     the baseline a model is compared with); the report names it by `pilot.name` and `pilot.digest`.
     """
     params = params or EvalParams()
-    if (
-        params.max_seconds is not None and params.max_seconds > MAX_SECONDS
-    ):  # an evaluation ends in bounded time
-        raise UserError(f"max seconds must be <= {MAX_SECONDS:.0f}, got {params.max_seconds}")
-    sim = make_sim(scene, params)
-    track = sim.track
-    driver = pilot.bound_to(sim)
-    model = ModelInfo(pilot.name, pilot.digest, pilot.model_type)
-    log.info("evaluating %s on %s for %d laps", pilot.name, scene, params.laps)
-    ep = drive(driver.run, sim, params)
-    report = summarize(ep, track, model, params, scene=scene)
+    if report_dir is None:  # plots are drawn only to be written
+        params = replace(params, plots=False)
+    outcome = run_one(pilot, scene, params)
     if report_dir is not None:
-        if params.plots:
-            report = replace(report, plots=write_plots(track, ep.trace, report, report_dir))
-        write_report(report, report_dir, ep.trace)
-    return report
+        write_outcome(outcome, report_dir)
+    return outcome.report

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from pitlane.errors import UserError
+from pitlane.evaluate.executor import Executor, Job, Serial
 from pitlane.evaluate.report import EvalParams, Report
-from pitlane.evaluate.run import Pilot, evaluate
+from pitlane.evaluate.run import Outcome, Pilot, write_outcome
 from pitlane.pilots.expert import ExpertPilot
 from pitlane.twin.track import DIRECTIONS
 
@@ -167,30 +168,48 @@ def evaluate_runs(
     report_dir: str | Path | None = None,
     *,
     vs_expert: bool = False,
+    executor: Executor | None = None,
 ) -> RunsSummary:
     """Drive every run with the one `pilot` (a loaded ModelPilot or the ExpertPilot); reports in report_dir
     (one run: report.json there, as `evaluate` writes it; several: report_dir/<run>/report.json), the
     summary in report_dir/runs.json. `vs_expert` also drives the expert on the same runs (its reports under
-    report_dir/expert/) and compares."""
+    report_dir/expert/) and compares. `executor` drives the runs (default: one after another, here); a bar
+    over runs shows when the runs ask for progress."""
     if not runs:
         raise UserError("no runs to evaluate")
-    several = len(runs) > 1
     out = Path(report_dir) if report_dir is not None else None
-    reports = []
-    for params in runs:
-        sub = out / params.run_name if out is not None and several else out
-        report = evaluate(pilot, scene, params, sub)
-        reports.append(replace(report, run=params.run_name if several else ""))
+    with_expert = vs_expert and not isinstance(pilot, ExpertPilot)
+    jobs = [Job(scene, params if out is not None else replace(params, plots=False)) for params in runs]
+    if with_expert:
+        jobs += [Job(scene, replace(p, plots=False, progress=False), expert=True) for p in runs]
+    outcomes = (executor or Serial()).map(pilot, jobs, progress=runs[0].progress)
+    reports = gather(outcomes[: len(runs)], runs, out)
     expert = None
-    if vs_expert and not isinstance(pilot, ExpertPilot):
-        expert = evaluate_runs(
-            ExpertPilot(),
-            scene,
-            [replace(p, plots=False, progress=False) for p in runs],
-            out / "expert" if out is not None else None,
-        )
+    if with_expert:
+        expert_out = out / "expert" if out is not None else None
+        expert = summarize_runs(gather(outcomes[len(runs) :], runs, expert_out))
+        if expert_out is not None and len(runs) > 1:
+            write_runs(expert, expert_out)
     summary = summarize_runs(reports, expert)
-    if out is not None and (several or vs_expert):
-        out.mkdir(parents=True, exist_ok=True)
-        (out / RUNS_FILE).write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    if out is not None and (len(runs) > 1 or vs_expert):
+        write_runs(summary, out)
     return summary
+
+
+def gather(outcomes: Sequence[Outcome], runs: Sequence[EvalParams], out: Path | None) -> list[Report]:
+    """The runs' reports, each named by its run when there are several; written under `out` (one run:
+    out/report.json; several: out/<run>/report.json)."""
+    several = len(runs) > 1
+    reports = []
+    for params, outcome in zip(runs, outcomes, strict=True):
+        if out is not None:
+            write_outcome(outcome, out / params.run_name if several else out)
+        reports.append(replace(outcome.report, run=params.run_name if several else ""))
+    return reports
+
+
+def write_runs(summary: RunsSummary, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RUNS_FILE
+    path.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    return path

@@ -39,6 +39,7 @@ class DemoOptions:
     drive_scene: str = DEFAULT_SCENE
     seed: int = 0
     threads: int | None = None  # TensorFlow threads while training; None: all cores
+    workers: int | None = None  # the gate's runs driven at once; None: the cores
 
 
 def run_demo(opts: DemoOptions) -> int:
@@ -58,7 +59,12 @@ def run_demo(opts: DemoOptions) -> int:
         "-> a DAgger round (the model drives, the expert labels, retrain) -> the gate (laps in the twin)",
     )
     result = default_recipe(
-        out / "recipe", recipe=Recipe(seed=opts.seed), threads=opts.threads, progress=True, overwrite=True
+        out / "recipe",
+        recipe=Recipe(seed=opts.seed),
+        threads=opts.threads,
+        progress=True,
+        overwrite=True,
+        workers=opts.workers,
     )
     assert result.gate is not None  # default_recipe gates unless told not to
     print(format_table(result.gate.checks, result.gate.passed))

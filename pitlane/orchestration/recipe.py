@@ -19,6 +19,7 @@ import numpy as np
 
 from pitlane.data.collect import Options, collect
 from pitlane.errors import UserError
+from pitlane.evaluate.executor import ProcessPool
 from pitlane.evaluate.gate import GatePolicy, GateResult, load_policy, run_gate
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import RunRecord
@@ -122,6 +123,7 @@ def default_recipe(
     threads: int | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    workers: int | None = None,  # gate runs driven at once (pitlane.evaluate.executor); None: the cores
 ) -> RecipeResult:
     """collect -> train -> gate into `out_dir` (tub/, model/pilot.{keras,tflite,run.json}, gate/).
 
@@ -167,7 +169,9 @@ def default_recipe(
     result = None
     if gate:
         pilot = ModelPilot(record.tflite_path or record.model_path, threads=1)
-        result = run_gate(pilot, policy or load_policy(), out / "gate", progress=progress)
+        result = run_gate(
+            pilot, policy or load_policy(), out / "gate", progress=progress, executor=ProcessPool(workers)
+        )
     t3 = time.perf_counter()
     model = Path(record.model_path)
     return RecipeResult(

@@ -14,6 +14,7 @@ from .conftest import ARGOCD
 SIM = "127.0.0.1:5000/pitlane/sim@sha256:" + "a" * 64
 CAR = "127.0.0.1:5000/pitlane/car@sha256:" + "b" * 64
 MODEL = "127.0.0.1:5000/pitlane/models@sha256:" + "c" * 64
+NOTEBOOK = "127.0.0.1:5000/pitlane/notebook@sha256:" + "d" * 64  # the RayCluster's (and the hub's)
 
 
 @pytest.mark.slow
@@ -65,20 +66,9 @@ def test_a_release_bump_still_passes_everything(argocd, capsys):
     root = ["--root", str(argocd)]
     assert (
         main(
-            [
-                "deploy",
-                "pin",
-                *root,
-                "--image",
-                f"sim={SIM}",
-                "--image",
-                f"car={CAR}",
-                "--model",
-                MODEL,
-                "--image",
-                "notebook=registry.example/pitlane/notebook@sha256:" + "c" * 64,
-            ]
-        )  # fmt: skip
+            ["deploy", "pin", *root, "--image", f"sim={SIM}", "--image", f"car={CAR}", "--model", MODEL]
+            + ["--image", f"notebook={NOTEBOOK}"]
+        )
         == 0
     )
     key = argocd.parent / "release.pub"

@@ -29,7 +29,7 @@ def test_repository_pins_are_placeholders_until_a_release():
     from .conftest import ARGOCD
 
     pins = read_pins(ARGOCD)
-    assert sorted(pins.images) == ["car", "notebook", "sim"]
+    assert sorted(pins.images) == ["car", "notebook", "sim"]  # notebook: the NUC's RayCluster (and hub)
     assert [p.split(":")[0] for p in pins.placeholders()] == [
         "image car",
         "image notebook",
@@ -57,6 +57,15 @@ def test_pin_changes_one_line_per_value(argocd):
     assert pins.images["sim"] == SIM and pins.model == MODEL
     assert pins.images["car"].startswith("registry.invalid/")
     assert pin(argocd, images={"sim": SIM}, model=MODEL) == []  # same pins again: no change
+
+
+def test_an_image_the_manifests_pin_but_pitlane_does_not_build_is_pinned_too(argocd):
+    """The notebook image (the RayCluster's) has a pin in pins/images.yaml: a release can set it."""
+    notebook = "127.0.0.1:5000/pitlane/notebook@sha256:" + "d" * 64
+    assert pin(argocd, images={"notebook": notebook}) == [
+        f"image notebook: registry.invalid/pitlane/notebook@sha256:{'0' * 64} -> {notebook}"
+    ]
+    assert read_pins(argocd).images["notebook"] == notebook
 
 
 @pytest.mark.parametrize(
