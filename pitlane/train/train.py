@@ -38,6 +38,7 @@ from pitlane.provenance import (
     tub_digest,
 )
 from pitlane.train.overrides import check_override
+from pitlane.train.pipeline import cached_input
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class TrainParams:
     early_stop_patience: int = 5  # [epochs]
     threads: int | None = None  # TensorFlow intra-op threads; None = TensorFlow's default
     deterministic: bool = True  # tf.config.experimental.enable_op_determinism()
+    cached_frames: bool = True  # decode each frame once, batches by tf.data (False: donkeycar's generator)
     verbose: int = 0  # Keras fit verbosity (donkeycar's VERBOSE_TRAIN): 0 silent, 2 one line per epoch
     learning_rate: float | None = (
         None  # optimizer step size; None: the model type's optimizer default (0.001)
@@ -239,6 +241,16 @@ def optimizer_with(learning_rate: float | None, applied: dict[str, Any]) -> Iter
         training.get_model_by_type = build
 
 
+def _input_pipeline(
+    params: TrainParams, infos: Sequence[TubInfo], digests: Sequence[TubDigest]
+) -> contextlib.AbstractContextManager[None]:
+    """Frames decoded once and fed by tf.data (`pitlane.train.pipeline`), or donkeycar's own generator."""
+    if not params.cached_frames:
+        return contextlib.nullcontext()
+    by_folder = {i.train_path: d.digest for i, d in zip(infos, digests, strict=True)}
+    return cached_input(by_folder, infos[0].image_shape, params.seed, params.deterministic, params.threads)
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -318,7 +330,11 @@ def _train(
         out,
     )
     optimizer: dict[str, Any] = {}
-    with warnings.catch_warnings(), optimizer_with(params.learning_rate, optimizer):
+    with (
+        warnings.catch_warnings(),
+        optimizer_with(params.learning_rate, optimizer),
+        _input_pipeline(params, infos, digests),
+    ):
         # tf.data datasets are shuffled by donkeycar's split, Keras warns its own shuffle flag is unused
         warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
         history = donkey_train(cfg, ",".join(i.train_path for i in infos), str(out), params.model_type)
