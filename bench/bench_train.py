@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pitlane.train.flops import TRAIN_PASSES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # name -> (what it is, TrainParams fields that differ from pitlane's defaults)
@@ -57,22 +59,23 @@ def cpu_s() -> float:
 # ---- the parent: tub, roofline, the configurations in turn, the table
 
 
-def sgemm_gflops(flops: float, repeats: int = 5) -> float:
-    """numpy float32 matmul of n x n, 2 n^3 ~ `flops` (one training batch), best of `repeats`, all cores."""
+def sgemm_gflops(flops: float, repeats: int = 5) -> tuple[float, float]:
+    """numpy float32 matmul of n x n, 2 n^3 ~ `flops` (one training batch), on all cores, best of `repeats`:
+    (GFLOP per second, GFLOP per CPU-second: what one core gives while it runs, whatever else the machine
+    runs)."""
     import numpy as np
 
     n = max(256, round((flops / 2) ** (1 / 3) / 64) * 64)
     rng = np.random.default_rng(0)
     a, b = rng.random((n, n), np.float32), rng.random((n, n), np.float32)
     a @ b  # warm-up: threads started, pages touched
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), cpu_s()
+        a @ b
+        wall.append(time.perf_counter() - t)
+        cpu.append(cpu_s() - c)
+    return 2 * n**3 / min(wall) / 1e9, 2 * n**3 / min(cpu) / 1e9
 
 
 def collect_tub(out: Path, quick: bool) -> Path:
@@ -138,9 +141,9 @@ def main() -> int:
         for r in range(repeats):
             for name in names:
                 flops = results[names[0]][0]["train_flops"] if results[names[0]] else 2.9e8
-                roof = sgemm_gflops(BATCH * flops)
+                roof, roof_cpu = sgemm_gflops(BATCH * flops)
                 res = run_worker(name, args, work)
-                res["roofline_gflops"] = roof
+                res["roofline_gflops"], res["roofline_gflops_cpu"] = roof, roof_cpu
                 results[name].append(res)
                 print(f"round {r + 1} {name}: {summary_line(res)}", flush=True)
     print_table(names, results)
@@ -154,33 +157,33 @@ def main() -> int:
 
 def summary_line(res: dict) -> str:
     return (
-        f"{res['fit_records_s']:.0f} records/s, {res['fit_gflops']:.1f} GFLOP/s "
-        f"(roofline {res['roofline_gflops']:.0f}); input alone {res['input_records_s'][-1]:.0f}/s, "
-        f"steps alone {res['step_records_s']:.0f}/s; load {res['load'][0]:.1f}"
+        f"{res['fit_records_s']:.0f} records/s, {res['fit_gflops']:.1f} GFLOP/s on {res['fit_cores']:.2f} cores "
+        f"(SGEMM {res['roofline_gflops']:.0f}), {res['fit_gflops_cpu']:.1f} GFLOP/CPU-s (SGEMM "
+        f"{res['roofline_gflops_cpu']:.0f}); input alone {res['input_records_s'][-1]:.0f}/s, steps alone "
+        f"{res['step_records_s']:.0f}/s; load {res['load'][0]:.1f}"
     )
 
 
 def print_table(names: list[str], results: dict[str, list[dict]]) -> None:
+    """Per configuration, its best round against the best roofline of the run: the machine's figures."""
     first = results[names[0]][0]
     roof = max(r["roofline_gflops"] for rs in results.values() for r in rs)
+    roof_cpu = max(r["roofline_gflops_cpu"] for rs in results.values() for r in rs)
     print(
         f"\ntub {first['records']} records ({first['train_records']} train), {first['epochs']} epoch(s), "
         f"batch {BATCH}; {first['forward_flops'] / 1e6:.1f} MFLOP forward, "
-        f"{first['train_flops'] / 1e9:.3f} GFLOP per training record; roofline (SGEMM, best of the run) "
-        f"{roof:.0f} GFLOP/s"
+        f"{first['train_flops'] / 1e9:.3f} GFLOP per training record (x{TRAIN_PASSES}); roofline (SGEMM, best "
+        f"of the run) {roof:.0f} GFLOP/s on {os.cpu_count()} cores, {roof_cpu:.0f} GFLOP per CPU-second"
     )
-    header = (
-        "config",
-        "records/s",
-        "GFLOP/s",
-        "% roof",
-        "input 1st/2nd",
-        "steps/s",
-        "% roof",
-        "cores",
-        "x base",
+    print(
+        "training: records/s and GFLOP/s of Keras' fit (validation included in the time), % of the "
+        "roofline; per CPU-second (robust to a busy machine) and its % of SGEMM's; input alone (1st epoch "
+        "decodes) and steps alone in records/s; cores busy during fit; speed-up over the first config "
+        "(median of the rounds' ratios)"
     )
-    print("".join(f"{h:>15}" if i else f"{h:<28}" for i, h in enumerate(header)))
+    header = ["config", "records/s", "GFLOP/s", "% roof", "GF/CPU-s", "% roof", "input 1st/2nd", "steps/s"]
+    header += ["% roof", "cores", "x " + names[0]]
+    print(f"{header[0]:<26}" + "".join(f"{h:>14}" for h in header[1:]))
     base = results[names[0]]
     for name in names:
         rs = results[name]
@@ -190,17 +193,17 @@ def print_table(names: list[str], results: dict[str, list[dict]]) -> None:
             f"{best['fit_records_s']:.0f}",
             f"{best['fit_gflops']:.1f}",
             f"{100 * best['fit_gflops'] / roof:.0f}",
+            f"{max(r['fit_gflops_cpu'] for r in rs):.1f}",
+            f"{100 * max(r['fit_gflops_cpu'] for r in rs) / roof_cpu:.0f}",
             "/".join(f"{x:.0f}" for x in best["input_records_s"]),
             f"{best['step_records_s']:.0f}",
             f"{100 * best['step_records_s'] * best['train_flops'] / 1e9 / roof:.0f}",
             f"{best['fit_cores']:.2f}",
             f"{statistics.median(ratios):.2f}",
         )
-        print(f"{name:<28}" + "".join(f"{c:>15}" for c in cells))
+        print(f"{name:<26}" + "".join(f"{c:>14}" for c in cells))
     for name in names:
-        print(
-            f"  {name}: {CONFIGS[name][0]}; per round: " + "; ".join(summary_line(r) for r in results[name])
-        )
+        print(f"  {name}: {CONFIGS[name][0]}; rounds: " + "; ".join(summary_line(r) for r in results[name]))
 
 
 # ---- the worker: one configuration in a fresh process
@@ -218,6 +221,7 @@ def worker(name: str, tub: Path, epochs: int, out: Path) -> dict:
     res.update(alone(params, info, out))
     res.update(end_to_end(params, tub, out))
     res["fit_gflops"] = res["fit_records_s"] * res["train_flops"] / 1e9
+    res["fit_gflops_cpu"] = res["fit_gflops"] / res["fit_cores"]
     res["load"] = os.getloadavg()
     return res
 
@@ -260,10 +264,11 @@ def alone(params, info, out: Path) -> dict:
     ds = seq.create_tf_data().prefetch(tf.data.AUTOTUNE)
     it = iter(ds)
     setup_s = time.perf_counter() - t
-    input_rates, kept = [], []
+    input_rates: list[float] = []
+    kept: list = []
     for _ in range(2):
         t = time.perf_counter()
-        for i in range(steps):
+        for _ in range(steps):
             batch = next(it)
             if len(kept) < STEP_BATCHES:
                 kept.append(batch)
@@ -287,6 +292,7 @@ def alone(params, info, out: Path) -> dict:
         "input_records_s": input_rates,
         "input_setup_s": setup_s,
         "step_records_s": n * BATCH / step_s,
+        "step_gflops_cpu": n * BATCH * train_flops(model) / step_cpu / 1e9,
         "step_cores": step_cpu / step_s,
     }
 

@@ -241,6 +241,49 @@ def optimizer_with(learning_rate: float | None, applied: dict[str, Any]) -> Iter
         training.get_model_by_type = build
 
 
+@dataclass(frozen=True)
+class StartModel:
+    source: str  # the model as given
+    digest: str  # its content digest, for the run record
+    path: Path  # a copy training reads (the source may be the model this training replaces)
+
+
+def _copy_start(start_from: str | Path, work_dir: Path) -> StartModel:
+    from pitlane.pilots.model import KERAS_SUFFIXES, check_model_file
+
+    source = check_model_file(Path(start_from).expanduser())
+    if source.suffix.lower() not in KERAS_SUFFIXES:
+        raise UserError(
+            f"start model {source} must be a Keras model ({' or '.join(KERAS_SUFFIXES)}), not TFLite"
+        )
+    work_dir.mkdir(parents=True, exist_ok=True)
+    copy = work_dir / f"start{source.suffix.lower()}"
+    shutil.copyfile(source, copy)
+    return StartModel(str(source), file_digest(copy), copy)
+
+
+def _check_start(start: StartModel, model_type: str, image_shape: tuple[int, int, int]) -> None:
+    """One line if the start model is not a `model_type` model of the tubs' image size."""
+    import numpy as np
+    from tensorflow import keras
+
+    from pitlane.pilots.model import model_type_from_outputs
+
+    try:
+        model = keras.models.load_model(str(start.path), compile=False)
+    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, ... for a bad file
+        raise UserError(
+            f"start model {start.source} is not a Keras model: {type(exc).__name__}: {exc}"
+        ) from None
+    shape = tuple(int(v) for v in model.inputs[0].shape[1:])
+    kind = model_type_from_outputs(tuple(int(np.prod(t.shape[1:])) for t in model.outputs))
+    if len(model.inputs) != 1 or kind != model_type or shape != image_shape:
+        raise UserError(
+            f"start model {start.source} is a {kind or 'foreign'} model for {shape} images; training makes a "
+            f"{model_type} model for {image_shape} images: start from one of those"
+        )
+
+
 def _input_pipeline(
     params: TrainParams, infos: Sequence[TubInfo], digests: Sequence[TubDigest]
 ) -> contextlib.AbstractContextManager[None]:
@@ -278,14 +321,25 @@ def train_model(
     *,
     overwrite: bool = False,
     skip_bad: bool = False,
+    start_from: str | Path | None = None,
 ) -> RunRecord:
     """Train a donkeycar model on `tubs`, save it to `out` (.keras or .h5) plus `.tflite` and the run record.
 
     The tubs go through the data checker's rules first (`load_tubs`): a tub it rejects is refused, or with
     `skip_bad` its bad records are left out. An existing model at `out` is kept (UserError) unless `overwrite`.
+    `start_from`: a Keras model of the same type and image size whose weights training starts from instead
+    of random ones (donkeycar's transfer; `out` itself may be it, as a DAgger retrain does).
     """
     with tempfile.TemporaryDirectory(prefix="pitlane-train-") as work:
-        return _train(tubs, out, params, overwrite=overwrite, skip_bad=skip_bad, work_dir=Path(work))
+        return _train(
+            tubs,
+            out,
+            params,
+            overwrite=overwrite,
+            skip_bad=skip_bad,
+            work_dir=Path(work),
+            start_from=start_from,
+        )
 
 
 def _train(
@@ -296,6 +350,7 @@ def _train(
     overwrite: bool,
     skip_bad: bool,
     work_dir: Path,
+    start_from: str | Path | None = None,
 ) -> RunRecord:
     t0 = time.perf_counter()
     out = Path(out).expanduser().absolute()
@@ -311,6 +366,7 @@ def _train(
             f"{records_total} records are too few to hold out a validation set; collect more data"
         )
     digests = tuple(TubDigest(i.path, i.records, tub_digest(i.path)) for i in infos)
+    start = _copy_start(start_from, work_dir) if start_from is not None else None  # before `out` is removed
     t_checked = time.perf_counter()
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +376,8 @@ def _train(
     from donkeycar.pipeline.training import train as donkey_train
 
     image_shape = infos[0].image_shape
+    if start is not None:
+        _check_start(start, params.model_type, image_shape)
     cfg = donkey_config(params, image_shape, out.parent)
     log.info(
         "training %s on %d records from %d tubs (%d bad records skipped) -> %s",
@@ -337,7 +395,13 @@ def _train(
     ):
         # tf.data datasets are shuffled by donkeycar's split, Keras warns its own shuffle flag is unused
         warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
-        history = donkey_train(cfg, ",".join(i.train_path for i in infos), str(out), params.model_type)
+        history = donkey_train(
+            cfg,
+            ",".join(i.train_path for i in infos),
+            str(out),
+            params.model_type,
+            transfer=str(start.path) if start is not None else None,
+        )
     t_trained = time.perf_counter()
     if not out.is_file():
         raise UserError(f"training produced no model at {out} (no epoch improved val_loss?)")
@@ -369,7 +433,8 @@ def _train(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         model_digest=file_digest(out),
         tflite_digest=file_digest(tflite) if tflite.is_file() else "",
-        extra={"records_skipped": skipped},
+        extra={"records_skipped": skipped}
+        | ({"started_from": {"model": start.source, "digest": start.digest}} if start is not None else {}),
     )
     record.save(run_record_path(out))
     return record

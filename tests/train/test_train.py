@@ -275,3 +275,42 @@ def test_train_with_skip_bad_says_how_many_records_it_used(make_tub, tmp_path, c
     assert "on 39 records (1 bad records skipped)" in err
     record = RunRecord.load(run_record_path(tmp_path / "m.keras"))
     assert record.records_total == 39 and record.extra["records_skipped"] == 1
+
+
+# ---- warm start: training from a previous model's weights (the DAgger retrain)
+
+
+@pytest.mark.slow
+def test_training_starts_from_a_previous_model_in_place(make_tub, tmp_path):
+    tub = make_tub(records=48)
+    out = tmp_path / "m.keras"
+    cold = train_model([tub], out, TrainParams(seed=2, **TINY))
+    first_digest = cold.model_digest
+    warm = train_model(
+        [tub], out, TrainParams(seed=2, **{**TINY, "epochs": 1}), overwrite=True, start_from=out
+    )
+    assert warm.extra["started_from"] == {"model": str(out), "digest": first_digest}
+    assert warm.model_digest != first_digest and out.with_suffix(".tflite").is_file()
+    # it goes on from where the first training ended, not from a random start
+    assert warm.history["loss"][0] < cold.history["loss"][0]
+    saved = json.loads(run_record_path(out).read_text())
+    assert saved["extra"]["started_from"]["digest"] == first_digest
+
+
+def test_a_start_model_that_does_not_fit_is_refused(make_tub, tmp_path):
+    tub = make_tub(records=10)
+    tflite = tmp_path / "m.tflite"
+    tflite.write_bytes(b"TFL3")
+    with pytest.raises(UserError, match="must be a Keras model"):
+        train_model([tub], tmp_path / "a.keras", TrainParams(**TINY), start_from=tflite)
+    with pytest.raises(UserError, match="does not exist"):
+        train_model([tub], tmp_path / "a.keras", TrainParams(**TINY), start_from=tmp_path / "none.keras")
+
+
+@pytest.mark.slow
+def test_a_start_model_of_another_type_is_refused_in_one_line(make_tub, tmp_path):
+    tub = make_tub(records=20)
+    other = train_model([tub], tmp_path / "c.keras", TrainParams(model_type="categorical", **TINY))
+    with pytest.raises(UserError, match="is a categorical model for .* training makes a linear model") as err:
+        train_model([tub], tmp_path / "l.keras", TrainParams(**TINY), start_from=other.model_path)
+    assert "\n" not in str(err.value)
