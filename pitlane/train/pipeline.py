@@ -9,8 +9,8 @@ split, the model, its loss and optimizer, the callbacks (early stop, best checkp
 The stream is the same one, batch for batch: records in the split's order, `repeat().batch()` (so a batch
 may run over an epoch's end, as donkeycar's do), images normalised exactly as donkeycar does (x / 255 in
 float32 equals donkeycar's float64 x * (1/255) cast to float32 for every byte value), labels from the
-model's own `y_transform`. Only the work moves: frames are decoded once (`pitlane.train.frames`), batches
-are gathered and normalised by TensorFlow's own threads, and the training-only augmentations (donkeycar's
+model's own `y_transform`. Only the work moves: frames are decoded once (`pitlane.train.frames`), a batch
+is one `np.take` from them, normalised in TensorFlow's own threads, and the training-only augmentations (donkeycar's
 `ImageAugmentation`, albumentations) run per record in a parallel `tf.data` map on the decoded frame.
 donkeycar applies them to the frame it cached on the record, so each epoch re-augments the previous
 epoch's result; here each epoch augments the frame itself.
@@ -100,32 +100,34 @@ class CachedSequence:
         import tensorflow as tf
 
         pixels, rows = self.frames(self.records)
-        frames = tf.convert_to_tensor(pixels)
         ys = labels(self.model, self.records)
         ds = tf.data.Dataset.from_tensor_slices((rows, ys))
+        shape = pixels.shape[1:]
 
-        def normalise(img):
-            return (
-                tf.cast(img, tf.float32) / 255.0
-            )  # == donkeycar's normalize_image, then Keras' float32 cast
+        def normalise(img):  # == donkeycar's normalize_image, then Keras' float32 cast, for every byte value
+            return tf.cast(img, tf.float32) / 255.0
+
+        # frames stay in the numpy array (a TensorFlow constant would copy them); a batch is one np.take
+        def take(r: np.ndarray) -> np.ndarray:
+            return np.take(pixels, r, axis=0)
 
         if self.augmentation is None:
 
             def to_batch(r, y):
-                return {"img_in": normalise(tf.gather(frames, r))}, y
+                img = tf.numpy_function(take, [r], tf.uint8, stateful=False)
+                return {"img_in": normalise(tf.ensure_shape(img, (None, *shape)))}, y
 
             return ds.repeat().batch(self.batch_size).map(to_batch, num_parallel_calls=tf.data.AUTOTUNE)
 
         augment = self.augmentation.augmentations
         if self.deterministic:  # one RNG, drawn in record order: the same seed augments the same way
             augment.set_random_seed(self.seed)
-        shape = pixels.shape[1:]
 
-        def augmented(img: np.ndarray) -> np.ndarray:
-            return augment(image=img)["image"]
+        def augmented(r: np.ndarray) -> np.ndarray:
+            return augment(image=pixels[r])["image"]
 
         def to_record(r, y):
-            img = tf.numpy_function(augmented, [tf.gather(frames, r)], tf.uint8, stateful=True)
+            img = tf.numpy_function(augmented, [r], tf.uint8, stateful=True)
             return {"img_in": normalise(tf.ensure_shape(img, shape))}, y
 
         calls = 1 if self.deterministic else tf.data.AUTOTUNE

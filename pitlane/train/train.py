@@ -39,6 +39,7 @@ from pitlane.provenance import (
 )
 from pitlane.train.overrides import check_override
 from pitlane.train.pipeline import cached_input
+from pitlane.train.split import stable_split
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +392,7 @@ def _train(
     with (
         warnings.catch_warnings(),
         optimizer_with(params.learning_rate, optimizer),
+        stable_split(params.seed),
         _input_pipeline(params, infos, digests),
     ):
         # tf.data datasets are shuffled by donkeycar's split, Keras warns its own shuffle flag is unused
