@@ -2,7 +2,9 @@
 
 `train_model` checks the tubs, builds a donkeycar `Config` from donkeycar's complete config template plus our
 overrides, calls `donkeycar.pipeline.training.train` (which saves the best checkpoint and exports TFLite),
-and writes a run record next to the model.
+and writes a run record next to the model. Two parts of donkeycar's training are stood in for while it runs:
+its input pipeline (frames decoded once, batches by tf.data: `pitlane.train.pipeline`) and its split (by
+record and seed: `pitlane.train.split`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from pitlane.provenance import (
 from pitlane.train.overrides import check_override
 from pitlane.train.pipeline import cached_input
 from pitlane.train.split import stable_split
+from pitlane.train.start import check_start, copy_start
 
 log = logging.getLogger(__name__)
 
@@ -242,49 +245,6 @@ def optimizer_with(learning_rate: float | None, applied: dict[str, Any]) -> Iter
         training.get_model_by_type = build
 
 
-@dataclass(frozen=True)
-class StartModel:
-    source: str  # the model as given
-    digest: str  # its content digest, for the run record
-    path: Path  # a copy training reads (the source may be the model this training replaces)
-
-
-def _copy_start(start_from: str | Path, work_dir: Path) -> StartModel:
-    from pitlane.pilots.model import KERAS_SUFFIXES, check_model_file
-
-    source = check_model_file(Path(start_from).expanduser())
-    if source.suffix.lower() not in KERAS_SUFFIXES:
-        raise UserError(
-            f"start model {source} must be a Keras model ({' or '.join(KERAS_SUFFIXES)}), not TFLite"
-        )
-    work_dir.mkdir(parents=True, exist_ok=True)
-    copy = work_dir / f"start{source.suffix.lower()}"
-    shutil.copyfile(source, copy)
-    return StartModel(str(source), file_digest(copy), copy)
-
-
-def _check_start(start: StartModel, model_type: str, image_shape: tuple[int, int, int]) -> None:
-    """One line if the start model is not a `model_type` model of the tubs' image size."""
-    import numpy as np
-    from tensorflow import keras
-
-    from pitlane.pilots.model import model_type_from_outputs
-
-    try:
-        model = keras.models.load_model(str(start.path), compile=False)
-    except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, ... for a bad file
-        raise UserError(
-            f"start model {start.source} is not a Keras model: {type(exc).__name__}: {exc}"
-        ) from None
-    shape = tuple(int(v) for v in model.inputs[0].shape[1:])
-    kind = model_type_from_outputs(tuple(int(np.prod(t.shape[1:])) for t in model.outputs))
-    if len(model.inputs) != 1 or kind != model_type or shape != image_shape:
-        raise UserError(
-            f"start model {start.source} is a {kind or 'foreign'} model for {shape} images; training makes a "
-            f"{model_type} model for {image_shape} images: start from one of those"
-        )
-
-
 def _input_pipeline(
     params: TrainParams, infos: Sequence[TubInfo], digests: Sequence[TubDigest]
 ) -> contextlib.AbstractContextManager[None]:
@@ -367,7 +327,7 @@ def _train(
             f"{records_total} records are too few to hold out a validation set; collect more data"
         )
     digests = tuple(TubDigest(i.path, i.records, tub_digest(i.path)) for i in infos)
-    start = _copy_start(start_from, work_dir) if start_from is not None else None  # before `out` is removed
+    start = copy_start(start_from, work_dir) if start_from is not None else None  # before `out` is removed
     t_checked = time.perf_counter()
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -378,7 +338,7 @@ def _train(
 
     image_shape = infos[0].image_shape
     if start is not None:
-        _check_start(start, params.model_type, image_shape)
+        check_start(start, params.model_type, image_shape)
     cfg = donkey_config(params, image_shape, out.parent)
     log.info(
         "training %s on %d records from %d tubs (%d bad records skipped) -> %s",
