@@ -10,7 +10,7 @@ configurations run in turn in fresh processes (thread settings only take before 
 load average (printed at start and end) and the roofline beside each figure say how far to trust it.
 
     PYTHONPATH=. .venv/bin/python bench/bench_train.py [--tub DIR] [--epochs 2] [--repeats 2] [--quick]
-        [--configs baseline,pitlane]
+        [--configs baseline,pitlane,pitlane-nondeterministic]
 
 Without --tub it collects the default recipe's expert pass (`pitlane.orchestration.recipe`, about 4,400
 records) into a temporary folder first. `--quick`: a one-lap tub, one epoch, one round (a smoke run).
@@ -39,8 +39,7 @@ CONFIGS: dict[str, tuple[str, dict]] = {
         "before issue 23: donkeycar's generator, op determinism",
         {"cached_frames": False, "deterministic": True},
     ),
-    "pitlane": ("pitlane's defaults now", {}),
-    "pitlane-deterministic": ("the defaults with op determinism", {"deterministic": True}),
+    "pitlane": ("pitlane's defaults now: frames decoded once, tf.data, op determinism", {}),
     "pitlane-nondeterministic": ("the defaults without op determinism", {"deterministic": False}),
     "donkeycar-nondeterministic": (
         "donkeycar's generator without op determinism",
@@ -113,7 +112,11 @@ def main() -> int:
     ap.add_argument("--tub", type=Path, default=None, help="a tub to train on (default: collect one)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs per training (default 2; --quick 1)")
     ap.add_argument("--repeats", type=int, default=None, help="rounds of every configuration (default 2)")
-    ap.add_argument("--configs", default="baseline,pitlane", help=f"comma-separated, of {', '.join(CONFIGS)}")
+    ap.add_argument(
+        "--configs",
+        default="baseline,pitlane,pitlane-nondeterministic",
+        help=f"comma-separated, of {', '.join(CONFIGS)}",
+    )
     ap.add_argument("--quick", action="store_true", help="a one-lap tub, one epoch, one round")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)

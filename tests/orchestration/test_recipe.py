@@ -56,6 +56,7 @@ def test_recipe_defaults_are_the_ingredients_that_earned_their_place():
         True,
     )
     assert (recipe.dagger_rounds, recipe.dagger_laps) == (1, 2) and recipe.directions_driven() == (None,)
+    assert recipe.dagger_epochs == 6 < recipe.train.epochs  # the retrain starts warm from the first model
     assert recipe.hairpin_roads == 3 and recipe.trained_scenes() == DEFAULT_SCENES
     assert recipe.tracks() == [(s, None) for s in DEFAULT_SCENES] + [
         ("hairpin_road", s) for s in recipe.hairpin_seeds
