@@ -46,6 +46,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="leave out the records `pitlane data check` rejects instead of refusing the tub "
         "(problems of a whole tub still refuse it)",
     )
+    p.add_argument(
+        "--start-from",
+        metavar="MODEL",
+        default=None,
+        help="a Keras model of the same type and image size to start from instead of random weights "
+        "(e.g. to go on training on new data; its digest goes into the run record)",
+    )
     p.add_argument("--threads", type=int, default=None, help="TensorFlow threads (default: TensorFlow's)")
     p.add_argument(
         "--learning-rate",
@@ -84,7 +91,12 @@ def _train(args: argparse.Namespace) -> int:
 
     with contextlib.redirect_stdout(sys.stderr):
         record = train_model(
-            find_tubs(args.tub), args.out, params, overwrite=args.overwrite, skip_bad=args.skip_bad
+            find_tubs(args.tub),
+            args.out,
+            params,
+            overwrite=args.overwrite,
+            skip_bad=args.skip_bad,
+            start_from=args.start_from,
         )
     val = f"{record.best_val_loss:.4f}" if record.best_val_loss is not None else "n/a"
     skipped = record.extra.get("records_skipped", 0)

@@ -2,7 +2,9 @@
 
 `train_model` checks the tubs, builds a donkeycar `Config` from donkeycar's complete config template plus our
 overrides, calls `donkeycar.pipeline.training.train` (which saves the best checkpoint and exports TFLite),
-and writes a run record next to the model.
+and writes a run record next to the model. Two parts of donkeycar's training are stood in for while it runs:
+its input pipeline (frames decoded once, batches by tf.data: `pitlane.train.pipeline`) and its split (by
+record and seed: `pitlane.train.split`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ from pitlane.provenance import (
     tub_digest,
 )
 from pitlane.train.overrides import check_override
+from pitlane.train.pipeline import cached_input
+from pitlane.train.split import stable_split
+from pitlane.train.start import StartModel, check_start, copy_start
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,7 @@ class TrainParams:
     early_stop_patience: int = 5  # [epochs]
     threads: int | None = None  # TensorFlow intra-op threads; None = TensorFlow's default
     deterministic: bool = True  # tf.config.experimental.enable_op_determinism()
+    cached_frames: bool = True  # decode each frame once, batches by tf.data (False: donkeycar's generator)
     verbose: int = 0  # Keras fit verbosity (donkeycar's VERBOSE_TRAIN): 0 silent, 2 one line per epoch
     learning_rate: float | None = (
         None  # optimizer step size; None: the model type's optimizer default (0.001)
@@ -242,6 +248,16 @@ def optimizer_with(learning_rate: float | None, applied: dict[str, Any]) -> Iter
         training.get_model_by_type = build
 
 
+def _input_pipeline(
+    params: TrainParams, infos: Sequence[TubInfo], digests: Sequence[TubDigest]
+) -> contextlib.AbstractContextManager[None]:
+    """Frames decoded once and fed by tf.data (`pitlane.train.pipeline`), or donkeycar's own generator."""
+    if not params.cached_frames:
+        return contextlib.nullcontext()
+    by_folder = {i.train_path: d.digest for i, d in zip(infos, digests, strict=True)}
+    return cached_input(by_folder, infos[0].image_shape, params.seed, params.deterministic, params.threads)
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -269,14 +285,25 @@ def train_model(
     *,
     overwrite: bool = False,
     skip_bad: bool = False,
+    start_from: str | Path | None = None,
 ) -> RunRecord:
     """Train a donkeycar model on `tubs`, save it to `out` (.keras or .h5) plus `.tflite` and the run record.
 
     The tubs go through the data checker's rules first (`load_tubs`): a tub it rejects is refused, or with
     `skip_bad` its bad records are left out. An existing model at `out` is kept (UserError) unless `overwrite`.
+    `start_from`: a Keras model of the same type and image size whose weights training starts from instead
+    of random ones (donkeycar's transfer; `out` itself may be it, as a DAgger retrain does).
     """
     with tempfile.TemporaryDirectory(prefix="pitlane-train-") as work:
-        return _train(tubs, out, params, overwrite=overwrite, skip_bad=skip_bad, work_dir=Path(work))
+        return _train(
+            tubs,
+            out,
+            params,
+            overwrite=overwrite,
+            skip_bad=skip_bad,
+            work_dir=Path(work),
+            start_from=start_from,
+        )
 
 
 def _model_path(out: str | Path, overwrite: bool) -> Path:
@@ -297,6 +324,7 @@ def _train(
     overwrite: bool,
     skip_bad: bool,
     work_dir: Path,
+    start_from: str | Path | None = None,
 ) -> RunRecord:
     t0 = time.perf_counter()
     out = _model_path(out, overwrite)
@@ -308,15 +336,16 @@ def _train(
             f"{records_total} records are too few to hold out a validation set; collect more data"
         )
     digests = tuple(TubDigest(i.path, i.records, tub_digest(i.path)) for i in infos)
+    start = copy_start(start_from, work_dir) if start_from is not None else None  # before `out` is removed
     t_checked = time.perf_counter()
 
     out.parent.mkdir(parents=True, exist_ok=True)
     for old in (out, out.with_suffix(".tflite"), run_record_path(out)):  # never mistake an old model for new
         old.unlink(missing_ok=True)
     configure_tensorflow(params.threads, params.seed, params.deterministic)
-    from donkeycar.pipeline.training import train as donkey_train
-
     image_shape = infos[0].image_shape
+    if start is not None:
+        check_start(start, params.model_type, image_shape)
     cfg = donkey_config(params, image_shape, out.parent)
     log.info(
         "training %s on %d records from %d tubs (%d bad records skipped) -> %s",
@@ -326,11 +355,7 @@ def _train(
         skipped,
         out,
     )
-    optimizer: dict[str, Any] = {}
-    with warnings.catch_warnings(), optimizer_with(params.learning_rate, optimizer):
-        # tf.data datasets are shuffled by donkeycar's split, Keras warns its own shuffle flag is unused
-        warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
-        history = donkey_train(cfg, ",".join(i.train_path for i in infos), str(out), params.model_type)
+    history, optimizer = _fit(params, cfg, infos, digests, out, start)
     t_trained = time.perf_counter()
     if not out.is_file():
         raise UserError(f"training produced no model at {out} (no epoch improved val_loss?)")
@@ -362,19 +387,45 @@ def _train(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         model_digest=file_digest(out),
         tflite_digest=file_digest(tflite) if tflite.is_file() else "",
-        extra=_record_extra(infos, skipped),
+        extra=_record_extra(infos, skipped, start),
     )
     record.save(run_record_path(out))
     tracking.log_training(record, run_record_path(out))  # MLflow, when MLFLOW_TRACKING_URI is set
     return record
 
 
-def _record_extra(infos: Sequence[TubInfo], skipped: int) -> dict[str, Any]:
+def _fit(
+    params: TrainParams, cfg: Any, infos: Sequence[TubInfo], digests: Any, out: Path, start: Any
+) -> tuple[Any, dict[str, Any]]:
+    """donkeycar's training run on pitlane's input pipeline: (its history, the optimizer it used)."""
+    from donkeycar.pipeline.training import train as donkey_train
+
+    optimizer: dict[str, Any] = {}
+    with (
+        warnings.catch_warnings(),
+        optimizer_with(params.learning_rate, optimizer),
+        stable_split(params.seed),
+        _input_pipeline(params, infos, digests),
+    ):
+        # tf.data datasets are shuffled by donkeycar's split, Keras warns its own shuffle flag is unused
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
+        history = donkey_train(
+            cfg,
+            ",".join(i.train_path for i in infos),
+            str(out),
+            params.model_type,
+            transfer=str(start.path) if start is not None else None,
+        )
+    return history, optimizer
+
+
+def _record_extra(infos: Sequence[TubInfo], skipped: int, start: StartModel | None = None) -> dict[str, Any]:
     """What the run record adds beyond donkeycar's: bad records left out, the frames' statistics (the bundle
-    carries them to the car's drift score) and the data bundles the tubs were pulled from."""
+    carries them to the car's drift score), the data bundles the tubs were pulled from, the warm start."""
     paths = [i.path for i in infos]
+    started = {"started_from": {"model": start.source, "digest": start.digest}} if start is not None else {}
     return {
         "records_skipped": skipped,
         "frame_stats": training_stats(paths),
         "data_bundles": bundle_refs(paths),
-    }
+    } | started

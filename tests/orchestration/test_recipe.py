@@ -56,6 +56,7 @@ def test_recipe_defaults_are_the_ingredients_that_earned_their_place():
         True,
     )
     assert (recipe.dagger_rounds, recipe.dagger_laps) == (1, 2) and recipe.directions_driven() == (None,)
+    assert recipe.dagger_epochs == 6 < recipe.train.epochs  # the retrain starts warm from the first model
     assert recipe.hairpin_roads == 3 and recipe.trained_scenes() == DEFAULT_SCENES
     assert recipe.tracks() == [(s, None) for s in DEFAULT_SCENES] + [
         ("hairpin_road", s) for s in recipe.hairpin_seeds
@@ -69,6 +70,7 @@ def test_recipe_defaults_are_the_ingredients_that_earned_their_place():
         ({"generated_roads": -1}, "generated_roads"),
         ({"dagger_laps": 0}, "dagger_laps"),
         ({"hairpin_roads": 201}, "hairpin_roads"),
+        ({"dagger_epochs": 0}, "dagger_epochs"),
     ],
 )
 def test_bad_recipe_options_are_named(kwargs, message):
@@ -103,6 +105,7 @@ def test_dagger_round_adds_expert_labelled_records_and_retrains(tmp_path):
         passes=(("light", 1),),
         train=TrainParams(epochs=1, batch_size=32),
         dagger_rounds=1,
+        dagger_epochs=1,
         hairpin_roads=0,
     )
     result = default_recipe(tmp_path, recipe=recipe, gate=False, threads=2)
@@ -116,6 +119,10 @@ def test_dagger_round_adds_expert_labelled_records_and_retrains(tmp_path):
     assert recipe.dagger_laps == 2 and len(sessions) == 1 + recipe.dagger_laps
     assert result.record.records_total == len(lines)  # the last model trained on all of them
     assert result.model.is_file() and result.tflite.is_file()
+    # warm: the retrain started from the first model (whose digest its run record keeps), for dagger_epochs
+    assert result.record.extra["started_from"]["model"] == str(result.model)
+    assert result.record.extra["started_from"]["digest"] != result.record.model_digest
+    assert result.record.epochs_run == 1
 
 
 def test_hairpin_roads_train_beside_the_named_scenes_which_stay_the_only_ones_seen(tmp_path):
