@@ -42,8 +42,9 @@ from pitlane.data.tub import (
 from pitlane.errors import UserError
 from pitlane.pilots.expert import NOISE_PRESETS, ExpertDriver, NoiseParams
 from pitlane.twin.camera import CameraParams
+from pitlane.twin.family import family_style
 from pitlane.twin.randomization import DomainRandomization
-from pitlane.twin.scenes import DEFAULT_SCENE, load_scene, random_style, restyled
+from pitlane.twin.scenes import DEFAULT_SCENE, load_scene, recoloured, restyled
 from pitlane.twin.sim import Sim
 from pitlane.twin.vehicle import Control
 from pitlane.twin.world import CONTROL_HZ, HIT_NONE
@@ -276,6 +277,7 @@ class Options:
     pilot: Callable[[np.ndarray], tuple[float, float]] | None = None  # DAgger: this pilot drives, the
     # expert labels every frame and takes over only far off the line
     style_seed: int | None = None  # with randomize: seed of the first scene's colours (None = the seed)
+    line_styles: bool = False  # with randomize: the whole paint drawn (lines, floor), not only the colours
 
 
 def _make_sim(scene: str, seed: int, camera, options: Options = Options(), index: int = 0):
@@ -284,8 +286,11 @@ def _make_sim(scene: str, seed: int, camera, options: Options = Options(), index
         track = load_scene(scene, rand_seed=seed).oriented(options.direction)
         randomize = DomainRandomization() if options.randomize else None
         if options.randomize:  # the texture too: colours of ground, road and sky drawn from the seed
-            style_seed = seed if options.style_seed is None else options.style_seed
-            track = restyled(track, random_style(style_seed + 7919 * index))
+            style_seed = (seed if options.style_seed is None else options.style_seed) + 7919 * index
+            if options.line_styles:  # and the lines' colours and layout, the floor's pattern
+                track = restyled(track, family_style(style_seed))
+            else:
+                track = recoloured(track, style_seed)
         return Sim(track, seed=seed, camera=camera, randomize=randomize)
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -420,6 +425,7 @@ def collect(
         direction=options.direction or "",
         flip=options.flip,
         randomize=options.randomize,
+        line_styles=options.line_styles,
         driver="pilot+expert" if options.pilot is not None else "expert",
     )
     from tqdm import tqdm

@@ -23,6 +23,7 @@ from pitlane.evaluate.gate import GatePolicy, GateResult, load_policy, run_gate
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import RunRecord
 from pitlane.train.train import TrainParams, train_model
+from pitlane.twin import family
 from pitlane.twin.scenes import HAIRPIN_ROAD
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ UNSEEN_SCENE = "circuit_launch"  # a scene the default recipe never trains on, t
 ROAD_SEED0 = 1000  # generated roads are seeds ROAD_SEED0 + recipe seed + k
 HAIRPIN_SEED0 = 2000  # hairpin roads are seeds HAIRPIN_SEED0 + recipe seed + k
 MAX_ROUNDS_OR_ROADS = 200
+FAMILY_TRACKS_PER_SEED = MAX_ROUNDS_OR_ROADS  # recipe seed k trains on family:train:<200 k ...>
 STYLE_SEED0 = 10_000  # randomised colours: seeds apart from the roads' and the expert's
 
 
@@ -61,11 +63,14 @@ class Recipe:
     dagger_rounds: int = 1  # rounds of: the model drives, the expert labels what it sees, retrain on all
     dagger_laps: int = 2  # laps per training track and direction in each DAgger round
     hairpin_roads: int = 3  # N > 0: also train on N generated roads with U-turns both ways (hairpin_road)
+    # issue 24: the track family's train split (pitlane.twin.family), README "Generalisation"
+    family_tracks: int = 0  # N > 0: also train on N tracks of the family's train split
+    line_styles: bool = False  # with randomize: each lap painted from the family's styles (lines, floors)
 
     def __post_init__(self) -> None:
         if self.directions not in (None, "ccw", "cw", "both"):
             raise UserError(f"recipe directions must be ccw, cw or both, got {self.directions!r}")
-        for name in ("generated_roads", "dagger_rounds", "hairpin_roads"):
+        for name in ("generated_roads", "dagger_rounds", "hairpin_roads", "family_tracks"):
             if not 0 <= getattr(self, name) <= MAX_ROUNDS_OR_ROADS:
                 raise UserError(f"recipe {name} must be between 0 and {MAX_ROUNDS_OR_ROADS}")
         if self.dagger_laps < 1:
@@ -87,9 +92,16 @@ class Recipe:
             (HAIRPIN_ROAD, s) for s in self.hairpin_seeds
         ]
 
+    def family_scenes(self) -> tuple[str, ...]:
+        """The family's train-split tracks this recipe trains on (family:train:<index>); each recipe seed
+        its own, so seeds compared never share a track."""
+        first = FAMILY_TRACKS_PER_SEED * self.seed
+        return tuple(family.scene_name("train", first + k) for k in range(self.family_tracks))
+
     def tracks(self) -> list[tuple[str, int | None]]:
         """(scene, road seed) of every training track: the roads' seeds, or None for a named scene."""
-        return [(scene, None) for scene in self.trained_scenes()] + list(self.seeded_roads())
+        named = [*self.trained_scenes(), *self.family_scenes()]
+        return [(scene, None) for scene in named] + self.seeded_roads()
 
     def trained_scenes(self) -> tuple[str, ...]:
         """The named scenes this recipe trains on (none with generated roads)."""
@@ -208,11 +220,13 @@ def collect_tracks(
                 randomize=recipe.randomize,
                 pilot=pilot,
                 style_seed=STYLE_SEED0 * (seed + 1) + 97 * calls,
+                line_styles=recipe.line_styles,
             )
             calls += 1
-            if recipe.trained_scenes():
+            named = [*recipe.trained_scenes(), *recipe.family_scenes()]
+            if named:
                 summary = collect(
-                    list(recipe.trained_scenes()),
+                    named,
                     chunk,
                     tub,
                     seed=seed + 7919 * k,  # each lap its own perturbations too
