@@ -13,7 +13,7 @@ Three reports, the expert driving the same runs in each:
 
 Usage: python bench/bench_generalisation.py [--split validation|test] [--tracks 100] [--reports family,scenes,training]
          [--laps 10] [--out out/bench_generalisation] [--seeds 0,1,5] [recipe flags: --family-tracks N
-         --[no-]line-styles --directions both --generated-roads N --hairpin-roads N --[no-]flip --[no-]randomize
+         --[no-]line-styles --[no-]hue-grey --directions both --generated-roads N --hairpin-roads N --[no-]flip --[no-]randomize
          --dagger-rounds N --dagger-laps N --passes heavy:3,light:1 --scenes S1,S2 --epochs 10]
          [--model PATH.tflite [--trained-on S1,S2]]
 Recipe flags left out keep the default recipe's values; --model skips training and evaluates that model
@@ -41,6 +41,7 @@ RECIPE_FLAGS = (
     "hairpin_roads",
     "family_tracks",
     "line_styles",
+    "hue_grey",
     "dagger_rounds",
     "dagger_laps",
     "flip",
@@ -92,7 +93,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--directions", choices=("ccw", "cw", "both"), default=None)
     for name in ("generated-roads", "hairpin-roads", "family-tracks", "dagger-rounds", "dagger-laps"):
         ap.add_argument(f"--{name}", type=int, default=None)
-    for name in ("flip", "randomize", "line-styles"):
+    for name in ("flip", "randomize", "line-styles", "hue-grey"):
         ap.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--passes", default=None, help="noise:laps,... (default: the recipe's)")
     ap.add_argument("--scenes", default=None, help="named training scenes, comma-separated ('' for none)")

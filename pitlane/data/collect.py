@@ -278,13 +278,14 @@ class Options:
     # expert labels every frame and takes over only far off the line
     style_seed: int | None = None  # with randomize: seed of the first scene's colours (None = the seed)
     line_styles: bool = False  # with randomize: the whole paint drawn (lines, floor), not only the colours
+    frames: DomainRandomization = field(default_factory=DomainRandomization)  # with randomize: per frame
 
 
 def _make_sim(scene: str, seed: int, camera, options: Options = Options(), index: int = 0):
     """The twin for the `index`-th scene of a collection (each scene its own colours when randomised)."""
     try:
         track = load_scene(scene, rand_seed=seed).oriented(options.direction)
-        randomize = DomainRandomization() if options.randomize else None
+        randomize = options.frames if options.randomize else None
         if options.randomize:  # the texture too: colours of ground, road and sky drawn from the seed
             style_seed = (seed if options.style_seed is None else options.style_seed) + 7919 * index
             if options.line_styles:  # and the lines' colours and layout, the floor's pattern

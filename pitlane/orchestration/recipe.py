@@ -24,6 +24,7 @@ from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import RunRecord
 from pitlane.train.train import TrainParams, train_model
 from pitlane.twin import family
+from pitlane.twin.randomization import DomainRandomization
 from pitlane.twin.scenes import HAIRPIN_ROAD
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ HAIRPIN_SEED0 = 2000  # hairpin roads are seeds HAIRPIN_SEED0 + recipe seed + k
 MAX_ROUNDS_OR_ROADS = 200
 FAMILY_TRACKS_PER_SEED = MAX_ROUNDS_OR_ROADS  # recipe seed k trains on family:train:<200 k ...>
 STYLE_SEED0 = 10_000  # randomised colours: seeds apart from the roads' and the expert's
+HUE_GREY = DomainRandomization(hue_deg=180.0, grey=0.1)  # Recipe.hue_grey's frames: any hue, 1 in 10 grey
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Recipe:
     # issue 24: the track family's train split (pitlane.twin.family), README "Generalisation"
     family_tracks: int = 0  # N > 0: also train on N tracks of the family's train split
     line_styles: bool = False  # with randomize: each lap painted from the family's styles (lines, floors)
+    hue_grey: bool = False  # with randomize: every frame's hues turned at random, some frames grey
 
     def __post_init__(self) -> None:
         if self.directions not in (None, "ccw", "cw", "both"):
@@ -221,6 +224,7 @@ def collect_tracks(
                 pilot=pilot,
                 style_seed=STYLE_SEED0 * (seed + 1) + 97 * calls,
                 line_styles=recipe.line_styles,
+                frames=HUE_GREY if recipe.hue_grey else DomainRandomization(),
             )
             calls += 1
             named = [*recipe.trained_scenes(), *recipe.family_scenes()]
