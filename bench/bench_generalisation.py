@@ -14,7 +14,7 @@ Three reports, the expert driving the same runs in each:
 Usage: python bench/bench_generalisation.py [--split validation|test] [--tracks 100] [--reports family,scenes,training]
          [--laps 10] [--out out/bench_generalisation] [--seeds 0,1,5] [recipe flags: --family-tracks N
          --[no-]line-styles --[no-]hue-grey --directions both --generated-roads N --hairpin-roads N --[no-]flip --[no-]randomize
-         --dagger-rounds N --dagger-laps N --passes heavy:3,light:1 --scenes S1,S2 --epochs 10]
+         --dagger-rounds N --dagger-laps N --record-every K --passes heavy:3,light:1 --scenes S1,S2 --epochs 10]
          [--model PATH.tflite [--trained-on S1,S2]]
 Recipe flags left out keep the default recipe's values; --model skips training and evaluates that model
 (its recipe's tracks from the recipe.json beside it, or --trained-on). Every number goes to OUT/results.json
@@ -42,6 +42,7 @@ RECIPE_FLAGS = (
     "family_tracks",
     "line_styles",
     "hue_grey",
+    "record_every",
     "dagger_rounds",
     "dagger_laps",
     "flip",
@@ -91,7 +92,14 @@ def _args() -> argparse.Namespace:
         "--seeds", default=None, help="several seeds, comma-separated: one training each, then the spread"
     )
     ap.add_argument("--directions", choices=("ccw", "cw", "both"), default=None)
-    for name in ("generated-roads", "hairpin-roads", "family-tracks", "dagger-rounds", "dagger-laps"):
+    for name in (
+        "generated-roads",
+        "hairpin-roads",
+        "family-tracks",
+        "dagger-rounds",
+        "dagger-laps",
+        "record-every",
+    ):
         ap.add_argument(f"--{name}", type=int, default=None)
     for name in ("flip", "randomize", "line-styles", "hue-grey"):
         ap.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None)
@@ -190,7 +198,8 @@ def _print_heldout(title: str, runs, summary) -> None:
     for name, ok in summary.goals().items():
         print(f"  goal {name}: {'met' if ok else 'NOT met'}")
     if failed:
-        print("  failed runs: " + "; ".join(f"{r.scene} {r.direction} ({r.end_reason})" for r in failed))
+        shown = "; ".join(f"{r.scene} {r.direction} ({r.end_reason})" for r in failed[:12])
+        print(f"  {len(failed)} failed runs: {shown}{'; ...' if len(failed) > 12 else ''}")
     rows = [f"{tag} {done}/{n}" for tag, (done, n) in breakdown(runs).items() if done < n]
     if rows:
         print("  runs completed by what the track holds (where any failed): " + ", ".join(rows))

@@ -279,6 +279,12 @@ class Options:
     style_seed: int | None = None  # with randomize: seed of the first scene's colours (None = the seed)
     line_styles: bool = False  # with randomize: the whole paint drawn (lines, floor), not only the colours
     frames: DomainRandomization = field(default_factory=DomainRandomization)  # with randomize: per frame
+    record_every: int = 1  # write every k-th control period's record: 20 Hz frames are near copies, so
+    # k = 2 gives the same training time twice the tracks
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.record_every, int) and self.record_every >= 1):
+            raise UserError(f"record_every must be an integer >= 1, got {self.record_every!r}")
 
 
 def _make_sim(scene: str, seed: int, camera, options: Options = Options(), index: int = 0):
@@ -339,9 +345,10 @@ def _drive_scene(
             "pos/speed": abs(t.speed_mps),
             "pos/cte": t.cte_m,
         }
-        writer.write(record)
-        if options.flip:
-            writer.write(flipped(record))
+        if n % options.record_every == 0:  # every control period drives; every k-th is written
+            writer.write(record)
+            if options.flip:
+                writer.write(flipped(record))
         if options.pilot is not None:
             far = abs(t.cte_m) > TAKEOVER_CTE_FRAC * sim.track.width_m
             near = abs(t.cte_m) < HANDBACK_CTE_FRAC * sim.track.width_m
@@ -366,7 +373,7 @@ def _drive_scene(
         )
     return SceneResult(
         scene,
-        n * (2 if options.flip else 1),  # records written: a mirrored one beside each with flip
+        -(-n // options.record_every) * (2 if options.flip else 1),  # written: a mirror beside each with flip
         t.laps_completed,
         float(cte[:n].mean()) if n else 0.0,
         float(cte[:n].max()) if n else 0.0,

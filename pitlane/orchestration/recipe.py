@@ -69,6 +69,7 @@ class Recipe:
     family_tracks: int = 0  # N > 0: also train on N tracks of the family's train split
     line_styles: bool = False  # with randomize: each lap painted from the family's styles (lines, floors)
     hue_grey: bool = False  # with randomize: every frame's hues turned at random, some frames grey
+    record_every: int = 1  # keep every k-th frame driven (20 Hz frames are near copies: more tracks instead)
 
     def __post_init__(self) -> None:
         if self.directions not in (None, "ccw", "cw", "both"):
@@ -76,6 +77,8 @@ class Recipe:
         for name in ("generated_roads", "dagger_rounds", "hairpin_roads", "family_tracks"):
             if not 0 <= getattr(self, name) <= MAX_ROUNDS_OR_ROADS:
                 raise UserError(f"recipe {name} must be between 0 and {MAX_ROUNDS_OR_ROADS}")
+        if not 1 <= self.record_every <= 10:
+            raise UserError(f"recipe record_every must be between 1 and 10, got {self.record_every}")
         if self.dagger_laps < 1:
             raise UserError(f"recipe dagger_laps must be >= 1, got {self.dagger_laps}")
 
@@ -225,6 +228,7 @@ def collect_tracks(
                 style_seed=STYLE_SEED0 * (seed + 1) + 97 * calls,
                 line_styles=recipe.line_styles,
                 frames=HUE_GREY if recipe.hue_grey else DomainRandomization(),
+                record_every=recipe.record_every,
             )
             calls += 1
             named = [*recipe.trained_scenes(), *recipe.family_scenes()]
