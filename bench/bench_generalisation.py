@@ -14,7 +14,7 @@ Three reports, the expert driving the same runs in each:
 Usage: python bench/bench_generalisation.py [--split validation|test] [--tracks 100] [--reports family,scenes,training]
          [--laps 10] [--out out/bench_generalisation] [--seeds 0,1,5] [recipe flags: --family-tracks N
          --[no-]line-styles --[no-]hue-grey --directions both --generated-roads N --hairpin-roads N --[no-]flip --[no-]randomize
-         --dagger-rounds N --dagger-laps N --record-every K --passes heavy:3,light:1 --scenes S1,S2 --epochs 10]
+         --dagger-rounds N --dagger-laps N --record-every K --passes heavy:3,light:1 --scenes S1,S2 --epochs 10 --model-type linear]
          [--model PATH.tflite [--trained-on S1,S2]]
 Recipe flags left out keep the default recipe's values; --model skips training and evaluates that model
 (its recipe's tracks from the recipe.json beside it, or --trained-on). Every number goes to OUT/results.json
@@ -64,8 +64,9 @@ def _recipe(args):
             changes[name] = getattr(args, name)
     if args.scenes is not None:
         changes["scenes"] = tuple(s for s in args.scenes.split(",") if s)
-    if args.epochs:
-        changes["train"] = replace(recipe.train, epochs=args.epochs)
+    train = {"epochs": args.epochs, "model_type": args.model_type}
+    if any(train.values()):
+        changes["train"] = replace(recipe.train, **{k: v for k, v in train.items() if v})
     return replace(recipe, **changes)
 
 
@@ -79,7 +80,7 @@ def _args() -> argparse.Namespace:
         "--split",
         choices=("validation", "test"),
         default="validation",
-        help="family split (default validation)",
+        help="family split: validation (default) to compare recipes; test only to report a recipe already chosen",
     )
     ap.add_argument("--tracks", type=int, default=100, help="family tracks of the split (default 100)")
     ap.add_argument(
@@ -106,6 +107,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--passes", default=None, help="noise:laps,... (default: the recipe's)")
     ap.add_argument("--scenes", default=None, help="named training scenes, comma-separated ('' for none)")
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--model-type", choices=("linear", "categorical", "inferred"), default=None)
     ap.add_argument("--model", type=Path, default=None, help="evaluate this model instead of training one")
     ap.add_argument("--trained-on", default=None, help="with --model: the scenes it trained on")
     ap.add_argument("--only", default=None, help="scenes report: only these scenes (comma-separated)")
