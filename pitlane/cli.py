@@ -21,10 +21,9 @@ from pitlane.errors import UserError
 from pitlane.evaluate import cli as evaluate_cli
 from pitlane.fleet import cli as fleet_cli
 from pitlane.fleet import data_cli as fleet_data_cli
-from pitlane.hub import cli as hub_cli
 from pitlane.twin import cli as twin_cli
 
-# The container images ship only the domains they run (Dockerfile.sim: twin, data, evaluate, artifacts, car),
+# The container images ship only the domains they run (Dockerfile.sim: twin, data, evaluate, artifacts, car, fleet),
 # so a domain package that is absent there is left out of the command; any other missing module is an error.
 try:
     from pitlane.train import cli as train_cli
@@ -32,6 +31,12 @@ except ModuleNotFoundError as exc:
     if exc.name != "pitlane.train":
         raise
     train_cli = None  # type: ignore[assignment]
+try:
+    from pitlane.hub import cli as hub_cli
+except ModuleNotFoundError as exc:
+    if exc.name != "pitlane.hub":
+        raise
+    hub_cli = None  # type: ignore[assignment]
 try:
     from pitlane.images import cli as images_cli
 except ModuleNotFoundError as exc:

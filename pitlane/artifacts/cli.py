@@ -220,7 +220,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ref", help="REGISTRY/REPOSITORY@sha256:... (or :TAG)")
     p.add_argument("--key", required=True, help="public key (PEM)")
     p.set_defaults(func=_verify)
+    _add_keys_and_registry(sub)
 
+
+def _add_keys_and_registry(sub: argparse._SubParsersAction) -> None:
     k = sub.add_parser("keys", help="signing keys (ECDSA P-256, cosign-compatible)")
     ks = k.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
     p = ks.add_parser(

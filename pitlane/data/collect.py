@@ -42,8 +42,9 @@ from pitlane.data.tub import (
 from pitlane.errors import UserError
 from pitlane.pilots.expert import NOISE_PRESETS, ExpertDriver, NoiseParams
 from pitlane.twin.camera import CameraParams
+from pitlane.twin.family import family_style
 from pitlane.twin.randomization import DomainRandomization
-from pitlane.twin.scenes import DEFAULT_SCENE, load_scene, random_style, restyled
+from pitlane.twin.scenes import DEFAULT_SCENE, load_scene, recoloured, restyled
 from pitlane.twin.sim import Sim
 from pitlane.twin.vehicle import Control
 from pitlane.twin.world import CONTROL_HZ, HIT_NONE
@@ -276,16 +277,27 @@ class Options:
     pilot: Callable[[np.ndarray], tuple[float, float]] | None = None  # DAgger: this pilot drives, the
     # expert labels every frame and takes over only far off the line
     style_seed: int | None = None  # with randomize: seed of the first scene's colours (None = the seed)
+    line_styles: bool = False  # with randomize: the whole paint drawn (lines, floor), not only the colours
+    frames: DomainRandomization = field(default_factory=DomainRandomization)  # with randomize: per frame
+    record_every: int = 1  # write every k-th control period's record: 20 Hz frames are near copies, so
+    # k = 2 gives the same training time twice the tracks
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.record_every, int) and self.record_every >= 1):
+            raise UserError(f"record_every must be an integer >= 1, got {self.record_every!r}")
 
 
 def _make_sim(scene: str, seed: int, camera, options: Options = Options(), index: int = 0):
     """The twin for the `index`-th scene of a collection (each scene its own colours when randomised)."""
     try:
         track = load_scene(scene, rand_seed=seed).oriented(options.direction)
-        randomize = DomainRandomization() if options.randomize else None
+        randomize = options.frames if options.randomize else None
         if options.randomize:  # the texture too: colours of ground, road and sky drawn from the seed
-            style_seed = seed if options.style_seed is None else options.style_seed
-            track = restyled(track, random_style(style_seed + 7919 * index))
+            style_seed = (seed if options.style_seed is None else options.style_seed) + 7919 * index
+            if options.line_styles:  # and the lines' colours and layout, the floor's pattern
+                track = restyled(track, family_style(style_seed))
+            else:
+                track = recoloured(track, style_seed)
         return Sim(track, seed=seed, camera=camera, randomize=randomize)
     except ValueError as exc:
         raise UserError(str(exc)) from None
@@ -333,9 +345,10 @@ def _drive_scene(
             "pos/speed": abs(t.speed_mps),
             "pos/cte": t.cte_m,
         }
-        writer.write(record)
-        if options.flip:
-            writer.write(flipped(record))
+        if n % options.record_every == 0:  # every control period drives; every k-th is written
+            writer.write(record)
+            if options.flip:
+                writer.write(flipped(record))
         if options.pilot is not None:
             far = abs(t.cte_m) > TAKEOVER_CTE_FRAC * sim.track.width_m
             near = abs(t.cte_m) < HANDBACK_CTE_FRAC * sim.track.width_m
@@ -360,7 +373,7 @@ def _drive_scene(
         )
     return SceneResult(
         scene,
-        n * (2 if options.flip else 1),  # records written: a mirrored one beside each with flip
+        -(-n // options.record_every) * (2 if options.flip else 1),  # written: a mirror beside each with flip
         t.laps_completed,
         float(cte[:n].mean()) if n else 0.0,
         float(cte[:n].max()) if n else 0.0,
@@ -420,6 +433,7 @@ def collect(
         direction=options.direction or "",
         flip=options.flip,
         randomize=options.randomize,
+        line_styles=options.line_styles,
         driver="pilot+expert" if options.pilot is not None else "expert",
     )
     from tqdm import tqdm

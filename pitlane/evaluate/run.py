@@ -33,7 +33,7 @@ from pitlane.evaluate.report import (
     write_report,
 )
 from pitlane.twin.randomization import DomainRandomization
-from pitlane.twin.scenes import DEFAULT_SCENE, load_scene, random_style, restyled
+from pitlane.twin.scenes import DEFAULT_SCENE, load_scene, recoloured
 from pitlane.twin.sim import Sim
 from pitlane.twin.vehicle import Control
 from pitlane.twin.world import HIT_OFF_TRACK, WorldParams
@@ -152,7 +152,7 @@ def make_sim(scene: str, params: EvalParams) -> Sim:
     world = WorldParams(random_start=params.random_start)
     randomize = DomainRandomization() if params.randomize else None
     if params.randomize:  # the texture too: the scene's colours of ground, road and sky drawn from the seed
-        track = restyled(track, random_style(params.seed))
+        track = recoloured(track, params.seed)
     return Sim(track, seed=params.seed, params=world, randomize=randomize)
 
 

@@ -24,6 +24,8 @@ from pitlane.evaluate.gate import GatePolicy, GateResult, load_policy, run_gate
 from pitlane.pilots.model import ModelPilot
 from pitlane.provenance import RunRecord
 from pitlane.train.train import TrainParams, train_model
+from pitlane.twin import family
+from pitlane.twin.randomization import DomainRandomization
 from pitlane.twin.scenes import HAIRPIN_ROAD
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,9 @@ UNSEEN_SCENE = "circuit_launch"  # a scene the default recipe never trains on, t
 ROAD_SEED0 = 1000  # generated roads are seeds ROAD_SEED0 + recipe seed + k
 HAIRPIN_SEED0 = 2000  # hairpin roads are seeds HAIRPIN_SEED0 + recipe seed + k
 MAX_ROUNDS_OR_ROADS = 200
+FAMILY_TRACKS_PER_SEED = MAX_ROUNDS_OR_ROADS  # recipe seed k trains on family:train:<200 k ...>
 STYLE_SEED0 = 10_000  # randomised colours: seeds apart from the roads' and the expert's
+HUE_GREY = DomainRandomization(hue_deg=180.0, grey=0.1)  # Recipe.hue_grey's frames: any hue, 1 in 10 grey
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,20 @@ class Recipe:
     # after 10 epochs (best 0.0116); warm 0.0254, 0.0231, 0.0159, 0.0162, 0.0171, 0.0131 after 1..6 epochs
     dagger_epochs: int | None = 6
     hairpin_roads: int = 3  # N > 0: also train on N generated roads with U-turns both ways (hairpin_road)
+    # issue 24: the track family's train split (pitlane.twin.family), README "Generalisation"
+    family_tracks: int = 0  # N > 0: also train on N tracks of the family's train split
+    line_styles: bool = False  # with randomize: each lap painted from the family's styles (lines, floors)
+    hue_grey: bool = False  # with randomize: every frame's hues turned at random, some frames grey
+    record_every: int = 1  # keep every k-th frame driven (20 Hz frames are near copies: more tracks instead)
 
     def __post_init__(self) -> None:
         if self.directions not in (None, "ccw", "cw", "both"):
             raise UserError(f"recipe directions must be ccw, cw or both, got {self.directions!r}")
-        for name in ("generated_roads", "dagger_rounds", "hairpin_roads"):
+        for name in ("generated_roads", "dagger_rounds", "hairpin_roads", "family_tracks"):
             if not 0 <= getattr(self, name) <= MAX_ROUNDS_OR_ROADS:
                 raise UserError(f"recipe {name} must be between 0 and {MAX_ROUNDS_OR_ROADS}")
+        if not 1 <= self.record_every <= 10:
+            raise UserError(f"recipe record_every must be between 1 and 10, got {self.record_every}")
         if self.dagger_laps < 1:
             raise UserError(f"recipe dagger_laps must be >= 1, got {self.dagger_laps}")
         if self.dagger_epochs is not None and self.dagger_epochs < 1:
@@ -94,9 +105,17 @@ class Recipe:
             (HAIRPIN_ROAD, s) for s in self.hairpin_seeds
         ]
 
+    def family_scenes(self) -> tuple[str, ...]:
+        """The family's train-split tracks this recipe trains on (family:train:<index>); each recipe seed
+        its own, so seeds compared never share a track."""
+        first = FAMILY_TRACKS_PER_SEED * self.seed
+        return tuple(family.scene_name("train", first + k) for k in range(self.family_tracks))
+
     def tracks(self) -> list[tuple[str, int | None]]:
         """(scene, road seed) of every training track: the roads' seeds, or None for a named scene."""
-        return [(scene, None) for scene in self.trained_scenes()] + list(self.seeded_roads())
+        named = [*self.trained_scenes(), *self.family_scenes()]
+        unseeded: list[tuple[str, int | None]] = [(scene, None) for scene in named]
+        return unseeded + list(self.seeded_roads())
 
     def trained_scenes(self) -> tuple[str, ...]:
         """The named scenes this recipe trains on (none with generated roads)."""
@@ -226,11 +245,15 @@ def collect_tracks(
                 randomize=recipe.randomize,
                 pilot=pilot,
                 style_seed=STYLE_SEED0 * (seed + 1) + 97 * calls,
+                line_styles=recipe.line_styles,
+                frames=HUE_GREY if recipe.hue_grey else DomainRandomization(),
+                record_every=recipe.record_every,
             )
             calls += 1
-            if recipe.trained_scenes():
+            named = [*recipe.trained_scenes(), *recipe.family_scenes()]
+            if named:
                 summary = collect(
-                    list(recipe.trained_scenes()),
+                    named,
                     chunk,
                     tub,
                     seed=seed + 7919 * k,  # each lap its own perturbations too

@@ -395,7 +395,7 @@ def _train(
 
 
 def _fit(
-    params: TrainParams, cfg: Any, infos: Sequence[TubInfo], digests: Any, out: Path, start: Any
+    params: TrainParams, cfg: Any, infos: Sequence[TubInfo], digests: Any, out: Path, start: StartModel | None
 ) -> tuple[Any, dict[str, Any]]:
     """donkeycar's training run on pitlane's input pipeline: (its history, the optimizer it used)."""
     from donkeycar.pipeline.training import train as donkey_train

@@ -10,6 +10,7 @@ import sys
 
 from pitlane.args import check_output_dir, check_output_file
 from pitlane.errors import UserError
+from pitlane.twin import family
 from pitlane.twin.conformance import conformant, format_table, results_json, run_checks
 from pitlane.twin.limits import add_limit_arguments, limits_from_args
 from pitlane.twin.protocol import DEFAULT_PORT
@@ -183,6 +184,11 @@ def _scenes(args: argparse.Namespace) -> int:
         print(
             f"{HAIRPIN_ROAD} (training only, not a Unity scene): generated_road with U-turns both ways, "
             "one per rand_seed."
+        )
+        print(
+            "family:<split>:<index> (not a Unity scene): the track family, any shape and paint, splits "
+            f"{', '.join(f'{k} {len(v)}' for k, v in family.SPLITS.items())} tracks; train on train, compare "
+            'recipes on validation, test only to report (README "Generalisation").'
         )
     return 0
 

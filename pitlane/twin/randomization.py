@@ -25,6 +25,8 @@ class DomainRandomization:
     pitch_deg: float = 1.5  # [deg] max camera pitch jitter (suspension, mount flex)
     yaw_deg: float = 1.0  # [deg] max camera yaw jitter
     height_m: float = 0.01  # [m] max camera height jitter
+    hue_deg: float = 0.0  # [deg] max rotation of every colour's hue (tape and floors of colours never seen)
+    grey: float = 0.0  # probability of a frame in shades of grey (colour is no cue at all)
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,22 @@ class Randomizer:
             ],
             np.float32,
         )
+        if c.hue_deg > 0 or c.grey > 0:
+            m = self._hue_grey(m, rng)
         out = cv2.transform(img, m)
         if self._noise:
             pos, neg = self._noise[int(rng.integers(len(self._noise)))]
             cv2.add(out, pos, dst=out)
             cv2.subtract(out, neg, dst=out)
         return out
+
+    def _hue_grey(self, m: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """`m` followed by a hue rotation (about the grey axis) and, sometimes, a conversion to grey."""
+        c = self.cfg
+        a = np.radians(c.hue_deg * rng.uniform(-1.0, 1.0))
+        k = np.full(3, 1.0 / np.sqrt(3.0))  # rotation about (1, 1, 1): greys stay grey, hues turn
+        cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+        rot = np.cos(a) * np.eye(3) + np.sin(a) * cross + (1.0 - np.cos(a)) * np.outer(k, k)
+        if rng.random() < c.grey:
+            rot = np.tile(np.array([0.299, 0.587, 0.114]), (3, 1))
+        return (rot @ m).astype(np.float32)

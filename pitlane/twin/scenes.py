@@ -8,57 +8,17 @@ steering and a 0.26 m wheelbase can take (about 0.91 m).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
-from pitlane.twin.track import SPACING_M, Track, TrackStyle, min_clearance_m, resample_closed
+from pitlane.twin import family
+from pitlane.twin.track import Track, TrackStyle, min_clearance_m, rounded_polygon
 
 MIN_RADIUS_M = 1.0  # [m] tightest corner any built-in or generated track has
 DEFAULT_WIDTH_M = 1.0  # [m]
 DEFAULT_SCENE = "generated_track"  # the scene every command drives when told none
 HAIRPIN_ROAD = "hairpin_road"  # a training scene, not the Unity sim's: generated_road with U-turns
-
-
-def rounded_polygon(corners, radii, start_on_longest: bool = False) -> np.ndarray:
-    """Closed path along a polygon's edges with each corner replaced by an arc of the given radius.
-
-    The path starts in the middle of the straight from corner 0 to corner 1 (or of the longest straight).
-
-    Raises ValueError if two arcs would overlap on an edge (the radius is too large for that edge).
-    """
-    c = np.asarray(corners, dtype=np.float64)
-    n = len(c)
-    r = np.broadcast_to(np.asarray(radii, dtype=np.float64), (n,))
-    u_in = c - np.roll(c, 1, axis=0)
-    u_in /= np.linalg.norm(u_in, axis=1)[:, None]
-    u_out = np.roll(u_in, -1, axis=0)
-    turn = np.arctan2(u_in[:, 0] * u_out[:, 1] - u_in[:, 1] * u_out[:, 0], (u_in * u_out).sum(axis=1))
-    tlen = r * np.tan(np.abs(turn) / 2)
-    edge = np.linalg.norm(np.roll(c, -1, axis=0) - c, axis=1)
-    over = tlen + np.roll(tlen, -1) > edge + 1e-9
-    if over.any():
-        raise ValueError(f"corner radii too large for edges {np.flatnonzero(over).tolist()}")
-    out = []
-    for i in range(n):
-        t1 = c[i] - u_in[i] * tlen[i]
-        if abs(turn[i]) < 1e-9:
-            out.append(c[i][None])
-            continue
-        left = np.array([-u_in[i, 1], u_in[i, 0]])
-        sign = 1.0 if turn[i] > 0 else -1.0
-        center = t1 + sign * r[i] * left
-        a0 = math.atan2(t1[1] - center[1], t1[0] - center[0])
-        m = max(4, int(abs(turn[i]) * r[i] / (SPACING_M / 2)))
-        a = a0 + np.linspace(0.0, turn[i], m + 1)
-        out.append(center + r[i] * np.stack([np.cos(a), np.sin(a)], axis=1))
-    path = np.vstack(out)
-    keep = np.r_[True, np.hypot(*np.diff(path, axis=0).T) > 1e-6]
-    path = resample_closed(path[keep], SPACING_M)
-    # start (s = 0) in the middle of the first (or the longest) straight, so the start line lies on it
-    straight = edge - tlen - np.roll(tlen, -1)
-    e = int(np.argmax(straight)) if start_on_longest else 0
-    mid = c[e] + u_out[e] * (tlen[e] + 0.5 * straight[e])
-    return np.roll(path, -int(np.argmin(np.hypot(*(path - mid).T))), axis=0)
 
 
 def _track(name: str, corners, radii, width_m: float, style: TrackStyle) -> Track:
@@ -204,8 +164,9 @@ _cache: dict[tuple[str, int], Track] = {}
 
 
 def load_scene(name: str, rand_seed: int = 0) -> Track:
-    """The track of a scene; `generated_road` is a new random loop per `rand_seed`; a name ending in
-    `.json` is a track file (`Track.load`), so users' own tracks go wherever a scene name does in-process.
+    """The track of a scene; `generated_road` is a new random loop per `rand_seed`; `family:<split>:<index>`
+    a track of the family (`pitlane.twin.family`); a name ending in `.json` is a track file (`Track.load`),
+    so users' own tracks go wherever a scene name does in-process.
 
     Raises ValueError naming the known scenes for an unknown name.
     """
@@ -213,14 +174,19 @@ def load_scene(name: str, rand_seed: int = 0) -> Track:
         return Track.load(name)  # not cached: the user may be editing the file between runs
     key = (name, int(rand_seed) if name in ("generated_road", HAIRPIN_ROAD) else 0)
     if key not in _cache:
-        if name == "generated_road":
+        if family.is_family(name):
+            track = family.family_track(*family.parse(name)).track
+        elif name == "generated_road":
             track = generate_track(int(rand_seed), name="generated_road", style=_ROAD)
         elif name == HAIRPIN_ROAD:
             track = generate_track(int(rand_seed), name=HAIRPIN_ROAD, style=_ROAD, hairpins=2)
         elif name in _BUILTIN:
             track = _BUILTIN[name]()
         else:
-            raise ValueError(f"unknown scene {name!r}; known scenes: {', '.join(SCENE_NAMES)}")
+            raise ValueError(
+                f"unknown scene {name!r}; known scenes: {', '.join(SCENE_NAMES)}, {HAIRPIN_ROAD}, "
+                f"{family.PREFIX}:<{'|'.join(family.SPLITS)}>:<index>"
+            )
         if len(_cache) >= 64:  # generated_road makes one track per rand_seed: keep the cache bounded
             _cache.clear()
         _cache[key] = track
@@ -336,3 +302,19 @@ def random_style(seed: int) -> TrackStyle:
 def restyled(track: Track, style: TrackStyle) -> Track:
     """The same road painted in other colours."""
     return Track(name=track.name, centerline=track.centerline, width_m=track.width_m, style=style)
+
+
+def recoloured(track: Track, seed: int) -> Track:
+    """The same road and lines in colours drawn from `seed` (`random_style`'s ground, road, sky and grain):
+    a track's line layout and floor pattern stay its own."""
+    colours = random_style(seed)
+    return restyled(
+        track,
+        replace(
+            track.style,
+            road_rgb=colours.road_rgb if track.style.road_paint else colours.ground_rgb,
+            ground_rgb=colours.ground_rgb,
+            sky_rgb=colours.sky_rgb,
+            grain=colours.grain,
+        ),
+    )

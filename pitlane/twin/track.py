@@ -17,6 +17,7 @@ listed in driving order. Cross-track error is POSITIVE when the car is RIGHT of 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,19 +29,41 @@ FORMAT_VERSION = 1
 DIRECTIONS: tuple[str, ...] = ("ccw", "cw")  # driving directions around a loop, seen from above
 
 
+LINE_KINDS: tuple[str, ...] = ("solid", "dashed", "none")  # how an edge or centre line is painted
+GROUND_PATTERNS: tuple[str, ...] = ("grain", "tiles", "planks", "carpet", "checker")  # floor textures
+_CHOICES = {"edge_line": LINE_KINDS, "center_line": LINE_KINDS, "ground_pattern": GROUND_PATTERNS}
+
+
 @dataclass(frozen=True)
 class TrackStyle:
-    """Colours (RGB 0-255) of the painted track; scenes differ by these as much as by shape."""
+    """Paint of a track: colours (RGB 0-255), lines and floor; scenes differ by these as much as by shape.
+
+    The defaults are the built-in scenes' paint: white solid edge lines, a dashed yellow centre line on
+    asphalt over grainy ground. Real tracks differ (tape of any colour, a missing centre line, tape on a tiled
+    floor, glare), and the track family (`pitlane.twin.family`) draws all of these."""
 
     road_rgb: tuple[int, int, int] = (68, 68, 72)
     ground_rgb: tuple[int, int, int] = (84, 120, 60)
     edge_rgb: tuple[int, int, int] = (235, 235, 235)
     center_rgb: tuple[int, int, int] = (235, 190, 40)
     sky_rgb: tuple[int, int, int] = (170, 200, 230)
-    edge_width_m: float = 0.05  # [m] white edge line width
-    center_width_m: float = 0.04  # [m] yellow center line width
-    dash_m: float = 0.30  # [m] length of one center-line dash (gap of equal length)
+    edge_width_m: float = 0.05  # [m] edge line width
+    center_width_m: float = 0.04  # [m] center line width
+    dash_m: float = 0.30  # [m] length of one dash (of the centre line, or of a dashed edge line)
     grain: float = 10.0  # std of the per-pixel texture noise [0-255 levels]
+    edge_line: str = "solid"  # solid | dashed | none
+    center_line: str = "dashed"  # solid | dashed | none
+    gap_m: float = 0.0  # [m] gap between dashes; 0 = as long as a dash
+    road_paint: bool = True  # False: no road surface, the floor shows between the lines (tape on a floor)
+    ground_pattern: str = "grain"  # grain | tiles | planks | carpet | checker
+    pattern_m: float = 0.5  # [m] size of a tile, plank or check
+    pattern_contrast: float = 0.0  # [0-1] how much darker a tile's grout, a plank's seam, every other check
+    glare: float = 0.0  # [0-1] strength of bright soft patches (ceiling lights on a glossy floor)
+
+    def __post_init__(self) -> None:
+        for k, allowed in _CHOICES.items():
+            if getattr(self, k) not in allowed:
+                raise ValueError(f"style {k} must be one of {', '.join(allowed)}, got {getattr(self, k)!r}")
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -52,6 +75,16 @@ class TrackStyle:
             raise ValueError(f"unknown style keys {sorted(unknown)}")
         kw: dict[str, Any] = {}
         for k, v in d.items():
+            if k in _CHOICES:
+                if v not in _CHOICES[k]:
+                    raise ValueError(f"style {k} must be one of {', '.join(_CHOICES[k])}, got {v!r}")
+                kw[k] = v
+                continue
+            if k == "road_paint":
+                if not isinstance(v, bool):
+                    raise ValueError(f"style road_paint must be true or false, got {v!r}")
+                kw[k] = v
+                continue
             try:
                 if k.endswith("_rgb"):
                     if len(v) != 3 or not all(0 <= int(c) <= 255 for c in v):
@@ -343,6 +376,48 @@ def resample_closed(pts: np.ndarray, spacing_m: float = SPACING_M) -> np.ndarray
     return np.stack([np.interp(si, s, closed[:, 0]), np.interp(si, s, closed[:, 1])], axis=1)
 
 
+def rounded_polygon(corners, radii, start_on_longest: bool = False) -> np.ndarray:
+    """Closed path along a polygon's edges with each corner replaced by an arc of the given radius.
+
+    The path starts in the middle of the straight from corner 0 to corner 1 (or of the longest straight).
+
+    Raises ValueError if two arcs would overlap on an edge (the radius is too large for that edge).
+    """
+    c = np.asarray(corners, dtype=np.float64)
+    n = len(c)
+    r = np.broadcast_to(np.asarray(radii, dtype=np.float64), (n,))
+    u_in = c - np.roll(c, 1, axis=0)
+    u_in /= np.linalg.norm(u_in, axis=1)[:, None]
+    u_out = np.roll(u_in, -1, axis=0)
+    turn = np.arctan2(u_in[:, 0] * u_out[:, 1] - u_in[:, 1] * u_out[:, 0], (u_in * u_out).sum(axis=1))
+    tlen = r * np.tan(np.abs(turn) / 2)
+    edge = np.linalg.norm(np.roll(c, -1, axis=0) - c, axis=1)
+    over = tlen + np.roll(tlen, -1) > edge + 1e-9
+    if over.any():
+        raise ValueError(f"corner radii too large for edges {np.flatnonzero(over).tolist()}")
+    out = []
+    for i in range(n):
+        t1 = c[i] - u_in[i] * tlen[i]
+        if abs(turn[i]) < 1e-9:
+            out.append(c[i][None])
+            continue
+        left = np.array([-u_in[i, 1], u_in[i, 0]])
+        sign = 1.0 if turn[i] > 0 else -1.0
+        center = t1 + sign * r[i] * left
+        a0 = math.atan2(t1[1] - center[1], t1[0] - center[0])
+        m = max(4, int(abs(turn[i]) * r[i] / (SPACING_M / 2)))
+        a = a0 + np.linspace(0.0, turn[i], m + 1)
+        out.append(center + r[i] * np.stack([np.cos(a), np.sin(a)], axis=1))
+    path = np.vstack(out)
+    keep = np.r_[True, np.hypot(*np.diff(path, axis=0).T) > 1e-6]
+    path = resample_closed(path[keep], SPACING_M)
+    # start (s = 0) in the middle of the first (or the longest) straight, so the start line lies on it
+    straight = edge - tlen - np.roll(tlen, -1)
+    e = int(np.argmax(straight)) if start_on_longest else 0
+    mid = c[e] + u_out[e] * (tlen[e] + 0.5 * straight[e])
+    return np.roll(path, -int(np.argmin(np.hypot(*(path - mid).T))), axis=0)
+
+
 def min_clearance_m(track: Track, skip_m: float = 3.0) -> float:
     """Smallest distance between centerline samples more than `skip_m` apart along the loop.
 
@@ -366,5 +441,6 @@ __all__ = [
     "bspline_closed",
     "catmull_rom_closed",
     "resample_closed",
+    "rounded_polygon",
     "min_clearance_m",
 ]

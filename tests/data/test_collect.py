@@ -251,3 +251,32 @@ def test_randomized_collection_frames_differ_from_plain_ones():
     plain, _ = _drive()
     randomized, _ = _drive(randomize=True)
     assert not np.array_equal(plain[5]["cam/image_array"], randomized[5]["cam/image_array"])
+
+
+def test_line_styles_repaint_lines_and_floor_while_colours_alone_keep_the_lines():
+    from pitlane.data.collect import Options, _make_sim
+    from pitlane.twin.camera import CameraParams
+    from pitlane.twin.family import family_style
+    from pitlane.twin.scenes import load_scene, random_style
+
+    own = load_scene("family:train:3").style
+    for index in (0, 1):
+        sim = _make_sim(
+            "family:train:3",
+            0,
+            CameraParams(),
+            Options(randomize=True, line_styles=True, style_seed=5),
+            index,
+        )
+        assert sim.track.style == family_style(5 + 7919 * index)
+        coloured = _make_sim(
+            "family:train:3", 0, CameraParams(), Options(randomize=True, style_seed=5), index
+        )
+        s = coloured.track.style
+        assert s.ground_rgb == random_style(5 + 7919 * index).ground_rgb
+        assert (s.edge_line, s.center_line, s.edge_rgb, s.center_rgb) == (
+            own.edge_line,
+            own.center_line,
+            own.edge_rgb,
+            own.center_rgb,
+        )

@@ -71,6 +71,7 @@ def test_recipe_defaults_are_the_ingredients_that_earned_their_place():
         ({"dagger_laps": 0}, "dagger_laps"),
         ({"hairpin_roads": 201}, "hairpin_roads"),
         ({"dagger_epochs": 0}, "dagger_epochs"),
+        ({"family_tracks": -2}, "family_tracks"),
     ],
 )
 def test_bad_recipe_options_are_named(kwargs, message):
@@ -167,3 +168,25 @@ def test_randomize_paints_every_lap_in_other_colours(tmp_path):
         for f in firsts.values()
     ]
     assert np.abs(skies[0] - skies[1]).max() > 5  # another sky colour
+
+
+def test_family_tracks_are_the_train_splits_own_per_seed(tmp_path):
+    from pitlane.data.tub import read_raw_tub
+    from pitlane.orchestration.recipe import collect_tracks
+    from pitlane.twin.family import split_of
+
+    recipe = Recipe(scenes=(), hairpin_roads=0, family_tracks=2, line_styles=True, seed=1)
+    assert recipe.family_scenes() == ("family:train:200", "family:train:201")
+    assert recipe.tracks() == [("family:train:200", None), ("family:train:201", None)]
+    assert not set(Recipe(family_tracks=2).family_scenes()) & set(recipe.family_scenes())  # seeds apart
+    assert {split_of(int(s.split(":")[2])) for s in Recipe(family_tracks=200, seed=7).family_scenes()} == {
+        "train"
+    }
+    records = collect_tracks(recipe, tmp_path / "tub", "none", 1, recipe.seed)
+    lines = [
+        json.loads(x)
+        for p in sorted((tmp_path / "tub").glob("catalog_*.catalog"))
+        for x in p.read_text().splitlines()
+    ]
+    assert len(lines) == records and len({r["_session_id"] for r in lines}) == 2  # one lap of each track
+    assert read_raw_tub(tmp_path / "tub").metadata["line_styles"] == "True"

@@ -32,8 +32,13 @@ def test_frames_are_donkeycars_pixels_decoded_once(make_tub, monkeypatch):
     first = tub_frames(tub, tub_digest(tub), names, SHAPE)
     for name, row in first.rows.items():
         assert np.array_equal(first.pixels[row], load_image_sized(str(tub / "images" / name), 160, 120, 3))
-    decoded = []
-    monkeypatch.setattr(frames_module, "decode_frames", lambda *a, **k: decoded.append(a) or first.pixels)
+    decoded: list[tuple] = []
+
+    def decode(*a, **k):
+        decoded.append(a)
+        return first.pixels
+
+    monkeypatch.setattr(frames_module, "decode_frames", decode)
     assert tub_frames(tub, tub_digest(tub), names, SHAPE) is first and decoded == []
 
 

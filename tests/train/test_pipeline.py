@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import pytest
@@ -87,7 +88,7 @@ def test_augmentations_change_training_frames_only_and_repeat_with_the_seed(make
 def test_cached_training_follows_donkeycars_training_curve(make_tub, tmp_path):
     """Same seed, same batches, same model: the training curve of donkeycar's own pipeline."""
     tub = make_tub(records=64)
-    tiny = dict(seed=4, epochs=2, batch_size=16, threads=1, deterministic=True)
+    tiny: dict[str, Any] = dict(seed=4, epochs=2, batch_size=16, threads=1, deterministic=True)
     theirs = train_model([tub], tmp_path / "a" / "m.keras", TrainParams(cached_frames=False, **tiny))
     ours = train_model([tub], tmp_path / "b" / "m.keras", TrainParams(cached_frames=True, **tiny))
     assert ours.history["loss"] == pytest.approx(theirs.history["loss"], rel=1e-5)

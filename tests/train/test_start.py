@@ -4,13 +4,14 @@ does not fit is refused in one line."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from pitlane.errors import UserError
 from pitlane.train import TrainParams, run_record_path, train_model
 
-TINY = dict(epochs=2, batch_size=16, threads=1)
+TINY: dict[str, Any] = dict(epochs=2, batch_size=16, threads=1)
 
 
 @pytest.mark.slow

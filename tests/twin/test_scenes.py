@@ -119,3 +119,23 @@ def test_hairpin_roads_turn_both_ways_and_plain_ones_do_not_u_turn():
     assert not any(_hairpins(load_scene("generated_road", s)) for s in range(6))
     a, b = load_scene("hairpin_road", 1), load_scene("hairpin_road", 2)
     assert a.centerline.shape != b.centerline.shape or not np.allclose(a.centerline, b.centerline)
+
+
+def test_recoloured_keeps_a_tracks_lines_and_floor():
+    from dataclasses import replace
+
+    from pitlane.twin.scenes import random_style, recoloured, restyled
+
+    track = load_scene("warehouse")
+    plain = recoloured(track, 3)
+    assert plain.style == random_style(3)  # a named scene's lines are the defaults: the colours are all
+    taped = restyled(
+        track, replace(track.style, center_line="none", edge_rgb=(45, 90, 200), road_paint=False)
+    )
+    again = recoloured(taped, 3)
+    assert (again.style.center_line, again.style.edge_rgb, again.style.road_paint) == (
+        "none",
+        (45, 90, 200),
+        False,
+    )
+    assert again.style.ground_rgb == random_style(3).ground_rgb == again.style.road_rgb  # tape on the floor

@@ -40,3 +40,49 @@ def test_deterministic_and_mip_levels_halve():
     h0, w0 = a.levels_rgba[0].shape[:2]
     assert a.levels_rgba[2].shape[:2] == ((((h0 + 1) // 2) + 1) // 2, (((w0 + 1) // 2) + 1) // 2)
     assert a.levels[0].shape == (h0, w0, 3)
+
+
+def test_line_styles_and_floors_paint_as_the_style_says():
+    from dataclasses import replace
+
+    from pitlane.twin.scenes import restyled
+
+    track = load_scene("warehouse")
+    yellow, white, floor = (235, 190, 40), (235, 235, 235), (150, 60, 60)
+    style = replace(
+        track.style,
+        edge_rgb=yellow,
+        center_rgb=white,
+        center_line="none",
+        edge_line="dashed",
+        dash_m=0.3,
+        gap_m=0.3,
+        road_paint=False,
+        ground_rgb=floor,
+        road_rgb=floor,
+        grain=2.0,
+    )
+    tex = paint_track(restyled(track, style))
+    left, _ = track.edges()
+    on = [sample(tex, *left[i]) for i in range(40, track.total_nodes - 40, 3) if (track.s[i] % 0.6) < 0.2]
+    off = [
+        sample(tex, *left[i])
+        for i in range(40, track.total_nodes - 40, 3)
+        if 0.35 < (track.s[i] % 0.6) < 0.55
+    ]
+    assert np.median([np.abs(p - yellow).max() for p in on]) < 40  # yellow tape on the dashes
+    assert np.median([np.abs(p - floor).max() for p in off]) < 40  # the floor between them
+    middle = [sample(tex, *track.centerline[i]) for i in range(40, track.total_nodes - 40, 7)]
+    assert max(np.abs(p - floor).max() for p in middle) < 40  # no centre line, no asphalt: the floor
+    # solid white centre line, tiles with dark grout, glare: each changes the paint, deterministically
+    base = replace(track.style, center_line="solid", center_rgb=white)
+    solid = paint_track(restyled(track, base))
+    dashes = [sample(solid, *track.centerline[i]) for i in range(40, track.total_nodes - 40, 5)]
+    assert min(p.min() for p in dashes) > 180  # every centreline sample is white: solid
+    tiles = paint_track(restyled(track, replace(base, ground_pattern="tiles", pattern_contrast=0.6)))
+    grey = tiles.levels[0][..., 1].astype(int)
+    assert np.percentile(grey, 1) < 0.6 * np.median(grey)  # grout lines, much darker than the tiles
+    glare = paint_track(restyled(track, replace(base, glare=0.6)))
+    assert glare.levels[0].astype(int).mean() > solid.levels[0].astype(int).mean() + 3
+    again = paint_track(restyled(track, replace(base, glare=0.6)))
+    assert np.array_equal(glare.levels_rgba[0], again.levels_rgba[0])

@@ -151,3 +151,19 @@ def test_oriented_picks_the_asked_direction():
     assert ccw.oriented("cw").clockwise and not cw.oriented("ccw").clockwise
     with pytest.raises(ValueError, match="direction must be one of"):
         ccw.oriented("left")
+
+
+def test_line_and_floor_styles_round_trip_and_bad_ones_are_named():
+    s = TrackStyle(
+        edge_line="dashed", center_line="none", road_paint=False, ground_pattern="tiles", glare=0.3
+    )
+    assert TrackStyle.from_json(s.to_json()) == s
+    for bad, message in (
+        ({"edge_line": "wavy"}, "edge_line must be one of solid, dashed, none"),
+        ({"ground_pattern": 3}, "ground_pattern must be one of grain"),
+        ({"road_paint": "no"}, "road_paint must be true or false"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            TrackStyle.from_json(bad)
+    with pytest.raises(ValueError, match="center_line must be one of"):
+        TrackStyle(center_line="dotted")
