@@ -39,7 +39,7 @@ images: setup  ## the sim (amd64) and car (arm64) images with buildah, no daemon
 	$(BIN)/pitlane images build
 
 notebooks: setup  ## run the notebooks in order (Download_Data hands its tubs to simple_train) and save their outputs
-	cd notebooks && ../$(BIN)/jupyter execute --inplace --timeout=1200 Download_Data.ipynb simple_train.ipynb
+	cd notebooks && ../$(BIN)/jupyter execute --inplace --timeout=1200 Download_Data.ipynb simple_train.ipynb Fleet_Data.ipynb
 
 out/demo/summary.json:
 	$(MAKE) demo

@@ -9,6 +9,8 @@ import nbformat
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+# the notebooks that draw (training curves, tub statistics); Fleet_Data lists and pulls bundles: text only
+PLOTTING = ("Download_Data.ipynb", "simple_train.ipynb")
 
 
 def _parameters(name: str) -> dict[str, object]:
@@ -34,6 +36,6 @@ def test_notebooks_name_only_notebooks_that_exist_and_keep_their_outputs(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.get("execution_count") for c in code), f"{path.name} is not saved executed (make notebooks)"
     images = [o for c in code for o in c.get("outputs", []) if o.get("data", {}).get("image/png")]
-    assert images, f"{path.name} is saved without its plots (make notebooks)"
+    assert images or path.name not in PLOTTING, f"{path.name} is saved without its plots (make notebooks)"
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
