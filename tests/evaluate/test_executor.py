@@ -3,6 +3,7 @@ refuses the model's bytes is one clear error, not a hang; the executor asked for
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -68,20 +69,25 @@ def test_the_comparison_with_the_expert_fans_out_too(tmp_path):
     assert_same_tree(tmp_path / "s", tmp_path / "p")
 
 
-def _kill_first_worker(stop: threading.Event) -> None:
+def _kill_first_worker(stop: threading.Event, before: set[int | None]) -> None:
+    """Once the pool's workers have run a second, kill one; again while the pool runs (a worker that had
+    already exited, or a child an earlier test left behind, is not the pool's)."""
     while not stop.is_set():
-        pids = [p.pid for p in multiprocessing.active_children() if p.pid is not None]
+        pids = [p.pid for p in multiprocessing.active_children() if p.pid is not None and p.pid not in before]
         if pids:
             time.sleep(1.0)  # started, and likely driving
-            os.kill(pids[0], signal.SIGKILL)
-            return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pids[0], signal.SIGKILL)
+            continue
         time.sleep(0.02)
 
 
 def test_a_worker_that_dies_is_one_clear_error_and_no_hang():
-    jobs = [Job(SCENE, EvalParams(laps=3, seed=s, plots=False)) for s in range(8)]
+    # more runs than this process drives before the worker is up: the pool must meet the dead worker
+    jobs = [Job(SCENE, EvalParams(laps=3, seed=s, plots=False)) for s in range(40)]
     stop = threading.Event()
-    killer = threading.Thread(target=_kill_first_worker, args=(stop,), daemon=True)
+    before = {p.pid for p in multiprocessing.active_children()}
+    killer = threading.Thread(target=_kill_first_worker, args=(stop, before), daemon=True)
     killer.start()
     t0 = time.monotonic()
     try:
