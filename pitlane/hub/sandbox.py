@@ -13,20 +13,38 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterable
 from pathlib import Path
+
+import pitlane
 
 BWRAP = "bwrap"
 INSTALL = "apt-get install bubblewrap"
 
 
-def sandbox_argv(home: Path, data: Path, bwrap: str = BWRAP) -> list[str]:
-    """bwrap's arguments that run a command with only `home` visible (and writable) under `data`."""
+def software_under_tmp(paths: Iterable[Path] | None = None) -> list[Path]:
+    """What the server runs that the private /tmp would hide: the environment, the Python it was made from and
+    pitlane's own source, where they live under /tmp (a CI clone, a checkout in a scratch folder)."""
+    if paths is None:
+        paths = (Path(sys.prefix), Path(sys.base_prefix), Path(pitlane.__file__).resolve().parents[1])
+    tmp = Path("/tmp")
+    return list(
+        dict.fromkeys(p.resolve() for p in paths if p.resolve().is_relative_to(tmp) and p.resolve() != tmp)
+    )
+
+
+def sandbox_argv(home: Path, data: Path, bwrap: str = BWRAP, keep: Iterable[Path] = ()) -> list[str]:
+    """bwrap's arguments that run a command with only `home` visible (and writable) under `data`; `keep`
+    (software_under_tmp) stays readable through the private /tmp."""
+    kept = [arg for path in keep for arg in ("--ro-bind", str(path), str(path))]
     return [
         bwrap,
         "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
         "--tmpfs", "/tmp",
+        *kept,  # before the data folder's tmpfs: a data folder inside a kept checkout is hidden again
         "--tmpfs", str(data),  # every home, the hub's database and the services' stores: gone
         "--bind", str(home), str(home),  # mounts come from the old root, so the home survives the tmpfs
         "--unshare-user", "--unshare-pid", "--unshare-ipc",
@@ -42,7 +60,7 @@ def unavailable(data: Path) -> str | None:
     path = shutil.which(BWRAP)
     if path is None:
         return f"bubblewrap is not installed ({INSTALL})"
-    probe = [*sandbox_argv(data, data, path), "true"]
+    probe = [*sandbox_argv(data, data, path, software_under_tmp()), sys.executable, "-c", "import pitlane"]
     proc = subprocess.run(probe, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]

@@ -15,7 +15,7 @@ from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import Bool, List, Unicode, default
 
 from pitlane.hub.homes import home_of, seed_home
-from pitlane.hub.sandbox import sandbox_argv
+from pitlane.hub.sandbox import sandbox_argv, software_under_tmp
 
 
 class HomeSpawner(SimpleLocalProcessSpawner):
@@ -35,7 +35,7 @@ class HomeSpawner(SimpleLocalProcessSpawner):
         copied = seed_home(home, Path(self.notebooks_dir))
         if copied:
             self.log.info("seeded %s's home with %s", self.user.name, ", ".join(copied))
-        wrap = sandbox_argv(home, Path(self.data_dir)) if self.sandbox else []
+        wrap = sandbox_argv(home, Path(self.data_dir), keep=software_under_tmp()) if self.sandbox else []
         self.cmd = [*wrap, *self.server_cmd]
         if os.geteuid() == 0:  # the server sees uid 0 (root's, or the sandbox's own): Jupyter needs consent
             self.args = [*self.args, "--ServerApp.allow_root=True"]  # type: ignore[has-type]  # a traitlet
