@@ -302,6 +302,9 @@ def test_full_release_builds_signs_and_pins_both_images(world):
         r = oci.Reference.parse(ref)
         signing.verify(oci.Client.for_ref(r), r, image_key)  # the IMAGE key signed it, not the model key
         assert results["IMAGE_DIGEST"] in diff
-    assert model.split("@")[1] in diff
+    released = outcome(world, "v1.1.0")["results"][
+        "model"
+    ]  # the candidate, re-pushed with its assigned serial
+    assert released.split("@")[1] in diff
     (release,) = [r for r in world["github"].releases(GH_REPO) if r["tag_name"] == "v1.1.0"]
     assert "Image sim:" in release["body"] and "Image car:" in release["body"] and not release["draft"]
