@@ -439,6 +439,12 @@ class LocalRun:
                     f"step {step['name']} exited {rc}" if rc >= 0 else f"step {step['name']} timed out",
                 )
         results = {f.name: f.read_text() for f in results_dir.iterdir() if f.is_file()}
+        for r in tspec.get("results", []):
+            if r.get("type") == "array" and r["name"] in results:  # Tekton refuses a malformed array too
+                try:
+                    array_value(results[r["name"]], f"result {r['name']}")
+                except UserError as exc:
+                    return TaskOutcome(name, FAILED, str(exc))
         size = stored_size(results)
         if size > RESULT_LIMIT:
             return TaskOutcome(

@@ -151,7 +151,7 @@ def check_task(task: dict[str, Any]) -> list[str]:
         if kind == "params" and base not in params:
             problems.append(f"Task {name}: $(params.{var[1]}) is not a declared param")
         elif kind == "params" and (index is None) == (base in arrays) and index != "*":
-            problems.append(f"Task {name}: $(params.{var[1]}): {base} is {_kind(base in arrays)} param")
+            problems.append(f"Task {name}: $(params.{var[1]}): {base} is {_kind(base in arrays)}")
         elif kind == "params" and index == "*" and base not in arrays:
             problems.append(f"Task {name}: $(params.{var[1]}): {base} is not an array param")
         elif kind == "results" and var[1] not in results:
