@@ -433,7 +433,10 @@ def test_arrays_and_matrices_that_are_not_arrays_are_refused(tmp_path):
         == 'result parts: \'{"not": "a list"}\' is not an array of strings (a JSON list)'
     )
     assert outcome.task("fan").status == SKIPPED
-    lookup = {("params", "x"): "1"}.get
+
+    def lookup(var: tuple[str, ...]) -> str | None:
+        return "1" if var == ("params", "x") else None
+
     with pytest.raises(UserError, match="matrix param part needs an array, got '1'"):
         tekton.matrix_combinations({"name": "t", "matrix": {"params": [{"name": "part", "value": "$(params.x)"}]}},
                                    lookup)  # fmt: skip
