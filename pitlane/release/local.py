@@ -438,22 +438,7 @@ class LocalRun:
                     FAILED,
                     f"step {step['name']} exited {rc}" if rc >= 0 else f"step {step['name']} timed out",
                 )
-        results = {f.name: f.read_text() for f in results_dir.iterdir() if f.is_file()}
-        for r in tspec.get("results", []):
-            if r.get("type") == "array" and r["name"] in results:  # Tekton refuses a malformed array too
-                try:
-                    array_value(results[r["name"]], f"result {r['name']}")
-                except UserError as exc:
-                    return TaskOutcome(name, FAILED, str(exc))
-        size = stored_size(results)
-        if size > RESULT_LIMIT:
-            return TaskOutcome(
-                name,
-                FAILED,
-                f"its results take {size} bytes as Tekton keeps them, over its {RESULT_LIMIT}-byte limit "
-                "(a step's termination message): hand large values on in a workspace",
-            )
-        return TaskOutcome(name, SUCCEEDED, "", results)
+        return _results(name, tspec, results_dir)
 
     def _env_value(
         self, e: dict[str, Any], lookup: Callable[[tuple[str, ...]], str | None], where: str
@@ -499,6 +484,27 @@ class LocalRun:
         if timer is not None:
             timer.cancel()
         return rc
+
+
+def _results(name: str, tspec: dict[str, Any], results_dir: Path) -> TaskOutcome:
+    """A TaskRun that ran every step: its results, or Failed where Tekton would refuse them (an array result
+    that is no array, results over the size a step's termination message holds)."""
+    results = {f.name: f.read_text() for f in results_dir.iterdir() if f.is_file()}
+    for r in tspec.get("results", []):
+        if r.get("type") == "array" and r["name"] in results:
+            try:
+                array_value(results[r["name"]], f"result {r['name']}")
+            except UserError as exc:
+                return TaskOutcome(name, FAILED, str(exc))
+    size = stored_size(results)
+    if size > RESULT_LIMIT:
+        return TaskOutcome(
+            name,
+            FAILED,
+            f"its results take {size} bytes as Tekton keeps them, over its {RESULT_LIMIT}-byte limit "
+            "(a step's termination message): hand large values on in a workspace",
+        )
+    return TaskOutcome(name, SUCCEEDED, "", results)
 
 
 def _kill_group(pid: int) -> None:
