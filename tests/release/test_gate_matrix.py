@@ -104,10 +104,10 @@ def test_the_parts_aggregate_to_the_serial_gate(tmp_path, candidate):
 
 
 def test_a_summary_over_the_result_limit_is_refused_in_one_line(tmp_path, candidate):
-    """100 seeds in one part: its summary would not fit a Tekton result, so the part fails, naming its size
+    """150 seeds in one part: its summary would not fit a Tekton result, so the part fails, naming its size
     and what to do; nothing is cut and no verdict is given."""
     lax = {**LAX, "max_seconds": 0.1}
-    policy = GatePolicy(scenes=("generated_track",), direction="cw", seeds=tuple(range(100)), **lax)  # type: ignore[arg-type]
+    policy = GatePolicy(scenes=("generated_track",), direction="cw", seeds=tuple(range(150)), **lax)  # type: ignore[arg-type]
     outcome, log = run_gate(tmp_path, candidate, policy)
     assert outcome.status == FAILED
     assert outcome.task("gate-part").reason == "gate-part-0 (part=generated_track:cw): step drive exited 1"
