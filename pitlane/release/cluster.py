@@ -5,6 +5,7 @@ log like `tkn pipelinerun logs -f`.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,6 +87,15 @@ def latest(api_client: client.ApiClient, cfg: ClusterConfig, tag: str | None) ->
     return str(runs[-1]["metadata"]["name"])
 
 
+def taskrun_label(tr: dict[str, Any]) -> str:
+    """A TaskRun as `status` shows it: its pipeline task, with the index of a matrix's TaskRun (Tekton names
+    them `<pipelinerun>-<task>-<i>`), so the parts of a fan-out stay apart."""
+    name = tr["metadata"]["name"]
+    task = tr["metadata"].get("labels", {}).get("tekton.dev/pipelineTask", name)
+    m = re.fullmatch(rf".*-{re.escape(task)}-(\d+)", name)
+    return f"{task}-{m.group(1)}" if m else task
+
+
 def condition(obj: dict[str, Any]) -> tuple[str, str, str]:
     """(status 'True'/'False'/'Unknown', reason, message) of a Tekton object's Succeeded condition."""
     for c in obj.get("status", {}).get("conditions", []):
@@ -123,7 +133,7 @@ class Follower:
             raise _fail(f"read PipelineRun {name}", exc) from None
         taskruns.sort(key=lambda t: t.get("status", {}).get("startTime") or "")
         for tr in taskruns:
-            task = tr["metadata"].get("labels", {}).get("tekton.dev/pipelineTask", tr["metadata"]["name"])
+            task = taskrun_label(tr)
             status, reason, message = condition(tr)
             line = f"[{task}] {reason or 'Pending'}" + (
                 f": {message}" if status == "False" and message else ""

@@ -5,17 +5,21 @@ What it does like Tekton: params and defaults, `$(...)` substitution in step scr
 workingDir; results through files (`$(results.x.path)`); workspaces as folders (a Secret-bound workspace
 is filled from a local secrets folder, only its `items:` when it names them); env `secretKeyRef` from the same folder; `runAfter`, result
 dependencies and `when` (scoped to the task); `retries`; `finally` with `$(tasks.status)` and
-`$(tasks.<name>.status)`; a script without a shebang runs under `sh -e`. Secret values never reach the
-log: each is masked as `***`.
+`$(tasks.<name>.status)`; a script without a shebang runs under `sh -e`, its `args` its arguments; array
+params and results (`$(...[*])`, `$(...[N])`); `matrix.params` (one TaskRun per combination, in order,
+each with its retries; the task fails if one fails; its string results collected into arrays for
+`$(tasks.<name>.results.<result>[*])`); Tekton's limit on a TaskRun's results (4096 bytes as it keeps
+them). Secret values never reach the log: each is masked as `***`.
 
 What it does not do: pods, step images (steps run with this machine's tools, `pitlane` from the running
-environment), sidecars, securityContext, volumes, resource limits, parallel tasks (tasks run one at a
-time in dependency order), matrix, and Tekton Chains.
+environment), sidecars, securityContext, volumes, resource limits, parallel tasks (tasks, and the TaskRuns
+of a matrix, run one at a time in dependency order), `matrix.include`, and Tekton Chains.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -30,7 +34,19 @@ from pathlib import Path
 from typing import Any
 
 from pitlane.errors import UserError
-from pitlane.release.tekton import Objects, substitute, variables
+from pitlane.release.tekton import (
+    RESULT_LIMIT,
+    Objects,
+    array_value,
+    expand_args,
+    matrix_combinations,
+    param_value,
+    split_index,
+    stored_size,
+    substitute,
+    task_params,
+    variables,
+)
 
 SUCCEEDED, FAILED, SKIPPED = "Succeeded", "Failed", "Skipped"
 NO_SHEBANG = "#!/bin/sh\nset -e\n"  # what Tekton runs a shebang-less script with
@@ -102,6 +118,7 @@ class TaskOutcome:
     results: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     attempts: int = 0
+    matrix: list[str] = field(default_factory=list)  # the combinations a matrix ran, `param=value, ...`
 
 
 @dataclass
@@ -251,7 +268,12 @@ class LocalRun:
                 return "None" if o is None or o.status == SKIPPED else o.status
             if var[0] == "tasks" and len(var) == 4 and var[2] == "results":
                 o = self.outcomes.get(var[1])
-                return o.results.get(var[3]) if o else None
+                result, index = split_index(var[3])
+                value = o.results.get(result) if o else None
+                if value is None or index in (None, "*"):
+                    return value  # a whole array as Tekton keeps it: a JSON list
+                items = array_value(value, f"result {result} of task {var[1]}")
+                return items[int(index)] if int(index) < len(items) else None
             return None
 
         return lookup
@@ -260,7 +282,7 @@ class LocalRun:
         name = pt["name"]
         lookup = self._lookup_pipeline(final)
         # A task that needs a result of a task that did not produce it is skipped (Tekton: "Results were missing").
-        for var in variables({"params": pt.get("params", []), "when": pt.get("when", [])}):
+        for var in variables({k: pt.get(k, []) for k in ("params", "when", "matrix")}):
             if var[0] == "tasks" and len(var) == 4 and lookup(var) is None:
                 return self._skip(name, f"result {var[3]} of {var[1]} is missing ({var[1]} did not run)")
         for w in pt.get("when", []):
@@ -268,36 +290,77 @@ class LocalRun:
             values = [substitute(v, lookup, f"task {name} when") for v in w["values"]]
             if (value in values) != (w["operator"] == "in"):
                 return self._skip(name, f"when {w['input']} ({value!r}) {w['operator']} {values} is false")
-        task = self.objects.get("Task", pt["taskRef"]["name"])
-        tspec = task["spec"]
+        tspec = self.objects.get("Task", pt["taskRef"]["name"])["spec"]
         given = {
-            p["name"]: substitute(str(p["value"]), lookup, f"task {name} param {p['name']}")
+            p["name"]: param_value(p["value"], lookup, f"task {name} param {p['name']}")
             for p in pt.get("params", [])
         }
-        params = {}
-        for p in tspec.get("params", []):
-            if p["name"] in given:
-                params[p["name"]] = given[p["name"]]
-            elif "default" in p:
-                params[p["name"]] = str(p["default"])
-            else:
-                raise UserError(f"task {name}: param {p['name']} has no value")
+        combinations = matrix_combinations(pt, lookup)
+        if combinations == []:
+            return self._skip(name, "its matrix has no values to fan out")
         workspaces = {w["name"]: self.workspaces.get(w["workspace"]) for w in pt.get("workspaces", [])}
-        attempts = int(pt.get("retries", 0)) + 1
         started = time.monotonic()
-        outcome = TaskOutcome(name, FAILED)
+        if combinations is None:
+            outcome = self._attempts(name, pt, tspec, task_params(name, tspec, given), workspaces)
+        else:
+            outcome = self._fan_out(name, pt, tspec, given, combinations, workspaces)
+        outcome.name, outcome.seconds = name, time.monotonic() - started
+        runs = f" ({len(outcome.matrix)} TaskRuns)" if outcome.matrix else ""
+        self.echo(
+            f"[{name}] {outcome.status}{runs} in {outcome.seconds:.1f} s{': ' + outcome.reason if outcome.reason else ''}"
+        )
+        return outcome
+
+    def _attempts(
+        self,
+        run_name: str,
+        pt: dict[str, Any],
+        tspec: dict[str, Any],
+        params: dict[str, str | list[str]],
+        workspaces: dict[str, Path | None],
+    ) -> TaskOutcome:
+        """One TaskRun, again after a failure as many times as the pipeline task's `retries`."""
+        attempts = int(pt.get("retries", 0)) + 1
+        outcome = TaskOutcome(run_name, FAILED)
         for attempt in range(1, attempts + 1):
             if attempt > 1:
-                self.echo(f"[{name}] retrying (attempt {attempt} of {attempts})")
-            outcome = self._task_run(name, tspec, params, workspaces, attempt, pt.get("timeout"))
+                self.echo(f"[{run_name}] retrying (attempt {attempt} of {attempts})")
+            outcome = self._task_run(run_name, tspec, params, workspaces, attempt, pt.get("timeout"))
             outcome.attempts = attempt
             if outcome.status == SUCCEEDED:
                 break
-        outcome.seconds = time.monotonic() - started
-        self.echo(
-            f"[{name}] {outcome.status} in {outcome.seconds:.1f} s{': ' + outcome.reason if outcome.reason else ''}"
-        )
         return outcome
+
+    def _fan_out(
+        self,
+        name: str,
+        pt: dict[str, Any],
+        tspec: dict[str, Any],
+        given: dict[str, str | list[str]],
+        combinations: list[dict[str, str]],
+        workspaces: dict[str, Path | None],
+    ) -> TaskOutcome:
+        """A matrix: one TaskRun per combination (`<name>-<i>`, as Tekton names them), every one run; the
+        task failed if any did; each string result collected over the TaskRuns, in order, into an array."""
+        labels = [", ".join(f"{k}={v}" for k, v in c.items()) for c in combinations]
+        runs = []
+        for i, (combination, label) in enumerate(zip(combinations, labels, strict=True)):
+            self.echo(f"[{name}] matrix TaskRun {name}-{i} of {len(combinations)}: {label}")
+            params = task_params(name, tspec, {**given, **combination})
+            runs.append(self._attempts(f"{name}-{i}", pt, tspec, params, workspaces))
+        attempts = max(r.attempts for r in runs)
+        failed = [
+            f"{r.name} ({label}): {r.reason}"
+            for r, label in zip(runs, labels, strict=True)
+            if r.status != SUCCEEDED
+        ]
+        if failed:
+            return TaskOutcome(name, FAILED, "; ".join(failed), attempts=attempts, matrix=labels)
+        strings = [r["name"] for r in tspec.get("results", []) if r.get("type", "string") == "string"]
+        results = {
+            k: json.dumps([r.results[k] for r in runs]) for k in strings if all(k in r.results for r in runs)
+        }
+        return TaskOutcome(name, SUCCEEDED, "", results, attempts=attempts, matrix=labels)
 
     def _skip(self, name: str, reason: str) -> TaskOutcome:
         self.echo(f"[{name}] Skipped: {reason}")
@@ -308,7 +371,7 @@ class LocalRun:
         self,
         name: str,
         tspec: dict[str, Any],
-        params: dict[str, str],
+        params: dict[str, str | list[str]],
         workspaces: dict[str, Path | None],
         attempt: int,
         timeout: str | None,
@@ -322,7 +385,11 @@ class LocalRun:
 
         def lookup(var: tuple[str, ...]) -> str | None:
             if var[0] == "params" and len(var) == 2:
-                return params.get(var[1])
+                base, index = split_index(var[1])
+                value = params.get(base)
+                if isinstance(value, list):  # one item; a whole array only as an args item (expand_args)
+                    return value[int(index)] if index not in (None, "*") and int(index) < len(value) else None
+                return value if index is None else None
             if var[0] == "results" and len(var) == 3 and var[2] == "path":
                 return (
                     str(results_dir / var[1])
@@ -359,11 +426,9 @@ class LocalRun:
                 path = run_dir / f"step-{step['name']}"
                 path.write_text(script)
                 path.chmod(0o700)
-                argv = [str(path)]
+                argv = [str(path), *expand_args(step.get("args", []), lookup, params, where)]
             else:
-                argv = [
-                    substitute(str(a), lookup, where) for a in step.get("command", []) + step.get("args", [])
-                ]
+                argv = expand_args(step.get("command", []) + step.get("args", []), lookup, params, where)
             rc = self._step(
                 f"{name} : {step['name']}", argv, env, workdir, run_dir / f"step-{step['name']}.log", deadline
             )
@@ -373,8 +438,7 @@ class LocalRun:
                     FAILED,
                     f"step {step['name']} exited {rc}" if rc >= 0 else f"step {step['name']} timed out",
                 )
-        results = {f.name: f.read_text() for f in results_dir.iterdir() if f.is_file()}
-        return TaskOutcome(name, SUCCEEDED, "", results)
+        return _results(name, tspec, results_dir)
 
     def _env_value(
         self, e: dict[str, Any], lookup: Callable[[tuple[str, ...]], str | None], where: str
@@ -420,6 +484,27 @@ class LocalRun:
         if timer is not None:
             timer.cancel()
         return rc
+
+
+def _results(name: str, tspec: dict[str, Any], results_dir: Path) -> TaskOutcome:
+    """A TaskRun that ran every step: its results, or Failed where Tekton would refuse them (an array result
+    that is no array, results over the size a step's termination message holds)."""
+    results = {f.name: f.read_text() for f in results_dir.iterdir() if f.is_file()}
+    for r in tspec.get("results", []):
+        if r.get("type") == "array" and r["name"] in results:
+            try:
+                array_value(results[r["name"]], f"result {r['name']}")
+            except UserError as exc:
+                return TaskOutcome(name, FAILED, str(exc))
+    size = stored_size(results)
+    if size > RESULT_LIMIT:
+        return TaskOutcome(
+            name,
+            FAILED,
+            f"its results take {size} bytes as Tekton keeps them, over its {RESULT_LIMIT}-byte limit "
+            "(a step's termination message): hand large values on in a workspace",
+        )
+    return TaskOutcome(name, SUCCEEDED, "", results)
 
 
 def _kill_group(pid: int) -> None:

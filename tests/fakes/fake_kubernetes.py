@@ -7,7 +7,8 @@ as the Kubernetes API documents them, in memory, on 127.0.0.1, with a bearer tok
 - GET `api/v1/namespaces/{ns}/pods/{pod}/log?container=...` (text/plain).
 
 No controller runs: a test scripts the run with `script(name, events)`, one event applied per GET of the
-PipelineRun, each a TaskRun update or the PipelineRun's final condition.
+PipelineRun, each a TaskRun update (`index`: one TaskRun of a matrix, named `<run>-<task>-<index>` as
+Tekton names them) or the PipelineRun's final condition.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class FakeKubernetes:
             run.setdefault("status", {})["conditions"] = [condition(*event["run"])]
             run["status"]["skippedTasks"] = event.get("skipped", [])
             return
-        trname = f"{name}-{event['task']}"
+        trname = f"{name}-{event['task']}" + (f"-{event['index']}" if "index" in event else "")
         tr = self.objects["taskruns"].setdefault(trname, {
             "apiVersion": "tekton.dev/v1", "kind": "TaskRun",
             "metadata": {"name": trname, "namespace": ns,

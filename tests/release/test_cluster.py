@@ -36,8 +36,10 @@ def test_start_creates_the_template_pipelinerun_and_follows_it(k8s, capsys):
     fake.script(name, [
         {"task": "fetch-source", "reason": "Running"},
         {"task": "fetch-source", "reason": "Succeeded", "status": "True", "logs": {"clone": "fetched v1.2.3 at abc123", "plan": "images unchanged (model-only)"}},
+        {"task": "gate-part", "index": 0, "reason": "Succeeded", "status": "True", "logs": {"drive": "PART generated_track: 4/4 checks passed"}},
+        {"task": "gate-part", "index": 1, "reason": "Succeeded", "status": "True", "logs": {"drive": "PART mini_monaco: 4/4 checks passed"}},
         {"task": "gate-model", "reason": "Failed", "status": "False", "message": "step gate exited 1", "logs": {"gate": "laps_completed 0 >= 1 FAIL"}},
-        {"run": ("False", "Failed", "Tasks Completed: 2 (Failed: 1)"), "skipped": [{"name": "build-sim", "reason": "When Expressions evaluated to false"}]},
+        {"run": ("False", "Failed", "Tasks Completed: 3 (Failed: 1)"), "skipped": [{"name": "build-sim", "reason": "When Expressions evaluated to false"}]},
     ])  # fmt: skip
     code = main(
         ["release", "status", "v1.2.3", "--follow", "--kubeconfig", str(kubeconfig), "--poll", "0.01"]
@@ -47,6 +49,8 @@ def test_start_creates_the_template_pipelinerun_and_follows_it(k8s, capsys):
     lines = out.splitlines()
     assert "[fetch-source] Running" in lines and "[fetch-source] Succeeded" in lines
     assert "[fetch-source : clone] fetched v1.2.3 at abc123" in lines
+    assert "[gate-part-0] Succeeded" in lines and "[gate-part-1] Succeeded" in lines  # a matrix's TaskRuns
+    assert "[gate-part-1 : drive] PART mini_monaco: 4/4 checks passed" in lines
     assert "[gate-model] Failed: step gate exited 1" in lines
     assert "[gate-model : gate] laps_completed 0 >= 1 FAIL" in lines
     assert "[build-sim] Skipped: When Expressions evaluated to false" in lines

@@ -3,6 +3,7 @@ retries, finally statuses, and secrets that never reach the log."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -267,3 +268,195 @@ def test_loads_refuse_broken_folders(tmp_path):
     Path(tmp_path / "x.yaml").write_text("kind: Task\nmetadata: {}\n")
     with pytest.raises(UserError, match="metadata.name"):
         tekton.load(tmp_path)
+
+
+MATRIX_TASKS = """
+apiVersion: tekton.dev/v1
+kind: Task
+metadata: {name: list}
+spec:
+  params: [{name: items, type: string}]
+  results: [{name: parts, type: array}]
+  steps:
+    - name: list
+      image: ignored
+      env: [{name: ITEMS, value: $(params.items)}]
+      script: printf %s "$ITEMS" > "$(results.parts.path)"
+---
+apiVersion: tekton.dev/v1
+kind: Task
+metadata: {name: part}
+spec:
+  params: [{name: part, type: string}, {name: size, type: string, default: "0"}]
+  results: [{name: summary}]
+  steps:
+    - name: drive
+      image: ignored
+      env:
+        - {name: PART, value: $(params.part)}
+        - {name: SIZE, value: $(params.size)}
+        - {name: RUN, value: $(context.taskRun.name)}
+        - {name: SUMMARY, value: $(results.summary.path)}
+      script: |
+        #!/usr/bin/env bash
+        set -euo pipefail
+        if [ "$PART" = broken ]; then echo "part $PART cannot be driven"; exit 4; fi
+        printf '{"part":"%s","run":"%s","pad":"%s"}' "$PART" "$RUN" "$(head -c "$SIZE" /dev/zero | tr '\\0' x)" > "$SUMMARY"
+---
+apiVersion: tekton.dev/v1
+kind: Task
+metadata: {name: aggregate}
+spec:
+  params: [{name: summaries, type: array}, {name: first, type: string}]
+  workspaces: [{name: shared}]
+  steps:
+    - name: aggregate
+      image: ignored
+      args: ["$(params.summaries[*])"]
+      env: [{name: OUT, value: $(workspaces.shared.path)}, {name: FIRST, value: $(params.first)}]
+      script: |
+        #!/usr/bin/env bash
+        set -euo pipefail
+        printf '%s\\n' "$#" "$FIRST" "$@" > "$OUT/aggregated.txt"
+"""
+
+FAN_OUT = """
+apiVersion: tekton.dev/v1
+kind: Pipeline
+metadata: {name: fan}
+spec:
+  params: [{name: items, type: string}, {name: size, type: string, default: "0"}]
+  workspaces: [{name: shared}]
+  tasks:
+    - name: aggregate
+      taskRef: {name: aggregate}
+      params:
+        - {name: summaries, value: "$(tasks.fan.results.summary[*])"}
+        - {name: first, value: "$(tasks.parts.results.parts[0])"}
+      workspaces: [{name: shared, workspace: shared}]
+    - name: fan
+      taskRef: {name: part}
+      retries: 1
+      matrix:
+        params: [{name: part, value: "$(tasks.parts.results.parts[*])"}]
+      params: [{name: size, value: $(params.size)}]
+    - name: parts
+      taskRef: {name: list}
+      params: [{name: items, value: $(params.items)}]
+  finally:
+    - name: fin
+      taskRef: {name: report}
+      params:
+        - {name: status, value: $(tasks.status)}
+        - {name: each, value: "fan=$(tasks.fan.status) aggregate=$(tasks.aggregate.status)"}
+      workspaces: [{name: shared, workspace: shared}]
+"""
+
+
+def fan_out(tmp_path, items: list[str], size: int = 0):
+    (tmp_path / "pipelines").mkdir(exist_ok=True)
+    (tmp_path / "pipelines" / "tasks.yaml").write_text(TASKS + "---\n" + MATRIX_TASKS)
+    (tmp_path / "pipelines" / "pipeline.yaml").write_text(FAN_OUT)
+    objects = tekton.load(tmp_path / "pipelines")
+    assert tekton.check_all(objects) == []
+    lines: list[str] = []
+    params = {"items": json.dumps(items), "size": str(size)}
+    ws: dict[str, dict[str, Any]] = {"shared": {"emptyDir": {}}}
+    runner = LocalRun(objects, "fan", params, ws, tmp_path / "run", Secrets(None), echo=lines.append)
+    return runner.run(), "\n".join(lines), tmp_path / "run" / "workspaces" / "shared"
+
+
+def test_a_matrix_runs_a_taskrun_per_value_in_order_and_collects_its_results(tmp_path):
+    """One TaskRun per part (named as Tekton names them), its string results collected in order into an
+    array that reaches the next script as its arguments: each item one argument, `$(...)` in one only data."""
+    marker = tmp_path / "PWNED"
+    items = ["generated_track:ccw", "generated_track:cw", f"$(touch {marker}) x; touch {marker}"]
+    outcome, log, shared = fan_out(tmp_path, items)
+    assert outcome.status == SUCCEEDED, log
+    assert [t.name for t in outcome.tasks] == ["parts", "fan", "aggregate", "fin"]
+    fan = outcome.task("fan")
+    assert fan.matrix == [f"part={i}" for i in items]
+    summaries = json.loads(fan.results["summary"])
+    assert [json.loads(s)["part"] for s in summaries] == items
+    assert [json.loads(s)["run"] for s in summaries] == ["local-fan-0", "local-fan-1", "local-fan-2"]
+    assert "[fan] matrix TaskRun fan-1 of 3: part=generated_track:cw" in log
+    assert "[fan] Succeeded (3 TaskRuns)" in log
+    lines = (shared / "aggregated.txt").read_text().splitlines()
+    assert lines == ["3", items[0], *summaries]
+    assert not marker.exists()
+    assert sorted(p.name for p in (tmp_path / "run" / "taskruns").iterdir()) == [
+        "aggregate-1", "fan-0-1", "fan-1-1", "fan-2-1", "fin-1", "parts-1",
+    ]  # fmt: skip
+
+
+def test_a_part_that_failed_fails_the_fan_out_after_every_part_ran(tmp_path):
+    outcome, log, shared = fan_out(tmp_path, ["a", "broken", "c"])
+    assert outcome.status == FAILED
+    fan = outcome.task("fan")
+    assert fan.status == FAILED and fan.attempts == 2  # the broken part, retried once
+    assert fan.reason == "fan-1 (part=broken): step drive exited 4"
+    assert log.count("part broken cannot be driven") == 2
+    assert sorted(p.name for p in (tmp_path / "run" / "taskruns").iterdir() if p.name.startswith("fan-")) == [
+        "fan-0-1",
+        "fan-1-1",
+        "fan-1-2",
+        "fan-2-1",
+    ]  # fmt: skip  (c ran too, as in Tekton, where every TaskRun of a matrix starts at once)
+    assert outcome.task("aggregate").status == SKIPPED and not (shared / "aggregated.txt").exists()
+    assert (shared / "final.txt").read_text().split() == ["Failed", "fan=Failed", "aggregate=None"]
+
+
+def test_a_summary_over_tektons_result_limit_fails_its_taskrun_in_one_line(tmp_path):
+    outcome, _, _ = fan_out(tmp_path, ["a"], size=4096 - 200)
+    assert outcome.task("fan").status == SUCCEEDED  # it just fits, beside the step's start time
+    outcome, _, _ = fan_out(tmp_path, ["a", "b"], size=4096)
+    fan = outcome.task("fan")
+    assert fan.status == FAILED
+    (line,) = fan.reason.splitlines()
+    assert line.startswith("fan-0 (part=a): its results take 42")
+    assert (
+        "over its 4096-byte limit (a step's termination message): hand large values on in a workspace" in line
+    )
+    assert "fan-1 (part=b)" in line
+
+
+def test_an_empty_matrix_skips_its_task_and_those_that_need_its_results(tmp_path):
+    outcome, log, _ = fan_out(tmp_path, [])
+    assert outcome.task("fan").status == SKIPPED and "its matrix has no values" in log
+    assert outcome.task("aggregate").status == SKIPPED
+
+
+def test_arrays_and_matrices_that_are_not_arrays_are_refused(tmp_path):
+    outcome, _, _ = fan_out(tmp_path, {"not": "a list"})  # type: ignore[arg-type]
+    assert (
+        outcome.task("parts").reason
+        == 'result parts: \'{"not": "a list"}\' is not an array of strings (a JSON list)'
+    )
+    assert outcome.task("fan").status == SKIPPED
+
+    def lookup(var: tuple[str, ...]) -> str | None:
+        return "1" if var == ("params", "x") else None
+
+    with pytest.raises(UserError, match="matrix param part needs an array, got '1'"):
+        tekton.matrix_combinations({"name": "t", "matrix": {"params": [{"name": "part", "value": "$(params.x)"}]}},
+                                   lookup)  # fmt: skip
+    with pytest.raises(UserError, match="matrix.include is not run locally"):
+        tekton.matrix_combinations(
+            {"name": "t", "matrix": {"include": [{"name": "i", "params": []}]}}, lookup
+        )
+    spec = {"params": [{"name": "a", "type": "array"}, {"name": "s", "default": "d"}]}
+    assert tekton.task_params("t", spec, {"a": ["1", "2"]}) == {"a": ["1", "2"], "s": "d"}
+    with pytest.raises(UserError, match="param a is an array param, given '1'"):
+        tekton.task_params("t", spec, {"a": "1"})
+    with pytest.raises(UserError, match=r"param s is a string param, given \['x'\]"):
+        tekton.task_params("t", spec, {"a": [], "s": ["x"]})
+    combos = tekton.matrix_combinations(
+        {"name": "t", "matrix": {"params": [{"name": "os", "value": ["linux", "mac"]}, {"name": "n", "value": ["1", "2"]}]}},
+        lookup,
+    )  # fmt: skip
+    assert combos == [
+        {"os": "linux", "n": "1"},
+        {"os": "linux", "n": "2"},
+        {"os": "mac", "n": "1"},
+        {"os": "mac", "n": "2"},
+    ]

@@ -159,9 +159,53 @@ def test_vendored_schemas_match_a_fresh_extraction(tmp_path):
     not shutil.which("tekton-lint"),
     reason="@ibm/tekton-lint is not installed (npm install -g @ibm/tekton-lint)",
 )
-def test_tekton_lint_is_clean():
-    proc = subprocess.run(
-        ["tekton-lint", str(PIPELINES / "*.yaml")], capture_output=True, text=True, timeout=120
-    )
+def test_tekton_lint_is_clean(tmp_path):
+    """Clean with the repository's .tektonlintrc.yaml; with every rule on, its only findings are the two it
+    makes of a matrix (its 1.1.0, the latest, predates them): the param the matrix gives, and `[*]`."""
+    lint = ["tekton-lint", str(PIPELINES / "*.yaml")]
+    proc = subprocess.run([*lint, "--config", str(ROOT)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "problem" not in proc.stdout, proc.stdout
+    strict = subprocess.run([*lint, "--config", str(tmp_path), "--format", "json"], capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    findings = sorted((f["rule"], f["message"]) for f in json.loads(strict.stdout))
+    assert [rule for rule, _ in findings] == [
+        "no-missing-param",
+        "no-undefined-result",
+        "no-undefined-result",
+    ]
+    assert "parameter 'part' is not supplied (it's a required param in 'pitlane-gate-part')" in findings[0][1]
+    assert "'parts[*]' is not a result in Task 'gate-parts'" in findings[1][1]
+    assert "'summary[*]' is not a result in Task 'gate-part'" in findings[2][1]
+
+
+def test_the_gate_fans_out_with_a_matrix_and_aggregates_its_summaries():
+    """gate-parts lists the parts, gate-part runs once per part (its `part` from the matrix alone), gate-model
+    takes every summary as an array; sign-model and the notes read gate-model as before."""
+    pipeline = OBJECTS.get("Pipeline", "pitlane-release")
+    tasks = {t["name"]: t for t in pipeline["spec"]["tasks"]}
+    part = tasks["gate-part"]
+    assert part["matrix"] == {"params": [{"name": "part", "value": "$(tasks.gate-parts.results.parts[*])"}]}
+    assert "part" not in {p["name"] for p in part["params"]}
+    params = {p["name"]: p["value"] for p in tasks["gate-model"]["params"]}
+    assert params["summaries"] == "$(tasks.gate-part.results.summary[*])"
+    for name in ("gate-parts", "gate-part", "gate-model"):  # the same candidate and policy, from fetch-source
+        given = {p["name"]: p["value"] for p in tasks[name]["params"]}
+        assert given["model"] == "$(tasks.fetch-source.results.model)"
+        assert given["policy"] == "$(tasks.fetch-source.results.gate-policy)"
+    sign = {p["name"]: p["value"] for p in tasks["sign-model"]["params"]}
+    assert sign["report-digest"] == "$(tasks.gate-model.results.report-digest)"
+    results = {r["name"]: r for r in OBJECTS.get("Task", "pitlane-gate-part")["spec"]["results"]}
+    assert results["summary"].get("type", "string") == "string"  # Tekton collects only strings of a matrix
+    assert OBJECTS.get("Task", "pitlane-gate-parts")["spec"]["results"][0]["type"] == "array"
+    statuses = {p["name"]: p["value"] for p in pipeline["spec"]["finally"][0]["params"]}["task-statuses"]
+    assert "gate-parts=$(tasks.gate-parts.status) gate-part=$(tasks.gate-part.status)" in statuses
+    broken = copy.deepcopy(pipeline)
+    gate = next(t for t in broken["spec"]["tasks"] if t["name"] == "gate-model")
+    gate["params"][2]["value"] = "$(tasks.gate-part.results.summary)"
+    assert tekton.check_pipeline(broken, OBJECTS) == [
+        "Pipeline pitlane-release task gate-model: param summaries is an array param of Task pitlane-gate-model, "
+        "given '$(tasks.gate-part.results.summary)'",
+        "Pipeline pitlane-release task gate-model: $(tasks.gate-part.results.summary): a matrixed task's string "
+        "results are taken whole, as summary[*]",
+    ]

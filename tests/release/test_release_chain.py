@@ -24,6 +24,8 @@ PIPELINES = ROOT / "pipelines"
 OBJECTS = tekton.load(PIPELINES)
 PITLANE = [sys.executable, "-m", "pitlane.cli"]
 SIGNING = {"pitlane-sign-model": "model-signing-key", "pitlane-sign-images": "image-signing-key"}
+GATE = ("pitlane-gate-parts", "pitlane-gate-part", "pitlane-gate-model")  # the gate's fan-out and verdict
+TRUSTED = (*GATE, "pitlane-gitops-bump")  # pitlane from the tools image only, though they open no key
 MODEL = "127.0.0.1:5000/pitlane/models@sha256:" + "a" * 64
 TOOLS = "registry.invalid/pitlane/tools@sha256:" + "0" * 64
 
@@ -76,7 +78,7 @@ def test_only_the_signing_tasks_open_a_key_and_they_run_no_tag_code():
             runs_tag_code = (
                 privileged or "python -m" in step["script"] or "PYTHONPATH" in str(step.get("env"))
             )
-            if name in SIGNING or name in ("pitlane-gate-model", "pitlane-gitops-bump"):
+            if name in SIGNING or name in TRUSTED:
                 assert not runs_tag_code, name  # pitlane from the tools image's PATH, never the checkout
                 assert "/repo" not in step["script"] and "/repo" not in step.get("workingDir", ""), name
                 assert {"name": "PYTHONSAFEPATH", "value": "1"} in step["env"], name
@@ -157,12 +159,22 @@ def test_every_step_runs_in_the_tools_image_pinned_by_digest(tmp_path):
 
 # --- R8: params never pasted into a script; the trigger's filter ------------------------------------------
 def test_no_tekton_variable_is_pasted_into_a_script():
-    """Every value reaches a script through env (quoted "$VAR"): params, results and workspace paths alike."""
+    """Every value reaches a script through env (quoted "$VAR"): params, results and workspace paths alike;
+    an array (the gate's summaries), which Tekton passes only as args, as the script's arguments ("$@")."""
+    arrays = 0
     for task in OBJECTS.of_kind("Task"):
+        declared = {p["name"]: p.get("type", "string") for p in task["spec"]["params"]}
         for step in steps(task):
-            assert "command" not in step and "args" not in step, task["metadata"]["name"]
+            assert "command" not in step and "script" in step, task["metadata"]["name"]
+            for arg in step.get("args", []):  # each a whole array param alone: argv items, never shell text
+                ref = tekton.whole_array(arg)
+                assert ref is not None and ref[0] == "params", (task["metadata"]["name"], arg)
+                assert declared[tekton.split_index(ref[1])[0]] == "array", (task["metadata"]["name"], arg)
+                assert '"$@"' in step["script"]
+                arrays += 1
             pasted = [".".join(v) for v in tekton.variables(step["script"])]
             assert pasted == [], (task["metadata"]["name"], step["name"], pasted)
+    assert arrays == 1  # gate-model's summaries
 
 
 def test_a_command_in_a_param_runs_nothing(tmp_path):

@@ -132,3 +132,90 @@ def test_load_and_the_trigger_templates_pipelinerun(tmp_path):
     (tmp_path / "broken.yaml").write_text("kind: Task\n")
     with pytest.raises(UserError, match="every document needs kind and metadata.name"):
         tekton.load(tmp_path)
+
+
+def test_indexes_whole_arrays_and_the_size_tekton_keeps_results_in():
+    assert tekton.split_index("summary[*]") == ("summary", "*")
+    assert tekton.split_index("parts[12]") == ("parts", "12")
+    assert tekton.split_index("model") == ("model", None)
+    assert tekton.whole_array(" $(tasks.t.results.r[*]) ") == ("tasks", "t", "results", "r[*]")
+    assert tekton.whole_array("x $(params.a[*])") is None and tekton.whole_array("$(params.a[0])") is None
+    assert tekton.whole_array(["$(params.a[*])"]) is None
+    assert tekton.array_value('["a", "b"]', "here") == ["a", "b"]
+    for bad in ('{"a": 1}', "[1]", "a", None):
+        with pytest.raises(UserError, match=r"here: .* is not an array of strings \(a JSON list\)"):
+            tekton.array_value(bad, "here")
+    # [{"key":"r","value":"<v>","type":1}] beside the step's start time; a quote takes two bytes, < six
+    base = tekton.stored_size({"r": ""})
+    assert base == len('[{"key":"r","value":"","type":1}]') + len(tekton.STARTED_AT) + 1
+    assert tekton.stored_size({"r": 'a"b'}) == base + 4 and tekton.stored_size({"r": "<"}) == base + 6
+
+
+ARRAYS: dict[str, Any] = {
+    "kind": "Task",
+    "metadata": {"name": "agg"},
+    "spec": {
+        "params": [{"name": "summaries", "type": "array"}, {"name": "part"}],
+        "results": [{"name": "summary"}, {"name": "parts", "type": "array"}],
+        "steps": [{"name": "s", "args": ["$(params.summaries[*])"], "env": [{"name": "P", "value": "$(params.part)"}],
+                   "script": 'echo "$@" > $(results.summary.path)'}],
+    },
+}  # fmt: skip
+
+
+def test_a_task_takes_a_whole_array_only_as_an_args_item_of_its_own():
+    assert tekton.check_task(ARRAYS) == []
+    step = {
+        "name": "s",
+        "args": ["--all=$(params.summaries[*])", "$(params.part[*])", "$(params.summaries[0])"],
+        "env": [{"name": "S", "value": "$(params.summaries)"}, {"name": "P", "value": "$(params.part[1])"}],
+        "script": "echo $(params.summaries[*])",
+    }
+    bad = {**ARRAYS, "spec": {**ARRAYS["spec"], "steps": [step]}}
+    assert tekton.check_task(bad) == [
+        "Task agg: $(params.part[*]): part is not an array param",
+        "Task agg: $(params.summaries): summaries is an array param: $(params.NAME[*]) as an args item of its "
+        "own, or $(params.NAME[N])",
+        "Task agg: $(params.part[1]): part is a string param: no [N]",
+        "Task agg step s: $(params.summaries[*]) must be an args item of its own",
+    ]
+
+
+def fan(**extra) -> dict:
+    return {
+        "name": "fan",
+        "taskRef": {"name": "agg"},
+        "matrix": {"params": [{"name": "part", "value": "$(tasks.list.results.parts[*])"}]},
+        "params": [{"name": "summaries", "value": ["x"]}],
+        **extra,
+    }
+
+
+def test_a_matrix_and_its_results_are_checked_as_tekton_takes_them():
+    objects = tekton.Objects((TASK, ARRAYS))
+    lister = {"name": "list", "taskRef": {"name": "agg"}, "params": [{"name": "summaries", "value": []},
+              {"name": "part", "value": "p"}]}  # fmt: skip
+    consume = {"name": "agg", "taskRef": {"name": "agg"}, "params": [
+        {"name": "summaries", "value": "$(tasks.fan.results.summary[*])"},
+        {"name": "part", "value": "$(tasks.list.results.parts[0])"}]}  # fmt: skip
+    good = pipeline([lister, fan(), consume])
+    assert tekton.check_pipeline(good, objects) == []  # `part` comes from the matrix: not missing
+    wrong = [
+        {**consume, "params": [{"name": "summaries", "value": "$(tasks.fan.results.summary)"},
+                               {"name": "part", "value": "$(tasks.list.results.parts)"}]},
+        fan(name="fan2", matrix={"params": [{"name": "part", "value": "one"}, {"name": "tag", "value": ["a"]}]},
+            params=[{"name": "summaries", "value": "$(tasks.fan.results.summary[*])"}, {"name": "part", "value": "p"}]),
+        fan(name="fan3", matrix={"params": [{"name": "summaries", "value": ["a"]},
+                                            {"name": "part", "value": "$(tasks.list.results.summary[*])"}]}, params=[]),
+    ]  # fmt: skip
+    assert tekton.check_pipeline(pipeline([lister, fan(), *wrong]), objects) == [
+        "Pipeline p task agg: param summaries is an array param of Task agg, given '$(tasks.fan.results.summary)'",
+        "Pipeline p task agg: $(tasks.fan.results.summary): a matrixed task's string results are taken whole, "
+        "as summary[*]",
+        "Pipeline p task agg: $(tasks.list.results.parts): parts is an array result",
+        "Pipeline p task fan2: param tag is not a param of Task agg",
+        "Pipeline p task fan2: param part is in both params and matrix",
+        "Pipeline p task fan2: matrix param part needs a list or one $(...[*]) as its value",
+        "Pipeline p task fan3: matrix param summaries is an array param of Task agg (a matrix fans out strings)",
+        "Pipeline p task fan3: $(tasks.list.results.summary[*]): summary is a string result",
+    ]
