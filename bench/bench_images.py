@@ -20,8 +20,9 @@ from pathlib import Path
 
 from pitlane.artifacts.registry import Registry, RegistryConfig
 from pitlane.images.build import build_image, check_lock, git_revision
-from pitlane.images.plan import IMAGES, BuildConfig, Store, default_cafile
+from pitlane.images.plan import IMAGES, BuildConfig, default_cafile
 from pitlane.images.push import push_by_digest
+from pitlane.images.storage import open_store
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "out" / "images"
@@ -64,14 +65,14 @@ def main() -> None:
     base = BuildConfig(repo=REPO, out=OUT, revision=git_revision(REPO), cafile=default_cafile())
     for log in sorted(OUT.glob("mmdebstrap-*.log")):
         print(f"mmdebstrap: {log.name} (made once, cached as out/images/rootfs-*.tar)")
-    cold_store = Store.under(OUT / "bench")
+    cold_store = open_store(OUT / "bench")
     if not args.no_cold:
         shutil.rmtree(OUT / "bench", ignore_errors=True)
         for name in names:
             # the bench store has no bases: they are imported from the cached tarballs (seconds)
             b = build_image(IMAGES[name], replace(base, out=OUT), cold_store)
             print(f"{name}: cold build {b.seconds:.0f} s (fresh store; bases from cached root filesystems)")
-    store = Store.under(OUT)
+    store = open_store(OUT)
     for name in names:
         b = build_image(IMAGES[name], base, store)
         b = build_image(IMAGES[name], base, store)

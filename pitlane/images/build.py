@@ -20,6 +20,7 @@ from pathlib import Path
 from pitlane.errors import UserError
 from pitlane.images import binfmt, rootfs
 from pitlane.images.plan import BUILDER_ARCH, IMAGES, BuildConfig, ImageSpec, Store, build_argv, image_tag
+from pitlane.images.storage import open_store
 from pitlane.images.tools import run
 
 
@@ -143,7 +144,7 @@ def build_all(cfg: BuildConfig, say: Callable[[str], None] = print) -> list[Buil
     if unknown:
         raise UserError(f"unknown image {unknown[0]!r}; choose from {sorted(IMAGES)}")
     check_lock(cfg.repo)
-    store = Store.under(cfg.out)
+    store = open_store(cfg.out)
     built = []
     for name in cfg.images:
         spec = IMAGES[name]

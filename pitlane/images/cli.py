@@ -11,9 +11,10 @@ from pitlane.artifacts import attest, oci, signing
 from pitlane.errors import UserError
 from pitlane.images.attest import PREDICATE_TYPE, file_sha256, slsa_predicate
 from pitlane.images.build import build_all, git_revision
-from pitlane.images.plan import DEFAULT_IMAGES, IMAGES, BuildConfig, Store, default_cafile
+from pitlane.images.plan import DEFAULT_IMAGES, IMAGES, BuildConfig, default_cafile
 from pitlane.images.push import check_registry, push_by_digest, tag
 from pitlane.images.smoke import smoke_car, smoke_sim
+from pitlane.images.storage import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +56,7 @@ def _build(args: argparse.Namespace) -> int:
     built = build_all(cfg)
     summary: dict = {"images": [asdict(b) for b in built]}
     if args.registry:
-        store = Store.under(cfg.out)
+        store = open_store(cfg.out)
         pushed = [push_by_digest(store, b.name, args.registry, cfg.out) for b in built]
         lock = file_sha256(cfg.repo / "Pipfile.lock")
         for b, p in zip(built, pushed, strict=True):  # SLSA provenance beside each pushed image, to attest
@@ -84,7 +85,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _smoke(args: argparse.Namespace) -> int:
-    store = Store.under(Path(args.out).resolve())
+    store = open_store(Path(args.out).resolve())
     names = args.only or list(DEFAULT_IMAGES)
     if "car" in names and not args.model:
         raise UserError(
@@ -106,7 +107,8 @@ def add_commands(subparsers) -> None:
     images = subparsers.add_parser(
         "images",
         help="build and smoke-test the container images (sim: amd64 twin; car: arm64 Pi car)",
-        description="Container images from Dockerfile.sim and Dockerfile.arm64, built with buildah (vfs storage, "
+        description="Container images from Dockerfile.sim and Dockerfile.arm64, built with buildah (overlay storage "
+        "where the kernel allows it, else vfs; PITLANE_STORAGE_DRIVER forces one; "
         "chroot isolation, no daemon) on Debian trixie bases made here with mmdebstrap (no pull).",
     )
     sub = images.add_subparsers(dest="images_command", metavar="COMMAND", required=True)

@@ -108,17 +108,24 @@ def repository(registry: str, name: str) -> str:
     return f"{registry}/pitlane/{name}"
 
 
+STORAGE_DRIVERS = ("overlay", "vfs")  # pitlane.images.storage picks one by trying overlay
+
+
 @dataclass(frozen=True)
 class Store:
-    """buildah's storage (vfs: works without overlay or fuse) inside the clone, so nothing is cached outside."""
+    """buildah's storage inside the clone, so nothing is cached outside: overlay (layers shared) where the
+    kernel allows it, vfs (a full copy per layer, works anywhere) elsewhere; one folder per driver."""
 
     root: Path
     runroot: Path
     driver: str = "vfs"
 
     @classmethod
-    def under(cls, out: Path) -> Store:
-        return cls(out.resolve() / "storage", out.resolve() / "run")
+    def under(cls, out: Path, driver: str = "vfs") -> Store:
+        if driver not in STORAGE_DRIVERS:
+            raise ValueError(f"unknown storage driver {driver!r}")
+        suffix = "" if driver == "vfs" else f"-{driver}"  # vfs keeps the folders it always had
+        return cls(out.resolve() / f"storage{suffix}", out.resolve() / f"run{suffix}", driver)
 
     def buildah(self, *args: str) -> list[str]:
         return [

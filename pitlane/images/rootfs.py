@@ -76,7 +76,7 @@ def ensure_base(arch: str, cfg: BuildConfig, store: Store) -> str:
     if ref != base_tag(arch, cfg.suite):
         raise UserError(
             f"base image {ref} is not in buildah's store ({store.root}): pull it first "
-            f"(buildah --storage-driver vfs --root {store.root} pull --arch {arch} {ref}) or leave out --base "
+            f"(buildah --storage-driver {store.driver} --root {store.root} pull --arch {arch} {ref}) or leave out --base "
             "to build the Debian base here"
         )
     tar = rootfs_tarball(arch, cfg)

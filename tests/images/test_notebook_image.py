@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pitlane.images.plan import Store
 from pitlane.images.smoke import container
+from pitlane.images.storage import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "out" / "images"
@@ -43,7 +43,7 @@ def test_the_notebook_image_runs_as_any_uid_in_group_0():
     build = subprocess.run([sys.executable, "-m", "pitlane.cli", "images", "build", "--only", "notebook"],
                            cwd=REPO, capture_output=True, text=True)  # fmt: skip
     assert build.returncode == 0, build.stderr[-3000:]
-    store = Store.under(OUT)
+    store = open_store(OUT)
     with container(store, "notebook") as ctr:
         argv = store.buildah(
             "run", "--isolation", "chroot", "--user", "1000770000:0", ctr, "--", "sh", "-c", CHECK

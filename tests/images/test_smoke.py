@@ -25,8 +25,8 @@ from model_support import gate_doc
 
 from pitlane.artifacts import attest, bundle, oci, signing, trust
 from pitlane.images.attest import PREDICATE_TYPE, file_sha256
-from pitlane.images.plan import Store
 from pitlane.images.smoke import smoke_car, smoke_sim
+from pitlane.images.storage import open_store
 
 TOOLS = ("buildah", "skopeo", "mmdebstrap", "qemu-aarch64-static")
 MISSING = [t for t in TOOLS if not shutil.which(t)]
@@ -71,7 +71,7 @@ def built(registry, keys) -> dict:
 
 
 def test_the_sim_images_twin_passes_twin_check(built):
-    result = smoke_sim(Store.under(OUT))
+    result = smoke_sim(open_store(OUT))
     assert result["check"], "twin check returned no results"
 
 
@@ -84,7 +84,7 @@ def test_the_car_image_pulls_a_signed_model_infers_and_drives_under_qemu(built, 
         trust.sign_release(client, ref, signing.load_private_key(keys[0]), serial=1, report=gate_doc(digest))
     finally:
         del os.environ[signing.PASSWORD_ENV]
-    result = smoke_car(Store.under(OUT), str(ref), loops=5, public_key=keys[1])
+    result = smoke_car(open_store(OUT), str(ref), loops=5, public_key=keys[1])
     assert result["machine"] == "aarch64"
     assert result["tensorflow"] is False
     assert result["donkeycar"] == "5.4.0"

@@ -24,6 +24,7 @@ from pitlane.images.plan import (
     Store,
     build_argv,
 )
+from pitlane.images.storage import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / IMAGES[TOOLS_IMAGE].dockerfile).read_text()
@@ -86,7 +87,7 @@ def test_the_tools_image_builds_and_runs_its_tools(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
     built = json.loads(proc.stdout.strip().splitlines()[-1])["images"][0]
-    store = Store.under(out)
+    store = open_store(out)
     ctr = subprocess.run(
         store.buildah("from", "--quiet", built["tag"]), capture_output=True, text=True, check=True
     )
