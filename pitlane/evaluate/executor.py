@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from pitlane.errors import Unavailable, UserError
 from pitlane.evaluate.report import EvalParams
-from pitlane.evaluate.run import Outcome, Pilot, run_one
+from pitlane.evaluate.run import Outcome, Pilot, run_one, scene_track
 from pitlane.pilots.expert import ExpertParams, ExpertPilot
 
 EXECUTORS: tuple[str, ...] = ("process", "ray", "serial")
@@ -107,6 +107,20 @@ class PilotRef:
         return ModelPilot(
             path or self.path, model_type=self.model_type, threads=1, expected_sha256=self.sha256
         )
+
+
+def longest_first(jobs: Sequence[Job]) -> list[int]:
+    """The jobs' indices, the longest drive first (laps x the track's length): whoever drives takes the next
+    one when free, so the short runs fill in at the end instead of one long run driving alone."""
+
+    def length_m(job: Job) -> float:
+        try:
+            return job.params.laps * scene_track(job.scene, job.params.seed).length_m
+        except UserError:  # an unknown scene fails when driven, with its own error
+            return 0.0
+
+    lengths = [length_m(job) for job in jobs]
+    return sorted(range(len(jobs)), key=lambda i: -lengths[i])  # stable: equal lengths keep their order
 
 
 def drive_job(pilot: Pilot, job: Job) -> Outcome:
@@ -217,11 +231,11 @@ class ProcessPool:
 
 
 class _Share:
-    """The runs left, shared by this process and one thread per worker slot: each takes the next one when
-    free. The first error stops the sharing and is raised here."""
+    """The runs left (the longest first), shared by this process and one thread per worker slot: each takes
+    the next one when free. The first error stops the sharing and is raised here."""
 
     def __init__(self, jobs: list[Job], bar) -> None:
-        self.todo = deque(enumerate(jobs))
+        self.todo = deque((i, jobs[i]) for i in longest_first(jobs))
         self.outcomes: list[Outcome | None] = [None] * len(jobs)
         self.error: BaseException | None = None
         self.bar = bar

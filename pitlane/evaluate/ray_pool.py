@@ -22,6 +22,7 @@ from pitlane.evaluate.executor import (
     Job,
     PilotRef,
     drive_job,
+    longest_first,
     progress_bar,
     quiet_job,
 )
@@ -141,10 +142,10 @@ class RayPool:
 
 
 def _drive_all(ray: Any, actors: list[Any], jobs: list[Job], bar) -> list[Outcome]:
-    """Each job to the next free actor (the longest runs do not wait behind a fixed share); outcomes in the
-    jobs' order. The first error stops the dispatch and is raised."""
+    """Each job to the next free actor, the longest first (no long run left driving alone at the end, none
+    waiting behind a fixed share); outcomes in the jobs' order. The first error stops the dispatch and is raised."""
     outcomes: list[Any] = [None] * len(jobs)
-    todo = list(enumerate(jobs))[::-1]
+    todo = [(i, jobs[i]) for i in longest_first(jobs)][::-1]  # popped from the end: the longest first
     running: dict[Any, tuple[Any, int]] = {}
 
     def give(actor: Any) -> None:

@@ -26,6 +26,7 @@ from pitlane.evaluate.executor import (
     Serial,
     cpu_quota,
     default_workers,
+    longest_first,
     make_executor,
 )
 from pitlane.evaluate.gate import GatePolicy, run_gate
@@ -251,3 +252,14 @@ def test_ray_locally_gives_the_serial_reports(models, tmp_path):
         assert_same_tree(tmp_path / "serial", tmp_path / "ray") == 19
     )  # 4 runs x 4 files, 2 runs.json, gate
     assert set(ray.timings) == {"start", "workers_ready", "runs"}
+
+
+def test_the_longest_drives_go_first_and_an_unknown_scene_last():
+    """Whoever is free takes the next run: longest first leaves the short ones to fill the end."""
+
+    def job(scene: str, laps: int) -> Job:
+        return Job(scene, replace(EvalParams(), laps=laps))
+
+    jobs = [job("waveshare", 10), job("thunderhill", 2), job("no_such_scene", 5), job("mountain_track", 10)]
+    assert longest_first(jobs) == [3, 0, 1, 2]  # 549 m, 210 m, 114 m, unknown
+    assert longest_first([job("warren", 1), job("warren", 1)]) == [0, 1]  # ties keep their order
