@@ -151,3 +151,26 @@ def stream_body(
             except OSError:
                 first = "(connection reset)"
     return {"sent": sent, "answer": first}
+
+
+class LoopWatch:
+    """Samples the car's own telemetry (GET /status loop_hz, with the console token) every 0.2 s in a thread."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base, self.on = base, True
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.samples: list[float] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.on:
+            status = requests.get(f"{self.base}/status", headers=self.headers, timeout=5).json()
+            if status.get("loop_hz") is not None:
+                self.samples.append(status["loop_hz"])
+            time.sleep(0.2)
+
+    def stop(self) -> list[float]:
+        self.on = False
+        self.thread.join(5)
+        return self.samples

@@ -26,6 +26,9 @@ from pitlane.evaluate.report import Report
 
 PART_SCHEMA = "pitlane.gate-part/1"
 RESULT_LIMIT = 4096  # [bytes] Tekton's default size of all of one TaskRun's results
+# [bytes] what one summary may take as Tekton stores a result: 4096 less Tekton's own JSON around it
+# (pipelines/task-gate-part.yaml refuses a part over it)
+RESULT_BUDGET = 3968
 WHOLE = "*"  # the part name of a summary of the whole gate (no --only)
 
 
@@ -63,6 +66,11 @@ def write_summary(doc: dict[str, Any], path: str | Path) -> int:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(text)
     return len(text.encode())
+
+
+def result_size(text: str) -> int:
+    """A summary's bytes as Tekton stores it in a result: each `"` and `\\` escaped (what the gate-part Task counts)."""
+    return len(text.encode()) + text.count('"') + text.count("\\")
 
 
 def load_summary(source: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from console_clients import Socket, login, rss_bytes, stream_body, ws_url
+from console_clients import LoopWatch, Socket, login, rss_bytes, stream_body, ws_url
 
 from pitlane.car.app import build_car
 from pitlane.pilots.watchdog import OPERATOR_STOP
@@ -27,28 +27,6 @@ CAP = 0.3  # USER_MAX_THROTTLE of these cars
 # request that ended it, reads 0.
 MIN_LOOP_HZ = 10.0  # every sample
 MEDIAN_LOOP_HZ = 15.0  # the median of the samples
-
-
-class LoopWatch:
-    """Samples the car's own telemetry (GET /status, as a logged-in operator) every 0.2 s in a thread."""
-
-    def __init__(self, base: str) -> None:
-        self.base, self.on = base, True
-        self.samples: list[float] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while self.on:
-            status = requests.get(f"{self.base}/status", headers=BEARER, timeout=5).json()
-            if status.get("loop_hz") is not None:
-                self.samples.append(status["loop_hz"])
-            time.sleep(0.2)
-
-    def stop(self) -> list[float]:
-        self.on = False
-        self.thread.join(5)
-        return self.samples
 
 
 class Driving:
@@ -116,7 +94,7 @@ def test_no_malformed_request_ends_the_drive_loop_and_it_keeps_20_hz(driving):
     """`{"throttle": "abc"}` used to end the loop ("the drive loop died: TypeError"); now every malformed
     field of POST /drive, /wsDrive and /wsCalibrate is refused and the car drives on at 20 Hz."""
     base = driving.base
-    watch = LoopWatch(base)
+    watch = LoopWatch(base, TOKEN)
     messages = _malformed_messages()
     driver = Socket(ws_url(base, token=TOKEN))
     calibrate = Socket(ws_url(base, "/wsCalibrate", token=TOKEN))
@@ -143,7 +121,7 @@ def test_ten_concurrent_large_bodies_leave_memory_and_the_loop_alone(driving):
     """Ten concurrent 90 MiB bodies each as POST /drive with a Content-Length, chunked, and as a websocket
     message (logged in): each refused at its header or first chunk; the car's memory stays where it was."""
     huge = 90 * 2**20
-    watch = LoopWatch(driving.base)
+    watch = LoopWatch(driving.base, TOKEN)
     rss_before = rss_bytes()
     peak = [rss_before]
     sampling = True

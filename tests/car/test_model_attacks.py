@@ -17,8 +17,7 @@ import time
 
 import numpy as np
 import pytest
-import requests
-from console_clients import rss_bytes
+from console_clients import LoopWatch, rss_bytes
 from helpers import wait_until
 from hostile_registry import HostileRegistry
 from model_support import gate_doc, with_serial
@@ -31,7 +30,6 @@ from pitlane.car.model_params import shipped_min_serial
 pytestmark = pytest.mark.slow  # real TFLite models, a registry, the twin and a 20 Hz loop
 
 TOKEN = "test-console-token-0123456789"
-BEARER = {"Authorization": f"Bearer {TOKEN}"}
 MIN_LOOP_HZ, MEDIAN_LOOP_HZ = 10.0, 15.0  # [Hz] every sample / their median (as the console's attack tests)
 DEADLINE_S = 4.0  # [s] MODEL_PULL_DEADLINE_S of the car under attack
 
@@ -212,26 +210,6 @@ def test_a_stale_or_a_frozen_model_is_reported_once_per_change(world, tmp_path, 
 
 
 # --- a hostile registry while the car drives ----------------------------------------------------------------
-class LoopWatch:
-    """Samples the car's own telemetry (GET /status loop_hz, as a logged-in operator) every 0.2 s."""
-
-    def __init__(self, base: str) -> None:
-        self.base, self.on = base, True
-        self.samples: list[float] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while self.on:
-            status = requests.get(f"{self.base}/status", headers=BEARER, timeout=5).json()
-            if status.get("loop_hz") is not None:
-                self.samples.append(status["loop_hz"])
-            time.sleep(0.2)
-
-    def stop(self) -> list[float]:
-        self.on = False
-        self.thread.join(5)
-        return self.samples
 
 
 def test_an_endless_blob_a_trickle_and_a_hidden_signature_leave_the_car_driving_at_20_hz(
@@ -284,7 +262,7 @@ def test_an_endless_blob_a_trickle_and_a_hidden_signature_leave_the_car_driving_
         base = f"http://127.0.0.1:{car.web.bound_port}"
         assert wait_until(lambda: (car.web.telemetry.get("loop_hz") or 0) > MEDIAN_LOOP_HZ, 15)
         rss_before = rss_bytes()
-        watch = LoopWatch(base)
+        watch = LoopWatch(base, TOKEN)
 
         def attacked(name: str, words: str, timeout_s: float) -> float:
             """Name model `name`; seconds until the manager refuses it with `words` (a driving on)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -12,11 +13,13 @@ from pitlane.cli import main
 from pitlane.errors import UserError
 from pitlane.evaluate.gate import GatePolicy, GateResult, gate_result, run_gate, write_gate
 from pitlane.evaluate.parts import (
+    RESULT_BUDGET,
     RESULT_LIMIT,
     aggregate,
     dumps,
     load_summary,
     policy_digest,
+    result_size,
     summary,
     write_summary,
 )
@@ -130,6 +133,7 @@ def test_a_part_summary_fits_a_tekton_result():
     result = gate_result("pilot.tflite", "sha256:" + "ab" * 32, policy, reports, 123.4)
     text = dumps(summary(result, "mini_monaco:cw"))
     assert len(text.encode()) < RESULT_LIMIT / 2, len(text)
+    assert result_size(text) < RESULT_BUDGET / 2
     doc = json.loads(text)
     assert doc["policy_digest"] == policy_digest(policy) and doc["checks_failed"] == 0
     assert doc["runs"][0] == "mini_monaco cw-seed0" and doc["checks"] == len(result.checks)
@@ -165,3 +169,10 @@ def test_the_cli_gate_in_parts_gives_the_serial_verdict_and_gate_json(models, tm
     code = main(["gate", "aggregate", *summaries, "--policy", str(policy), "--out", str(tmp_path / "parts")])
     assert (code, capsys.readouterr().out) == (serial, table)
     assert assert_same_tree(tmp_path / "serial", tmp_path / "parts") == 4 * 4 + 2 + 1
+
+
+def test_the_result_budget_is_the_one_the_gate_part_task_enforces():
+    """`pitlane gate --summary-out`'s note and the Task's refusal count the same bytes against the same budget."""
+    script = (Path(__file__).parents[2] / "pipelines" / "task-gate-part.yaml").read_text()
+    assert f"limit={RESULT_BUDGET}" in script
+    assert result_size('{"a":"b\\"}') == len('{"a":"b\\"}') + 4 + 1  # four quotes and a backslash escaped
