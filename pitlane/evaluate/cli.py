@@ -16,7 +16,6 @@ from pitlane.evaluate.parts import (
     RESULT_BUDGET,
     aggregate,
     load_summary,
-    result_size,
     summary,
     write_summary,
 )
@@ -303,8 +302,7 @@ def _gate(args: argparse.Namespace) -> int:
         )
     print(table)
     if args.summary_out:
-        write_summary(summary(result, args.only), args.summary_out)
-        stored = result_size(Path(args.summary_out).read_text())
+        stored = write_summary(summary(result, args.only), args.summary_out)
         if stored > RESULT_BUDGET:
             print(
                 f"note: the summary takes {stored} bytes as a Tekton result, over the {RESULT_BUDGET} one may "

@@ -61,11 +61,12 @@ def dumps(doc: dict[str, Any]) -> str:
 
 
 def write_summary(doc: dict[str, Any], path: str | Path) -> int:
-    """Write the summary (one line, no newline: a Tekton result is the file's bytes); its size."""
+    """Write the summary (one line, no newline: a Tekton result is the file's bytes); its size as Tekton
+    stores it (`result_size`)."""
     text = dumps(doc)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(text)
-    return len(text.encode())
+    return result_size(text)
 
 
 def result_size(text: str) -> int:
