@@ -12,11 +12,12 @@ Three reports, the expert driving the same runs in each:
 3. training: the recipe's own training tracks, both directions, random starts, 2 laps each.
 
 Usage: python bench/bench_generalisation.py [--split validation|test] [--tracks 100] [--reports family,scenes,training]
-         [--laps 10] [--out out/bench_generalisation] [--seeds 0,1,5] [recipe flags: --family-tracks N
+         [--laps 10] [--out out/bench_generalisation] [--seeds 0,1,5] [--recipe broad|demo] [recipe flags: --family-tracks N
          --[no-]line-styles --[no-]hue-grey --directions both --generated-roads N --hairpin-roads N --[no-]flip --[no-]randomize
          --dagger-rounds N --dagger-laps N --record-every K --passes heavy:3,light:1 --scenes S1,S2 --epochs 10 --model-type linear]
          [--model PATH.tflite [--trained-on S1,S2]]
-Recipe flags left out keep the default recipe's values; --model skips training and evaluates that model
+Recipe flags left out keep the --recipe preset's values (broad: issue 24's, chosen on validation; demo: the
+smaller one `make demo` trains); --model skips training and evaluates that model
 (its recipe's tracks from the recipe.json beside it, or --trained-on). Every number goes to OUT/results.json
 with the recipe that produced it; the expert's runs are cached in OUT/expert_cache.json.
 """
@@ -52,9 +53,9 @@ RECIPE_FLAGS = (
 
 
 def _recipe(args):
-    from pitlane.orchestration.recipe import Recipe
+    from pitlane.orchestration.recipe import PRESETS
 
-    recipe = Recipe(seed=args.seed)
+    recipe = replace(PRESETS[args.recipe], seed=args.seed)
     changes: dict = {}
     if args.passes:
         changes["passes"] = tuple(
@@ -92,6 +93,14 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="the recipe's and the named scenes' seed (default 0)")
     ap.add_argument(
         "--seeds", default=None, help="several seeds, comma-separated: one training each, then the spread"
+    )
+    ap.add_argument(
+        "--recipe",
+        choices=("broad", "demo"),
+        default="broad",
+        help="the preset the recipe flags below change (pitlane.orchestration.recipe.PRESETS): broad (default), "
+        "the recipe chosen on validation for tracks nobody tuned on; demo, make demo's smaller one on the named "
+        "scenes",
     )
     ap.add_argument("--directions", choices=("ccw", "cw", "both"), default=None)
     for name in (

@@ -190,3 +190,14 @@ def test_family_tracks_are_the_train_splits_own_per_seed(tmp_path):
     ]
     assert len(lines) == records and len({r["_session_id"] for r in lines}) == 2  # one lap of each track
     assert read_raw_tub(tmp_path / "tub").metadata["line_styles"] == "True"
+
+
+def test_the_broad_preset_trains_only_on_the_familys_train_split_and_the_demo_keeps_the_default():
+    from pitlane.orchestration.recipe import BROAD, PRESETS
+    from pitlane.twin.family import split_of
+
+    assert {"demo": Recipe(), "broad": BROAD} == PRESETS
+    assert BROAD.trained_scenes() == () and BROAD.seeded_roads() == []  # every named scene stays unseen
+    assert len(BROAD.tracks()) == BROAD.family_tracks > 0
+    assert {split_of(int(scene.split(":")[2])) for scene, _ in BROAD.tracks()} == {"train"}
+    assert BROAD.randomize and BROAD.line_styles and BROAD.dagger_rounds >= 1
