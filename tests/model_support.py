@@ -1,12 +1,15 @@
 """Test support for model artifacts: tiny real TFLite models built in seconds (no training), gate reports
-as the gate writes them, and where the registry keeps a blob (to tamper with it at rest)."""
+as the gate writes them, where the registry keeps a blob (to tamper with it at rest), and release keys and
+bundles released as the pipeline releases them."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+from pitlane.artifacts import bundle, oci, signing, trust
 from pitlane.provenance import file_digest
 
 
@@ -118,3 +121,26 @@ def gate_doc(model_digest: str, verdict: str = "pass") -> dict:
         "checks": [check],
         "reports": {"generated_track": {}},
     }
+
+
+def release_key(folder: Path, name: str = "release") -> tuple[Any, Path]:
+    """A signing key pair generated in `folder` as `name`.key/.pub: (the loaded private key, the public key's
+    path). The password is in the environment only while generating and loading."""
+    os.environ[signing.PASSWORD_ENV] = "pw"
+    try:
+        key_path, pub = signing.generate_keys(folder / name)
+        return signing.load_private_key(key_path), pub
+    finally:
+        del os.environ[signing.PASSWORD_ENV]
+
+
+def release_bundle(
+    client: oci.Client, packed: Any, repo: oci.Reference, key: Any, serial: int | None = None
+) -> oci.Reference:
+    """Push `packed` to `repo` and release it as the pipeline does: its serial signed (the config's unless
+    told) and a passing gate report for its model attested."""
+    ref = bundle.push(client, packed, repo, ())
+    config = json.loads(packed.config)
+    serial = config["serial"] if serial is None else serial
+    trust.sign_release(client, ref, key, serial=serial, report=gate_doc(config["model_digest"]))
+    return ref

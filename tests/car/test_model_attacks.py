@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import random
 import statistics
 import threading
@@ -20,9 +19,9 @@ import pytest
 from console_clients import LoopWatch, rss_bytes
 from helpers import wait_until
 from hostile_registry import HostileRegistry
-from model_support import gate_doc, with_serial
+from model_support import release_bundle, release_key, with_serial
 
-from pitlane.artifacts import bundle, oci, signing, trust
+from pitlane.artifacts import bundle, oci, signing
 from pitlane.artifacts.relay import Relay
 from pitlane.car.model_manager import Loaded, ManagerParams, ModelManager
 from pitlane.car.model_params import shipped_min_serial
@@ -37,27 +36,15 @@ DEADLINE_S = 4.0  # [s] MODEL_PULL_DEADLINE_S of the car under attack
 @pytest.fixture(scope="module")
 def world(registry, models, tmp_path_factory):
     """The release key, and bundles of three different models packed once: a (serial 1), b, c."""
-    root = tmp_path_factory.mktemp("attacks")
-    os.environ[signing.PASSWORD_ENV] = "pw"
-    try:
-        key_path, pub = signing.generate_keys(root / "release")
-        key = signing.load_private_key(key_path)
-    finally:
-        del os.environ[signing.PASSWORD_ENV]
+    key, pub = release_key(tmp_path_factory.mktemp("attacks"))
     packed = {name: bundle.pack(models[name], gate_report=None, serial=1) for name in ("a", "b", "c")}
     return dict(key=key, pub=pub, client=oci.Client(registry.host), registry=registry, **packed)
 
 
 def publish(world, b: bundle.Bundle, repo: str, signed_serial: int | None = None) -> oci.Reference:
-    """Push `b` and release it as the pipeline does: its serial signed (the config's unless told), its gate
-    report attested."""
-    ref = bundle.push(world["client"], b, oci.Reference(world["registry"].host, repo), ())
-    config = json.loads(b.config)
-    serial = config["serial"] if signed_serial is None else signed_serial
-    trust.sign_release(
-        world["client"], ref, world["key"], serial=serial, report=gate_doc(config["model_digest"])
-    )
-    return ref
+    """Push `b` and release it as the pipeline does (its serial signed: the config's unless told)."""
+    repo_ref = oci.Reference(world["registry"].host, repo)
+    return release_bundle(world["client"], b, repo_ref, world["key"], serial=signed_serial)
 
 
 def params(world, state_dir, **kw) -> ManagerParams:

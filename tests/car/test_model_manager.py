@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import wait_until
-from model_support import blob_file, gate_doc, with_serial, with_tflite
+from model_support import blob_file, release_bundle, release_key, with_serial, with_tflite
 
-from pitlane.artifacts import bundle, oci, signing, trust
+from pitlane.artifacts import bundle, oci, signing
 from pitlane.artifacts.relay import Relay
 from pitlane.car.model_manager import MEMORY_KEYS, Loaded, ManagerParams, ModelManager
 from pitlane.car.parts import SafePilot
@@ -31,17 +31,9 @@ pytestmark = pytest.mark.slow  # real TFLite models, a registry and a 20 Hz loop
 @pytest.fixture(scope="module")
 def world(registry, models, tmp_path_factory):
     """Keys, a client, and bundle A (serial 1) and B (serial 2) packed once for the module."""
-    import os
-
     root = tmp_path_factory.mktemp("mm")
-    os.environ[signing.PASSWORD_ENV] = "pw"
-    key_path, pub = signing.generate_keys(root / "release")
-    _, other_pub = signing.generate_keys(root / "intruder")
-    del os.environ[signing.PASSWORD_ENV]
-    os.environ[signing.PASSWORD_ENV] = "pw"
-    key = signing.load_private_key(key_path)
-    intruder = signing.load_private_key(root / "intruder.key")
-    del os.environ[signing.PASSWORD_ENV]
+    key, pub = release_key(root)
+    intruder, _ = release_key(root, "intruder")
     a = bundle.pack(models["a"], gate_report=None, serial=1)
     b = bundle.pack(models["b"], gate_report=None, serial=2)
     return dict(key=key, pub=pub, intruder=intruder, a=a, b=b, client=oci.Client(registry.host), root=root)
@@ -55,12 +47,9 @@ def current_model(manager: ModelManager) -> Loaded:
 
 def publish(world, registry, b: bundle.Bundle, repo: str = "car/pilot", key="key") -> oci.Reference:
     """Push `b`; with a key, sign and attest it as the release does (its serial signed, its gate passed)."""
-    ref = bundle.push(world["client"], b, oci.Reference(registry.host, repo), ())
     if key:
-        config = json.loads(b.config)
-        report = gate_doc(config["model_digest"])
-        trust.sign_release(world["client"], ref, world[key], serial=config["serial"], report=report)
-    return ref
+        return release_bundle(world["client"], b, oci.Reference(registry.host, repo), world[key])
+    return bundle.push(world["client"], b, oci.Reference(registry.host, repo), ())
 
 
 class Loads:

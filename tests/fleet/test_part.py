@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 import pytest
-from model_support import gate_doc
+from model_support import release_bundle, release_key
 
-from pitlane.artifacts import bundle, oci, signing, trust
+from pitlane.artifacts import bundle, oci
 from pitlane.car.parts import SafePilot
 from pitlane.data.framestats import frame_features, summarise
 from pitlane.fleet import protocol
@@ -104,17 +104,10 @@ def test_heartbeats_come_at_their_period_and_events_at_once(tmp_path):
 @pytest.fixture(scope="module")
 def signed(registry, models, tmp_path_factory):
     """Keys and three signed bundles: A (with its training frames' statistics), B, and one that outputs NaN."""
-    import os
-
     from pitlane.provenance import run_record_path
 
     root = tmp_path_factory.mktemp("fleet-mm")
-    os.environ[signing.PASSWORD_ENV] = "pw"
-    try:
-        key_path, pub = signing.generate_keys(root / "release")
-        key = signing.load_private_key(key_path)
-    finally:
-        del os.environ[signing.PASSWORD_ENV]
+    key, pub = release_key(root)
     model_a = root / "a" / "pilot.tflite"
     model_a.parent.mkdir()
     model_a.write_bytes(models["a"].read_bytes())
@@ -124,12 +117,10 @@ def signed(registry, models, tmp_path_factory):
     a = bundle.pack(model_a, gate_report=None, serial=1)
     b = bundle.pack(models["b"], gate_report=None, serial=2)
     nan = b.replaced(bundle.TFLITE_NAME, models["nan"].read_bytes(), serial=3)  # loads, answers NaN
-    refs = {}
-    for name, packed in (("a", a), ("b", b), ("nan", nan)):
-        refs[name] = bundle.push(client, packed, oci.Reference(registry.host, "fleet/pilot"), ())
-        config = json.loads(packed.config)  # signed and attested as the release does
-        report = gate_doc(config["model_digest"])
-        trust.sign_release(client, refs[name], key, serial=config["serial"], report=report)
+    repo = oci.Reference(registry.host, "fleet/pilot")
+    refs = {
+        name: release_bundle(client, packed, repo, key) for name, packed in (("a", a), ("b", b), ("nan", nan))
+    }
     return pub, refs
 
 
