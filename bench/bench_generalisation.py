@@ -66,9 +66,9 @@ def _recipe(args):
             changes[name] = getattr(args, name)
     if args.scenes is not None:
         changes["scenes"] = tuple(s for s in args.scenes.split(",") if s)
-    train = {"epochs": args.epochs, "model_type": args.model_type}
-    if any(train.values()):
-        changes["train"] = replace(recipe.train, **{k: v for k, v in train.items() if v})
+    train = {"epochs": args.epochs, "model_type": args.model_type, "crop_top": args.crop_top}
+    if any(v is not None for v in train.values()):
+        changes["train"] = replace(recipe.train, **{k: v for k, v in train.items() if v is not None})
     return replace(recipe, **changes)
 
 
@@ -117,6 +117,9 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--passes", default=None, help="noise:laps,... (default: the recipe's)")
     ap.add_argument("--scenes", default=None, help="named training scenes, comma-separated ('' for none)")
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument(
+        "--crop-top", type=int, default=None, help="rows the model cuts off the top (horizon crop)"
+    )
     ap.add_argument("--model-type", choices=("linear", "categorical", "inferred"), default=None)
     ap.add_argument("--model", type=Path, default=None, help="evaluate this model instead of training one")
     ap.add_argument("--trained-on", default=None, help="with --model: the scenes it trained on")

@@ -62,6 +62,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="optimizer learning rate (default: the model type's optimizer default, 0.001)",
     )
     p.add_argument(
+        "--crop-top",
+        type=int,
+        default=d.crop_top,
+        metavar="ROWS",
+        help="cut ROWS rows off the top of every frame inside the model, e.g. the sky above the horizon "
+        "(the model still takes whole frames; 28 is the twin camera's horizon; default 0: no crop)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -85,6 +93,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         learning_rate=args.learning_rate,
+        crop_top=args.crop_top,
         overrides=parse_overrides(args.overrides),
         verbose=2,  # one line per epoch, on stderr (stdout carries only the paths written)
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from pitlane.errors import UserError
 from pitlane.pilots.model import KERAS_SUFFIXES, check_model_file, model_type_from_outputs
 from pitlane.provenance import file_digest
+from pitlane.train.crop import crop_of
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,11 @@ def copy_start(start_from: str | Path, work_dir: Path) -> StartModel:
     return StartModel(str(source), file_digest(copy), copy)
 
 
-def check_start(start: StartModel, model_type: str, image_shape: tuple[int, int, int]) -> None:
-    """One line if the start model is not a `model_type` model of the tubs' image size."""
+def check_start(
+    start: StartModel, model_type: str, image_shape: tuple[int, int, int], crop_top: int = 0
+) -> None:
+    """One line if the start model is not a `model_type` model of the tubs' image size cropping `crop_top`
+    rows (donkeycar's transfer loads the start model whole: its crop would silently win)."""
     import numpy as np
     from tensorflow import keras
 
@@ -52,4 +56,9 @@ def check_start(start: StartModel, model_type: str, image_shape: tuple[int, int,
         raise UserError(
             f"start model {start.source} is a {kind or 'foreign'} model for {shape} images; training makes a "
             f"{model_type} model for {image_shape} images: start from one of those"
+        )
+    if crop_of(model) != crop_top:
+        raise UserError(
+            f"start model {start.source} crops {crop_of(model)} rows off the top of its frames; training "
+            f"crops {crop_top}: start from a model with the same horizon crop"
         )

@@ -42,6 +42,7 @@ from pitlane.provenance import (
     run_record_path,
     tub_digest,
 )
+from pitlane.train.crop import horizon_crop
 from pitlane.train.overrides import check_override
 from pitlane.train.pipeline import cached_input
 from pitlane.train.split import stable_split
@@ -72,6 +73,7 @@ class TrainParams:
         None  # optimizer step size; None: the model type's optimizer default (0.001)
     )
     overrides: dict[str, Any] = field(default_factory=dict)  # donkeycar config keys its training reads
+    crop_top: int = 0  # [px rows] cut off the top of the frame inside the model (pitlane.train.crop), 0: none
 
     def __post_init__(self) -> None:
         if self.model_type not in MODEL_TYPES:
@@ -85,6 +87,8 @@ class TrainParams:
         lr = self.learning_rate
         if lr is not None and not (isinstance(lr, int | float) and math.isfinite(lr) and 0 < lr <= 10):
             raise UserError(f"learning rate must be a number in (0, 10], got {lr}")
+        if isinstance(self.crop_top, bool) or not isinstance(self.crop_top, int) or self.crop_top < 0:
+            raise UserError(f"horizon crop must be a whole number of rows >= 0, got {self.crop_top!r}")
         for key, value in self.overrides.items():
             check_override(key, value)
 
@@ -345,7 +349,7 @@ def _train(
     configure_tensorflow(params.threads, params.seed, params.deterministic)
     image_shape = infos[0].image_shape
     if start is not None:
-        check_start(start, params.model_type, image_shape)
+        check_start(start, params.model_type, image_shape, params.crop_top)
     cfg = donkey_config(params, image_shape, out.parent)
     log.info(
         "training %s on %d records from %d tubs (%d bad records skipped) -> %s",
@@ -404,6 +408,7 @@ def _fit(
     with (
         warnings.catch_warnings(),
         optimizer_with(params.learning_rate, optimizer),
+        horizon_crop(params.crop_top, cfg.IMAGE_H, params.model_type),
         stable_split(params.seed),
         _input_pipeline(params, infos, digests),
     ):
