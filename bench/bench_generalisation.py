@@ -47,6 +47,7 @@ RECIPE_FLAGS = (
     "record_every",
     "dagger_rounds",
     "dagger_laps",
+    "dagger_epochs",
     "flip",
     "randomize",
 )
@@ -109,6 +110,7 @@ def _args() -> argparse.Namespace:
         "family-tracks",
         "dagger-rounds",
         "dagger-laps",
+        "dagger-epochs",
         "record-every",
     ):
         ap.add_argument(f"--{name}", type=int, default=None)
