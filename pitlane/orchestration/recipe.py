@@ -127,12 +127,12 @@ class Recipe:
 
 # issue 24's benchmark recipe, chosen on the track family's validation split only (bench_generalisation.py;
 # README "Generalisation, held out"): no named scene, 64 of the family's training tracks painted in its line
-# styles and colours, one heavy-noise lap each keeping every 2nd frame, one DAgger lap each. Runs completed
-# on 50 validation tracks x 2 directions: 16 tracks 74/100; 32 tracks 89/100; 16 tracks with 3 DAgger rounds
-# 93/100 (three retrains); 64 tracks, every 2nd frame 93/100 (laps 187/200, |CTE| 0.151 of the
-# half-width, the least). Reported once on 100 test tracks x 2: 163/200 runs (81.5 %, CI 75.5-86.3 %), 99 % of
-# the expert's speed, every named scene 10/10 both ways. About 24,000 records, 2.8x `make demo`'s `Recipe()`
-# (DEMO), which the demo keeps.
+# styles and colours, one heavy-noise lap each keeping every 2nd frame, then two DAgger rounds of one lap
+# each. Runs completed on 100 validation tracks x 2 directions: one DAgger round 183/200 (|CTE| 0.174 of the
+# half-width); the same with the horizon crop 182/200; two DAgger rounds 189/200 (|CTE| 0.125). Reported once
+# on 100 test tracks x 2: 170/200 runs (85.0 %, CI 79.4-89.3 %; the first
+# broad, one round: 163/200), 101 % of the expert's speed, every named scene 10/10 both ways. About 36,500
+# records, 4.1x `make demo`'s `Recipe()` (DEMO), which the demo keeps.
 BROAD = Recipe(
     scenes=(),
     passes=(("heavy", 1),),
@@ -140,6 +140,7 @@ BROAD = Recipe(
     family_tracks=64,
     line_styles=True,
     record_every=2,
+    dagger_rounds=2,
     dagger_laps=1,
 )
 DEMO = Recipe()
